@@ -1,0 +1,48 @@
+# pgha: the two commands of the README's quick start, and their parts.
+# Run as root on Debian 12.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+DEB_PACKAGES := postgresql-15 patroni python3-etcd3 python3-psycopg2 etcd-server etcd-client haproxy supervisor
+
+.PHONY: lab lab-down lab-clean lab-status test unit bench deps venv lint
+
+lab: deps venv
+	$(VENV)/bin/python lab/pghalab.py up
+
+lab-down:
+	@if [ -x $(VENV)/bin/python ]; then $(VENV)/bin/python lab/pghalab.py down; else $(PYTHON) lab/pghalab.py down; fi
+
+lab-clean:
+	@if [ -x $(VENV)/bin/python ]; then $(VENV)/bin/python lab/pghalab.py clean; else $(PYTHON) lab/pghalab.py clean; fi
+
+lab-status:
+	$(VENV)/bin/python lab/pghalab.py status
+
+test: deps venv
+	$(VENV)/bin/python -m pytest tests -ra
+
+unit: venv
+	$(VENV)/bin/python -m pytest tests/unit -ra
+
+bench: deps venv
+	$(VENV)/bin/python bench/bench.py
+
+lint: venv
+	$(VENV)/bin/ruff check _modules _states _runners lab tests bench
+
+# Debian packages: apt-get only when one is missing. Installing must not start
+# the distribution's services (Patroni runs PostgreSQL; the formula starts the rest).
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@

@@ -1,0 +1,554 @@
+"""
+The pgha model: the formula's parameters merged with pillar, and their validation.
+
+Every entry point of the formula reads the cluster through this module: the
+state files (through ``map.jinja``), the other pgha execution modules, and the
+orchestration's first gate. It merges ``salt://pgha/parameters/defaults.yaml``,
+``salt://pgha/parameters/os_family/<os_family>.yaml``, pillar ``pgha:lookup``
+and pillar ``pgha``, derives what every role needs (addresses, endpoints,
+paths under the minion's root) and refuses a pillar with mistakes, naming each
+wrong key by its full path. It needs nothing but Salt itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import logging
+import re
+from typing import Any
+
+import salt.utils.yaml
+from salt.exceptions import CommandExecutionError
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "pgha_config"
+
+ROLES = ("etcd", "postgresql", "haproxy")
+SERVICE_MANAGERS = ("systemd", "supervisord")
+DRILL_MODES = ("stop", "crash", "switchover")
+SECRET_KEYS = (
+    "superuser_password",
+    "replication_password",
+    "admin_password",
+    "restapi_password",
+    "haproxy_stats_password",
+)
+# Passwords printed in the seed and other well-known demo values.
+DEMO_PASSWORDS = frozenset(
+    {"admin", "secretpassword", "rep-pass", "postgres", "password", "replicator", "patroni", "changeme"}
+)
+HBA_TYPES = ("local", "host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc")
+HBA_METHODS = ("scram-sha-256", "md5", "cert", "reject", "peer", "gss", "ldap", "radius", "pam")
+# Keys under these paths are free-form (names chosen by the operator).
+FREE_FORM = {("nodes",), ("postgresql", "parameters"), ("patroni", "tags")}
+NODE_KEYS = {"address", "roles"}
+# lookup keys whose values are paths placed under the minion's root.
+ROOTED_SUFFIXES = ("_file", "_dir", "socket", "pidfile")
+NOT_ROOTED = {"bin_dir"}
+MASK = "********"
+_DURATION = re.compile(r"^\d+(us|ms|s|m|h|d)?$")
+_MINION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def __virtual__():
+    return __virtualname__
+
+
+# ---------------------------------------------------------------------------
+# merging
+# ---------------------------------------------------------------------------
+
+
+def _merge(base: dict, update: dict) -> dict:
+    """Recursive merge: dicts merge, everything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in (update or {}).items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _load_yaml(path: str, saltenv: str, required: bool) -> dict:
+    cache_key = f"pgha_config.yaml.{saltenv}.{path}"
+    if cache_key not in __context__:
+        text = __salt__["cp.get_file_str"](path, saltenv=saltenv)
+        if not text:
+            if required:
+                raise CommandExecutionError(
+                    f"pgha: cannot read {path}: is the formula in the master's file_roots?"
+                )
+            text = "{}"
+        __context__[cache_key] = salt.utils.yaml.safe_load(text) or {}
+    return copy.deepcopy(__context__[cache_key])
+
+
+def defaults(saltenv: str = "base") -> dict:
+    """
+    The formula's defaults: ``parameters/defaults.yaml`` merged with the file
+    of this minion's os_family.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 pgha_config.defaults
+    """
+    base = _load_yaml("salt://pgha/parameters/defaults.yaml", saltenv, required=True)
+    os_family = __grains__.get("os_family", "")
+    family = _load_yaml(f"salt://pgha/parameters/os_family/{os_family}.yaml", saltenv, required=False)
+    return _merge(base, family)
+
+
+# ---------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------
+
+
+def _key(*parts: Any) -> str:
+    return ":".join(["pgha", *[str(part) for part in parts]])
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _unknown_keys(given: Any, known: Any, path: tuple, errors: list) -> None:
+    if not isinstance(given, dict) or not isinstance(known, dict):
+        return
+    if path in FREE_FORM:
+        return
+    for key, value in given.items():
+        if key not in known:
+            errors.append(f"{_key(*path, key)}: unknown key (typo?); known keys here: {', '.join(sorted(map(str, known)))}")
+            continue
+        _unknown_keys(value, known[key], path + (key,), errors)
+
+
+def _check_port(value: Any, path: tuple, errors: list) -> bool:
+    if not _is_int(value) or not 1 <= value <= 65535:
+        errors.append(f"{_key(*path)}: must be a port number 1-65535 (got {value!r})")
+        return False
+    return True
+
+
+def _check_int(value: Any, path: tuple, errors: list, minimum: int) -> bool:
+    if not _is_int(value):
+        errors.append(f"{_key(*path)}: must be an integer (got {value!r})")
+        return False
+    if value < minimum:
+        errors.append(f"{_key(*path)}: must be at least {minimum} (got {value})")
+        return False
+    return True
+
+
+def _check_bool(value: Any, path: tuple, errors: list) -> None:
+    if not isinstance(value, bool):
+        errors.append(f"{_key(*path)}: must be true or false (got {value!r})")
+
+
+def _check_duration(value: Any, path: tuple, errors: list) -> None:
+    if not _DURATION.match(str(value)):
+        errors.append(f"{_key(*path)}: must be a duration such as 3s, 500ms or 30m (got {value!r})")
+
+
+def _check_cidr(value: Any, path: tuple, errors: list) -> bool:
+    try:
+        ipaddress.ip_network(str(value), strict=True)
+    except ValueError as exc:
+        errors.append(f"{_key(*path)}: not a network in CIDR form such as 10.0.0.0/24 ({exc})")
+        return False
+    if "/" not in str(value):
+        errors.append(f"{_key(*path)}: give the prefix length, e.g. {value}/32")
+        return False
+    return True
+
+
+def _check_bind(value: Any, path: tuple, errors: list) -> None:
+    if value == "*":
+        return
+    try:
+        ipaddress.ip_address(str(value))
+    except ValueError:
+        errors.append(f"{_key(*path)}: must be an IP address or '*' (got {value!r})")
+
+
+def _check_nodes(cfg: dict, errors: list) -> dict:
+    nodes = cfg.get("nodes")
+    by_role: dict = {role: [] for role in ROLES}
+    if not isinstance(nodes, dict) or not nodes:
+        errors.append(f"{_key('nodes')}: must map each minion id to its address and roles; none given")
+        return by_role
+    for node_id, node in nodes.items():
+        if not isinstance(node_id, str) or not _MINION_ID.match(node_id):
+            errors.append(f"{_key('nodes', node_id)}: not a valid minion id")
+        if not isinstance(node, dict):
+            errors.append(f"{_key('nodes', node_id)}: must be a map with address and roles")
+            continue
+        for key in node:
+            if key not in NODE_KEYS:
+                errors.append(f"{_key('nodes', node_id, key)}: unknown key (typo?); known keys here: address, roles")
+        address = node.get("address")
+        try:
+            ipaddress.ip_address(str(address))
+            if address is None:
+                raise ValueError
+        except ValueError:
+            errors.append(f"{_key('nodes', node_id, 'address')}: must be an IP address (got {address!r})")
+        roles = node.get("roles")
+        if not isinstance(roles, list) or not roles:
+            errors.append(f"{_key('nodes', node_id, 'roles')}: must be a non-empty list of {', '.join(ROLES)}")
+            continue
+        for role in roles:
+            if role not in ROLES:
+                errors.append(f"{_key('nodes', node_id, 'roles')}: unknown role {role!r}; roles are {', '.join(ROLES)}")
+            else:
+                by_role[role].append(node_id)
+        if len(set(roles)) != len(roles):
+            errors.append(f"{_key('nodes', node_id, 'roles')}: a role is listed twice")
+    for role in ROLES:
+        if not by_role[role]:
+            errors.append(f"{_key('nodes')}: no node has the role {role!r}; the cluster needs one")
+    if by_role["etcd"] and len(by_role["etcd"]) % 2 == 0:
+        errors.append(
+            f"{_key('nodes')}: {len(by_role['etcd'])} etcd members; use an odd number "
+            "(an even one tolerates no more failures and risks a split vote)"
+        )
+    return by_role
+
+
+def _check_collisions(cfg: dict, by_role: dict, errors: list) -> None:
+    nodes = cfg.get("nodes") or {}
+    seen: dict = {}
+
+    def use(node_id: str, port: Any, what: str, bind: Any = None) -> None:
+        # '*' binds every address of the node: count it on the node's address.
+        address = str(bind if bind not in (None, "*") else (nodes.get(node_id) or {}).get("address"))
+        if not _is_int(port):
+            return
+        if (address, port) in seen:
+            errors.append(f"{_key('nodes', node_id)}: {what} on {address}:{port} collides with {seen[(address, port)]}")
+            return
+        seen[(address, port)] = f"{what} of {node_id}"
+
+    for node_id in by_role["etcd"]:
+        use(node_id, cfg["etcd"].get("client_port"), "etcd client port")
+        use(node_id, cfg["etcd"].get("peer_port"), "etcd peer port")
+    for node_id in by_role["postgresql"]:
+        use(node_id, cfg["postgresql"].get("port"), "PostgreSQL")
+        use(node_id, cfg["patroni"].get("restapi_port"), "Patroni REST API")
+    haproxy = cfg.get("haproxy") or {}
+    for node_id in by_role["haproxy"]:
+        use(node_id, haproxy.get("port"), "HAProxy", haproxy.get("bind_address"))
+        use(node_id, haproxy.get("stats_port"), "HAProxy stats page", haproxy.get("stats_bind_address"))
+
+
+def _check_patroni(cfg: dict, errors: list) -> None:
+    patroni = cfg.get("patroni") or {}
+    ok = _check_int(patroni.get("ttl"), ("patroni", "ttl"), errors, 20)
+    ok &= _check_int(patroni.get("loop_wait"), ("patroni", "loop_wait"), errors, 1)
+    ok &= _check_int(patroni.get("retry_timeout"), ("patroni", "retry_timeout"), errors, 3)
+    if ok and patroni["loop_wait"] + 2 * patroni["retry_timeout"] > patroni["ttl"]:
+        errors.append(
+            f"{_key('patroni', 'ttl')}: loop_wait + 2*retry_timeout must not exceed ttl "
+            f"({patroni['loop_wait']} + 2*{patroni['retry_timeout']} > {patroni['ttl']})"
+        )
+    _check_int(patroni.get("maximum_lag_on_failover"), ("patroni", "maximum_lag_on_failover"), errors, 0)
+    _check_port(patroni.get("restapi_port"), ("patroni", "restapi_port"), errors)
+    for flag in ("use_pg_rewind", "synchronous_mode", "synchronous_mode_strict", "failsafe_mode"):
+        _check_bool(patroni.get(flag), ("patroni", flag), errors)
+    if patroni.get("synchronous_mode_strict") is True and patroni.get("synchronous_mode") is not True:
+        errors.append(f"{_key('patroni', 'synchronous_mode_strict')}: needs patroni:synchronous_mode: true")
+    tags = patroni.get("tags")
+    if not isinstance(tags, dict):
+        errors.append(f"{_key('patroni', 'tags')}: must be a map")
+
+
+def _check_postgresql(cfg: dict, errors: list) -> None:
+    pg = cfg.get("postgresql") or {}
+    _check_port(pg.get("port"), ("postgresql", "port"), errors)
+    networks = pg.get("client_networks")
+    if not isinstance(networks, list):
+        errors.append(f"{_key('postgresql', 'client_networks')}: must be a list of networks")
+    else:
+        for index, network in enumerate(networks):
+            _check_cidr(network, ("postgresql", "client_networks", index), errors)
+    entries = pg.get("pg_hba")
+    if not isinstance(entries, list):
+        errors.append(f"{_key('postgresql', 'pg_hba')}: must be a list of entries")
+        entries = []
+    for index, entry in enumerate(entries):
+        path = ("postgresql", "pg_hba", index)
+        if not isinstance(entry, dict):
+            errors.append(f"{_key(*path)}: must be a map with type, database, user, address, method")
+            continue
+        for key in entry:
+            if key not in ("type", "database", "user", "address", "method"):
+                errors.append(f"{_key(*path, key)}: unknown key; use type, database, user, address, method")
+        kind = entry.get("type")
+        if kind not in HBA_TYPES:
+            errors.append(f"{_key(*path, 'type')}: must be one of {', '.join(HBA_TYPES)} (got {kind!r})")
+        for field in ("database", "user"):
+            value = entry.get(field)
+            if not isinstance(value, str) or not value or any(ch.isspace() for ch in value):
+                errors.append(f"{_key(*path, field)}: must be a non-empty word (got {value!r})")
+        if kind != "local":
+            if "address" not in entry:
+                errors.append(f"{_key(*path, 'address')}: required for type {kind!r}")
+            else:
+                _check_cidr(entry["address"], path + ("address",), errors)
+        method = entry.get("method")
+        if method not in HBA_METHODS:
+            errors.append(
+                f"{_key(*path, 'method')}: must be one of {', '.join(HBA_METHODS)} (got {method!r}; "
+                "trust and password are refused)"
+            )
+        elif method == "peer" and kind != "local":
+            errors.append(f"{_key(*path, 'method')}: peer works only with type local")
+    params = pg.get("parameters")
+    if not isinstance(params, dict):
+        errors.append(f"{_key('postgresql', 'parameters')}: must be a map of PostgreSQL settings")
+    elif params.get("password_encryption", "scram-sha-256") not in ("scram-sha-256", "md5"):
+        errors.append(f"{_key('postgresql', 'parameters', 'password_encryption')}: must be scram-sha-256 or md5")
+
+
+def _check_haproxy(cfg: dict, errors: list) -> None:
+    haproxy = cfg.get("haproxy") or {}
+    _check_port(haproxy.get("port"), ("haproxy", "port"), errors)
+    _check_port(haproxy.get("stats_port"), ("haproxy", "stats_port"), errors)
+    _check_bind(haproxy.get("bind_address"), ("haproxy", "bind_address"), errors)
+    _check_bind(haproxy.get("stats_bind_address"), ("haproxy", "stats_bind_address"), errors)
+    for key in ("maxconn", "server_maxconn"):
+        _check_int(haproxy.get(key), ("haproxy", key), errors, 1)
+    _check_int(haproxy.get("retries"), ("haproxy", "retries"), errors, 0)
+    check = haproxy.get("check")
+    if not isinstance(check, dict):
+        errors.append(f"{_key('haproxy', 'check')}: must be a map with inter, fall, rise")
+    else:
+        _check_duration(check.get("inter"), ("haproxy", "check", "inter"), errors)
+        _check_int(check.get("fall"), ("haproxy", "check", "fall"), errors, 1)
+        _check_int(check.get("rise"), ("haproxy", "check", "rise"), errors, 1)
+    timeout = haproxy.get("timeout")
+    if isinstance(timeout, dict):
+        for key, value in timeout.items():
+            _check_duration(value, ("haproxy", "timeout", key), errors)
+
+
+def _check_misc(cfg: dict, by_role: dict, errors: list) -> None:
+    cluster = cfg.get("cluster") or {}
+    scope = cluster.get("scope")
+    if not isinstance(scope, str) or not re.match(r"^[A-Za-z0-9_.-]+$", scope or ""):
+        errors.append(f"{_key('cluster', 'scope')}: must be a non-empty name of letters, digits, . _ - (got {scope!r})")
+    namespace = cluster.get("namespace")
+    if not isinstance(namespace, str) or not namespace.startswith("/") or not namespace.endswith("/"):
+        errors.append(f"{_key('cluster', 'namespace')}: must start and end with / (got {namespace!r})")
+    leader = cluster.get("bootstrap_leader")
+    if leader is not None and leader not in by_role["postgresql"]:
+        errors.append(
+            f"{_key('cluster', 'bootstrap_leader')}: {leader!r} is not a postgresql node "
+            f"(postgresql nodes: {', '.join(sorted(by_role['postgresql'])) or 'none'})"
+        )
+    etcd = cfg.get("etcd") or {}
+    _check_port(etcd.get("client_port"), ("etcd", "client_port"), errors)
+    _check_port(etcd.get("peer_port"), ("etcd", "peer_port"), errors)
+    if etcd.get("initial_cluster_state") not in ("new", "existing"):
+        errors.append(f"{_key('etcd', 'initial_cluster_state')}: must be new or existing")
+    if not isinstance(etcd.get("token"), str) or not etcd.get("token"):
+        errors.append(f"{_key('etcd', 'token')}: must be a non-empty string")
+    users = cfg.get("users") or {}
+    for key, value in users.items():
+        if not isinstance(value, str) or not _IDENTIFIER.match(value):
+            errors.append(f"{_key('users', key)}: must be a user name of letters, digits and _ (got {value!r})")
+    lookup = cfg.get("lookup") or {}
+    if lookup.get("service_manager") not in SERVICE_MANAGERS:
+        errors.append(
+            f"{_key('lookup', 'service_manager')}: must be one of {', '.join(SERVICE_MANAGERS)} "
+            f"(got {lookup.get('service_manager')!r})"
+        )
+    root = lookup.get("root")
+    if not isinstance(root, str) or (root and not root.startswith("/")):
+        errors.append(f"{_key('lookup', 'root')}: must be empty or an absolute path (got {root!r})")
+    drill = cfg.get("drill") or {}
+    _check_bool(drill.get("enabled"), ("drill", "enabled"), errors)
+    if drill.get("mode") not in DRILL_MODES:
+        errors.append(f"{_key('drill', 'mode')}: must be one of {', '.join(DRILL_MODES)} (got {drill.get('mode')!r})")
+    _check_int(drill.get("timeout"), ("drill", "timeout"), errors, 10)
+    gates = cfg.get("gates") or {}
+    _check_int(gates.get("timeout"), ("gates", "timeout"), errors, 10)
+    _check_int(gates.get("max_lag_bytes"), ("gates", "max_lag_bytes"), errors, 0)
+    _check_bool(cfg.get("lab"), ("lab",), errors)
+
+
+def _check_secrets(cfg: dict, errors: list) -> None:
+    secrets = cfg.get("secrets") or {}
+    lab = cfg.get("lab") is True
+    for key in SECRET_KEYS:
+        value = secrets.get(key)
+        if not isinstance(value, str) or not value:
+            errors.append(f"{_key('secrets', key)}: required, must be a non-empty string")
+        elif any(ch in value for ch in "\n\r"):
+            errors.append(f"{_key('secrets', key)}: must be one line")
+        elif value.lower() in DEMO_PASSWORDS and not lab:
+            errors.append(
+                f"{_key('secrets', key)}: a well-known demo password; choose another "
+                "(allowed only with pgha:lab: true)"
+            )
+
+
+def check(cfg: dict, given: dict, known: dict) -> list[str]:
+    """
+    All problems of a configuration, as 'pgha:key:path: problem' lines.
+
+    ``cfg`` is the merged configuration, ``given`` the pillar as written (for
+    unknown keys) and ``known`` the defaults' tree (the keys that exist).
+    """
+    errors: list[str] = []
+    _unknown_keys(given, known, (), errors)
+    for key, default in known.items():
+        if isinstance(default, dict) and not isinstance(cfg.get(key), dict):
+            errors.append(f"{_key(key)}: must be a map (got {cfg.get(key)!r})")
+            cfg = dict(cfg, **{key: default})
+    by_role = _check_nodes(cfg, errors)
+    _check_collisions(cfg, by_role, errors)
+    _check_patroni(cfg, errors)
+    _check_postgresql(cfg, errors)
+    _check_haproxy(cfg, errors)
+    _check_misc(cfg, by_role, errors)
+    _check_secrets(cfg, errors)
+    return errors
+
+
+# ---------------------------------------------------------------------------
+# the model
+# ---------------------------------------------------------------------------
+
+
+def _rooted(lookup: dict, root: str) -> dict:
+    out: dict = {}
+    for key, value in lookup.items():
+        if isinstance(value, dict):
+            out[key] = _rooted(value, root)
+        elif (
+            isinstance(value, str)
+            and value.startswith("/")
+            and key not in NOT_ROOTED
+            and key.endswith(ROOTED_SUFFIXES)
+        ):
+            out[key] = root + value
+        else:
+            out[key] = value
+    return out
+
+
+
+
+def build(cfg: dict, minion_id: str) -> dict:
+    """Derive the map of one minion from a merged configuration (assumed valid)."""
+    data = copy.deepcopy(cfg)
+    nodes = data["nodes"]
+    by_role = {role: sorted(n for n, node in nodes.items() if role in node["roles"]) for role in ROLES}
+    node = nodes.get(minion_id, {"address": None, "roles": []})
+    root = data["lookup"]["root"].replace("{id}", minion_id)
+    data["lookup"] = _rooted(data["lookup"], root)
+    data["lookup"]["root"] = root
+    data["id"] = minion_id
+    data["node"] = dict(node, id=minion_id)
+    data["roles"] = list(node["roles"])
+    data["pg_nodes"] = by_role["postgresql"]
+    data["etcd_nodes"] = by_role["etcd"]
+    data["haproxy_nodes"] = by_role["haproxy"]
+    data["cluster"]["bootstrap_leader"] = data["cluster"]["bootstrap_leader"] or by_role["postgresql"][0]
+    etcd = data["etcd"]
+    etcd["client_urls"] = {n: f"http://{_host(nodes[n]['address'])}:{etcd['client_port']}" for n in by_role["etcd"]}
+    etcd["peer_urls"] = {n: f"http://{_host(nodes[n]['address'])}:{etcd['peer_port']}" for n in by_role["etcd"]}
+    etcd["hosts"] = [f"{_host(nodes[n]['address'])}:{etcd['client_port']}" for n in by_role["etcd"]]
+    etcd["initial_cluster"] = ",".join(f"{n}={url}" for n, url in etcd["peer_urls"].items())
+    data["restapi_urls"] = {
+        n: f"http://{_host(nodes[n]['address'])}:{data['patroni']['restapi_port']}" for n in by_role["postgresql"]
+    }
+    haproxy_node = by_role["haproxy"][0] if by_role["haproxy"] else None
+    data["haproxy"]["write_address"] = nodes[haproxy_node]["address"] if haproxy_node else None
+    return data
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in str(address) else str(address)
+
+
+def mask(data: Any) -> Any:
+    """A copy of data with every secret replaced by a mask."""
+    if isinstance(data, dict):
+        return {
+            key: {name: MASK for name in value} if key == "secrets" and isinstance(value, dict) else mask(value)
+            for key, value in data.items()
+        }
+    if isinstance(data, list):
+        return [mask(item) for item in data]
+    return data
+
+
+def _pillar_cfg(pillar: dict | None) -> dict:
+    cfg = __pillar__.get("pgha", {}) if hasattr(__pillar__, "get") else {}
+    if pillar:
+        override = pillar.get("pgha", pillar) if isinstance(pillar, dict) else {}
+        cfg = _merge(dict(cfg), override)
+    return cfg
+
+
+def validate(pillar: dict | None = None, saltenv: str = "base") -> dict:
+    """
+    Check the ``pgha`` pillar this minion sees, optionally merged with a
+    pillar override, and list every problem found.
+
+    Returns ``{"valid": bool, "errors": [...]}``; the exit code is non-zero
+    when the pillar is not valid.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 pgha_config.validate
+        salt postgres01 pgha_config.validate pillar='{"pgha": {"patroni": {"ttl": 10}}}'
+    """
+    given = _pillar_cfg(pillar)
+    if not isinstance(given, dict):
+        errors = ["pgha: must be a map"]
+    else:
+        known = defaults(saltenv)
+        errors = check(_merge(known, given), given, known)
+    if errors:
+        __context__["retcode"] = 1
+    return {"valid": not errors, "errors": errors}
+
+
+def mapdata(show_secrets: bool = False, saltenv: str = "base", pillar: dict | None = None) -> dict:
+    """
+    The merged, validated parameters of this minion: its roles, its paths
+    (under ``lookup:root``), every node, the etcd endpoints and the Patroni
+    REST API URLs. Secrets are masked unless ``show_secrets=True`` (the state
+    files ask for them; nothing else should).
+
+    Raises an error naming every wrong pillar key when the pillar is invalid.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 pgha_config.mapdata
+    """
+    given = _pillar_cfg(pillar)
+    if not isinstance(given, dict):
+        raise CommandExecutionError("pgha: the pillar key pgha must be a map")
+    known = defaults(saltenv)
+    cfg = _merge(known, given)
+    errors = check(cfg, given, known)
+    if errors:
+        raise CommandExecutionError(
+            "pgha: the pillar is invalid, nothing was changed:\n  " + "\n  ".join(errors)
+        )
+    data = build(cfg, __grains__.get("id") or __opts__.get("id"))
+    return data if show_secrets else mask(data)

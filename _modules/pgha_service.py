@@ -1,0 +1,240 @@
+"""
+Start, stop, inspect and crash the pgha services of a node (etcd, patroni,
+haproxy) through the node's service manager: systemd on real hosts, the
+node's own supervisord in containers and the lab (pillar
+``pgha:lookup:service_manager``). The failover drill uses it to take a leader
+away the way an operator or a crash would.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+
+from salt.exceptions import CommandExecutionError
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "pgha_service"
+
+SERVICES = ("etcd", "patroni", "haproxy")
+# A runtime drop-in that keeps systemd from restarting a crashed service.
+NO_RESTART_DROPIN = "/run/systemd/system/{unit}.service.d/pgha-no-restart.conf"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _map() -> dict:
+    if "pgha_service.map" not in __context__:
+        __context__["pgha_service.map"] = __salt__["pgha_config.mapdata"]()
+    return __context__["pgha_service.map"]
+
+
+def _unit(service: str) -> str:
+    if service not in SERVICES:
+        raise CommandExecutionError(f"pgha_service: unknown service {service!r}; one of {', '.join(SERVICES)}")
+    return _map()["lookup"][service]["service"]
+
+
+def _manager() -> str:
+    return _map()["lookup"]["service_manager"]
+
+
+def _run(cmd: list[str], ok_codes: tuple = (0,)) -> str:
+    ret = __salt__["cmd.run_all"](cmd, python_shell=False, ignore_retcode=True)
+    if ret["retcode"] not in ok_codes:
+        raise CommandExecutionError(
+            f"pgha_service: {' '.join(cmd)} failed ({ret['retcode']}): {(ret['stderr'] or ret['stdout']).strip()}"
+        )
+    return ret["stdout"]
+
+
+def _supervisorctl(*args: str, ok_codes: tuple = (0,)) -> str:
+    sup = _map()["lookup"]["supervisor"]
+    return _run([sup["supervisorctl"], "-c", sup["conf_file"], *args], ok_codes=ok_codes)
+
+
+def main_pid(service: str) -> int | None:
+    """
+    The main process id of a service, or None when it is not running.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 pgha_service.main_pid patroni
+    """
+    unit = _unit(service)
+    if _manager() == "supervisord":
+        out = _supervisorctl("pid", unit, ok_codes=(0, 1, 7)).strip()
+    else:
+        out = _run(["systemctl", "show", "--property=MainPID", "--value", unit]).strip()
+    return int(out) if out.isdigit() and int(out) > 0 else None
+
+
+def status(service: str) -> dict:
+    """
+    Whether a service runs, and its main process id.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 pgha_service.status patroni
+    """
+    pid = main_pid(service)
+    return {"service": _unit(service), "running": pid is not None, "pid": pid, "manager": _manager()}
+
+
+def stop(service: str) -> dict:
+    """
+    Stop a service the way an operator does (``systemctl stop``,
+    ``supervisorctl stop``): Patroni shuts PostgreSQL down and hands the
+    leader key over.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 pgha_service.stop patroni
+    """
+    unit = _unit(service)
+    if _manager() == "supervisord":
+        _supervisorctl("stop", unit)
+    else:
+        _run(["systemctl", "stop", unit])
+    return status(service)
+
+
+def start(service: str) -> dict:
+    """
+    Start a service (after ``stop`` or ``crash``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 pgha_service.start patroni
+    """
+    unit = _unit(service)
+    if _manager() == "supervisord":
+        _supervisorctl("start", unit, ok_codes=(0, 7))
+    else:
+        dropin = NO_RESTART_DROPIN.format(unit=unit)
+        if os.path.exists(dropin):
+            os.remove(dropin)
+            _run(["systemctl", "daemon-reload"])
+        _run(["systemctl", "start", unit])
+    return status(service)
+
+
+RELOAD_SIGNALS = {"patroni": "HUP", "haproxy": "USR2"}
+
+
+def update() -> dict:
+    """
+    Make supervisord take changed program definitions in (``reread`` and
+    ``update``: new programs are added and started, changed ones restarted).
+    Nothing to do under systemd.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 pgha_service.update
+    """
+    if _manager() != "supervisord":
+        return {"changed": []}
+    out = _supervisorctl("update")
+    changed = [line.split(":")[0] for line in out.splitlines() if ":" in line]
+    return {"changed": changed}
+
+
+def restart(service: str) -> dict:
+    """
+    Restart a service.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd pgha_service.restart etcd
+    """
+    unit = _unit(service)
+    if _manager() == "supervisord":
+        _supervisorctl("restart", unit)
+    else:
+        _run(["systemctl", "restart", unit])
+    return status(service)
+
+
+def reload(service: str) -> dict:
+    """
+    Make a running service read its configuration again without a restart:
+    SIGHUP to Patroni, SIGUSR2 to HAProxy's master process; other services
+    are restarted.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 pgha_service.reload patroni
+    """
+    unit = _unit(service)
+    if service not in RELOAD_SIGNALS:
+        return restart(service)
+    if _manager() == "supervisord":
+        _supervisorctl("signal", RELOAD_SIGNALS[service], unit)
+    else:
+        _run(["systemctl", "reload", unit])
+    return status(service)
+
+
+def _postmaster_pid() -> int | None:
+    path = os.path.join(_map()["lookup"]["patroni"]["data_dir"], "postmaster.pid")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first = handle.readline().strip()
+    except OSError:
+        return None
+    return int(first) if first.isdigit() else None
+
+
+def crash(service: str = "patroni") -> dict:
+    """
+    Crash a service as a dead host would: SIGKILL to its main process (and,
+    for Patroni, to the PostgreSQL postmaster), and no automatic restart until
+    ``start``. Returns the pids killed.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 pgha_service.crash patroni
+    """
+    unit = _unit(service)
+    if _manager() == "systemd":
+        dropin = NO_RESTART_DROPIN.format(unit=unit)
+        os.makedirs(os.path.dirname(dropin), exist_ok=True)
+        with open(dropin, "w", encoding="utf-8") as handle:
+            handle.write("[Service]\nRestart=no\n")
+        _run(["systemctl", "daemon-reload"])
+    pids = [pid for pid in (main_pid(service), _postmaster_pid() if service == "patroni" else None) if pid]
+    if not pids:
+        raise CommandExecutionError(f"pgha_service: {unit} is not running; nothing to crash")
+    killed_at = time.time()
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if _manager() == "supervisord":
+        # supervisord restarts an unexpected exit at once: stopping the program
+        # right away keeps it down (a process it already respawned is stopped
+        # before it can reach the DCS).
+        _supervisorctl("stop", unit, ok_codes=(0, 1, 7))
+    return {"service": unit, "killed": pids, "killed_at": killed_at}

@@ -1,0 +1,52 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# The seed's cluster on five real hosts (Debian 12, systemd). Addresses are
+# the seed's; replace them with yours. Passwords do not belong here: put them
+# in a pillar file kept out of git (pillar/pgha_secrets.sls, see
+# pillar/pgha_secrets.sls.example) or encrypt them with Salt's GPG renderer.
+pgha:
+  nodes:
+    postgres01:
+      address: 10.131.0.15
+      roles: [postgresql]
+    postgres02:
+      address: 10.131.0.32
+      roles: [postgresql]
+    postgres03:
+      address: 10.131.0.6
+      roles: [postgresql]
+    etcd:
+      address: 10.131.0.5
+      roles: [etcd]
+    haproxy:
+      address: 10.131.0.3
+      roles: [haproxy]
+  cluster:
+    scope: postgres
+    namespace: /db/
+    bootstrap_leader: postgres01
+  etcd:
+    token: etcd-cluster
+  postgresql:
+    # The applications' networks; the seed allowed 0.0.0.0/0.
+    client_networks:
+      - 10.131.0.0/24
+  patroni:
+    # The seed's timings.
+    ttl: 30
+    loop_wait: 10
+    retry_timeout: 10
+    maximum_lag_on_failover: 1048576
+    # Synchronous replication: no acknowledged commit is lost at failover, at
+    # the cost of commit latency. In strict mode writes block while no
+    # synchronous replica is left; without it the primary then writes alone.
+    synchronous_mode: false
+    synchronous_mode_strict: false
+  haproxy:
+    bind_address: '*'
+    # The stats page only on the HAProxy host's own address, behind a password.
+    stats_bind_address: 10.131.0.3
+  drill:
+    # The drill moves the leader: turn it off for runs that only apply changes.
+    enabled: true
+    mode: stop

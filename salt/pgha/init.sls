@@ -1,0 +1,142 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# The pgha orchestration: `salt-run state.orchestrate pgha` on the master.
+# etcd, the bootstrap leader, the replicas and HAProxy, each stage gated on a
+# health check with a bounded wait, then the failover drill.
+# (The formula's states for one minion are pgha.roles, applied by highstate.)
+{%- if opts.get('__role') != 'master' %}
+{{ raise("pgha: 'pgha' is the orchestration and runs on the master: `salt-run state.orchestrate pgha`. To configure this minion, run `state.apply` (highstate) or `state.apply pgha.roles`.") }}
+{%- endif %}
+{%- set cfg = pillar.get('pgha', {}) %}
+{%- set nodes = cfg.get('nodes', {}) %}
+{%- if not nodes %}
+{{ raise("pgha: pillar pgha:nodes is empty for the master (" ~ opts.id ~ "): the orchestration needs the cluster's pillar; check the pillar top file targets the master too ('*').") }}
+{%- endif %}
+{%- set ids = nodes | sort %}
+{%- set by_role = {'etcd': [], 'postgresql': [], 'haproxy': []} %}
+{%- for node_id in ids %}
+{%-   for role in nodes[node_id].get('roles', []) if role in by_role %}
+{%-     do by_role[role].append(node_id) %}
+{%-   endfor %}
+{%- endfor %}
+{%- set leader = cfg.get('cluster', {}).get('bootstrap_leader') or (by_role.postgresql | first) %}
+{%- set replicas = by_role.postgresql | reject('equalto', leader) | list %}
+{%- set gates = cfg.get('gates', {}) %}
+{%- set timeout = gates.get('timeout', 180) %}
+{%- set drill = cfg.get('drill', {}) %}
+
+pgha-orch-sync-master:
+  salt.runner:
+    - name: saltutil.sync_all
+    - failhard: True
+
+pgha-orch-sync-minions:
+  salt.function:
+    - name: saltutil.sync_all
+    - tgt: {{ ids | json }}
+    - tgt_type: list
+    - expect_minions: True
+    - failhard: True
+    - require:
+      - salt: pgha-orch-sync-master
+
+pgha-orch-pillar-valid:
+  salt.function:
+    - name: pgha_config.validate
+    - tgt: {{ ids | json }}
+    - tgt_type: list
+    - expect_minions: True
+    - failhard: True
+    - require:
+      - salt: pgha-orch-sync-minions
+
+pgha-orch-etcd-applied:
+  salt.state:
+    - tgt: {{ by_role.etcd | json }}
+    - tgt_type: list
+    - sls: pgha.etcd
+    - expect_minions: True
+    - failhard: True
+    - require:
+      - salt: pgha-orch-pillar-valid
+
+pgha-orch-etcd-healthy:
+  salt.function:
+    - name: etcd_cluster.wait_healthy
+    - tgt: {{ by_role.etcd | first }}
+    - kwarg:
+        timeout: {{ timeout }}
+    - failhard: True
+    - require:
+      - salt: pgha-orch-etcd-applied
+
+pgha-orch-leader-applied:
+  salt.state:
+    - tgt: {{ leader }}
+    - sls: pgha.postgresql
+    - expect_minions: True
+    - failhard: True
+    - require:
+      - salt: pgha-orch-etcd-healthy
+
+pgha-orch-leader-leads:
+  salt.function:
+    - name: patroni.wait_leader
+    - tgt: {{ leader }}
+    - kwarg:
+        timeout: {{ timeout }}
+    - failhard: True
+    - require:
+      - salt: pgha-orch-leader-applied
+{%- if replicas %}
+
+pgha-orch-replicas-applied:
+  salt.state:
+    - tgt: {{ replicas | json }}
+    - tgt_type: list
+    - sls: pgha.postgresql
+    - expect_minions: True
+    - failhard: True
+    - require:
+      - salt: pgha-orch-leader-leads
+{%- endif %}
+
+pgha-orch-replicas-streaming:
+  salt.function:
+    - name: patroni.wait_healthy
+    - tgt: {{ leader }}
+    - kwarg:
+        members: {{ by_role.postgresql | length }}
+        max_lag: {{ gates.get('max_lag_bytes', 0) }}
+        timeout: {{ timeout }}
+    - failhard: True
+    - require:
+      - salt: pgha-orch-leader-leads
+
+pgha-orch-haproxy-applied:
+  salt.state:
+    - tgt: {{ by_role.haproxy | json }}
+    - tgt_type: list
+    - sls: pgha.haproxy
+    - expect_minions: True
+    - failhard: True
+    - require:
+      - salt: pgha-orch-replicas-streaming
+
+pgha-orch-haproxy-routes-writes:
+  salt.runner:
+    - name: pgha.write_check
+    - timeout: {{ timeout }}
+    - failhard: True
+    - require:
+      - salt: pgha-orch-haproxy-applied
+{%- if drill.get('enabled', True) %}
+
+pgha-orch-failover-drill:
+  salt.runner:
+    - name: pgha.failover_drill
+    - mode: {{ drill.get('mode', 'stop') }}
+    - failhard: True
+    - require:
+      - salt: pgha-orch-haproxy-routes-writes
+{%- endif %}

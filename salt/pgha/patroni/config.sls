@@ -1,0 +1,67 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# Patroni's configuration and PostgreSQL's directories. The configuration
+# holds passwords: owned by the postgres user, mode 0600, never diffed.
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import mapdata with context %}
+{%- set patroni = mapdata.lookup.patroni %}
+
+include:
+  - {{ tplroot }}.patroni.package
+  - {{ tplroot }}.postgresql.package
+
+pgha-patroni-data-dir-managed:
+  file.directory:
+    - name: {{ patroni.data_dir }}
+    - user: {{ patroni.user }}
+    - group: {{ patroni.group }}
+    - mode: '0700'
+    - makedirs: True
+    - require:
+      - pkg: pgha-patroni-package-installed
+      - pkg: pgha-postgresql-package-installed
+
+pgha-patroni-dirs-managed:
+  file.directory:
+    - names:
+      - {{ patroni.socket_dir }}
+      - {{ salt['file.dirname'](patroni.pgpass_file) }}
+      - {{ patroni.log_dir }}
+    - user: {{ patroni.user }}
+    - group: {{ patroni.group }}
+    - mode: '0755'
+    - makedirs: True
+    - require:
+      - pkg: pgha-patroni-package-installed
+
+pgha-patroni-post-bootstrap-file-managed:
+  file.managed:
+    - name: {{ patroni.post_bootstrap_file }}
+    - source: salt://{{ tplroot }}/patroni/files/post_bootstrap.sh.jinja
+    - template: jinja
+    - context:
+        tplroot: {{ tplroot }}
+    - user: {{ patroni.user }}
+    - group: {{ patroni.group }}
+    - mode: '0700'
+    - makedirs: True
+    - show_changes: False
+    - require:
+      - file: pgha-patroni-dirs-managed
+
+pgha-patroni-config-file-managed:
+  file.managed:
+    - name: {{ patroni.config_file }}
+    - source: salt://{{ tplroot }}/patroni/files/config.yml.jinja
+    - template: jinja
+    - context:
+        tplroot: {{ tplroot }}
+    - user: {{ patroni.user }}
+    - group: {{ patroni.group }}
+    - mode: '0600'
+    - makedirs: True
+    - show_changes: False
+    - require:
+      - file: pgha-patroni-data-dir-managed
+      - file: pgha-patroni-dirs-managed
+      - file: pgha-patroni-post-bootstrap-file-managed

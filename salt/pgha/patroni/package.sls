@@ -1,0 +1,8 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import mapdata with context %}
+
+pgha-patroni-package-installed:
+  pkg.installed:
+    - pkgs: {{ mapdata.lookup.patroni.pkgs | json }}
