@@ -1,19 +1,27 @@
 """
 Patroni on a pgha PostgreSQL node: the cluster's members and leader, this
-node's health, and bounded waits that the orchestration gates on.
+node's health, bounded waits that the orchestration gates on, and the
+operator's toolkit (switchover, failover, restart, reload, reinitialise,
+pause and resume, the dynamic configuration in the DCS and the timeline
+history).
 
 It talks to the Patroni REST API of the cluster's members (addresses from the
 pgha pillar, through ``pgha_config.mapdata``) and runs ``patronictl`` with the
 node's own configuration file. GET requests are never authenticated; write
-requests use the REST API credentials of the pillar. Needs ``patronictl`` on
-the minion.
+requests use the REST API credentials of the pillar (``pgha:users:restapi``,
+``pgha:secrets:restapi_password``). An error answer of Patroni becomes a
+``CommandExecutionError`` carrying Patroni's own message. Needs ``patronictl``
+on the minion.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
+import html
 import json
 import logging
+import re
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +35,23 @@ log = logging.getLogger(__name__)
 __virtualname__ = "patroni"
 
 HTTP_TIMEOUT = 3.0
+# Patroni answers POST /switchover and /failover once the new leader holds the
+# leader key: it polls for up to 2 * max(10, loop_wait) seconds.
+SWITCH_TIMEOUT = 90.0
+# POST /restart answers once PostgreSQL is up again (primary_start_timeout,
+# 300 s by default, unless the request gives its own timeout).
+RESTART_TIMEOUT = 330.0
+CTL_TIMEOUT = 30
+# Hints for answers whose text (Python's default error page) says little.
+HINTS = {
+    401: "the REST API refused the credentials: compare pgha:users:restapi and pgha:secrets:restapi_password "
+    "with restapi:authentication in Patroni's configuration file",
+    403: "the REST API refused this client (restapi allowlist or client certificate)",
+    409: "the configuration in the DCS changed meanwhile; run the command again",
+    502: "the DCS holds no configuration for this cluster (is it bootstrapped, is etcd reachable?)",
+    503: "Patroni could not do it now (see its message; is the DCS reachable and the cluster initialised?)",
+}
+_NOT_PENDING = "restart conditions are not satisfied"
 
 
 def __virtual__():
@@ -72,10 +97,15 @@ def _request(url: str, method: str = "GET", data: Any = None, auth: bool = False
         headers.update(_auth_header())
     req = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (pillar URL)
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             status, raw = resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         status, raw = exc.code, exc.read()
+    except TimeoutError as exc:
+        raise CommandExecutionError(
+            f"patroni: REST API {url} gave no answer within {timeout:g} s ({method}); "
+            "if it was a change, check its outcome with patroni.members before retrying"
+        ) from exc
     except (urllib.error.URLError, OSError) as exc:
         raise CommandExecutionError(f"patroni: REST API {url} unreachable: {getattr(exc, 'reason', exc)}") from exc
     text = raw.decode(errors="replace")
@@ -85,13 +115,62 @@ def _request(url: str, method: str = "GET", data: Any = None, auth: bool = False
         return status, text.strip()
 
 
+def _message(body: Any) -> str:
+    """Patroni's own words from an answer: its text, or the message of an error page."""
+    if isinstance(body, (dict, list)):
+        return json.dumps(body, sort_keys=True)
+    text = str(body or "").strip()
+    if "<html" in text.lower() or "<p>" in text.lower():
+        found = re.search(r"Message:\s*(.*?)\s*</p>", text, re.DOTALL)
+        text = html.unescape(found.group(1)).strip() if found else re.sub(r"<[^>]+>", " ", text)
+        text = " ".join(text.split())
+    return text or "(empty answer)"
+
+
+def _raise_for(status: int, body: Any, method: str, path: str, where: str, ok: tuple) -> None:
+    if status in ok:
+        return
+    hint = HINTS.get(status)
+    raise CommandExecutionError(
+        f"patroni: {method} {path} on {where} answered {status}: {_message(body)}" + (f" ({hint})" if hint else "")
+    )
+
+
 def _api(path: str, member: str | None = None, method: str = "GET", data: Any = None,
-         ok: tuple = (200,), auth: bool = False) -> Any:
+         ok: tuple = (200,), auth: bool = False, timeout: float = HTTP_TIMEOUT) -> Any:
     url = _member_url(member) + path
-    status, body = _request(url, method=method, data=data, auth=auth)
-    if status not in ok:
-        raise CommandExecutionError(f"patroni: {method} {path} on {member or _map()['id']} answered {status}: {body}")
+    status, body = _request(url, method=method, data=data, auth=auth, timeout=timeout)
+    _raise_for(status, body, method, path, member or _map()["id"], ok)
     return body
+
+
+def _member_order(first: str | None = None) -> list[str]:
+    """The members to ask, in order: ``first``, this node, then the others."""
+    cfg = _map()
+    order = [first] if first else []
+    if cfg["id"] in cfg["restapi_urls"] and cfg["id"] not in order:
+        order.append(cfg["id"])
+    order += [name for name in cfg["pg_nodes"] if name not in order]
+    return order
+
+
+def _any_member(path: str, method: str = "GET", data: Any = None, ok: tuple = (200,), auth: bool = False,
+                timeout: float = HTTP_TIMEOUT, first: str | None = None) -> tuple[str, Any]:
+    """
+    A cluster-wide call (the DCS answers, whichever member relays it): ask the
+    members in turn, moving on only when one is unreachable. Returns (member,
+    body); an error answer is raised, not retried elsewhere.
+    """
+    problems = []
+    for name in _member_order(first):
+        try:
+            status, body = _request(_member_url(name) + path, method=method, data=data, auth=auth, timeout=timeout)
+        except CommandExecutionError as exc:
+            problems.append(str(exc))
+            continue
+        _raise_for(status, body, method, path, name, ok)
+        return name, body
+    raise CommandExecutionError(f"patroni: no member answered {method} {path}: " + "; ".join(problems))
 
 
 def _cluster() -> dict:
@@ -112,12 +191,63 @@ def _cluster() -> dict:
     raise CommandExecutionError("patroni: no member answered GET /cluster: " + "; ".join(problems))
 
 
+def _config_diff(current: dict, settings: dict) -> dict:
+    """
+    What PATCH /config with ``settings`` changes in ``current``, the way
+    Patroni patches (a None value removes the key; scalars compare as text):
+    ``{"old": ..., "new": ...}`` holding the changed keys only, nested as in
+    ``settings`` (None for a key absent on that side).
+    """
+    old: dict = {}
+    new: dict = {}
+    for key, value in settings.items():
+        present = isinstance(current, dict) and key in current
+        have = current.get(key) if present else None
+        if value is None:
+            if have is not None:
+                old[key], new[key] = copy.deepcopy(have), None
+        elif isinstance(value, dict) and isinstance(have, dict):
+            nested = _config_diff(have, value)
+            if nested["old"] or nested["new"]:
+                old[key], new[key] = nested["old"], nested["new"]
+        elif not present or isinstance(value, dict) or str(have) != str(value):
+            old[key], new[key] = copy.deepcopy(have), copy.deepcopy(value)
+    return {"old": old, "new": new}
+
+
+def _pick(config: Any, template: dict) -> dict:
+    """The values of ``config`` at the keys of ``template`` (nested), None where absent."""
+    picked = {}
+    for key, value in template.items():
+        have = config.get(key) if isinstance(config, dict) else None
+        if isinstance(value, dict) and isinstance(have, dict):
+            picked[key] = _pick(have, value)
+        else:
+            picked[key] = copy.deepcopy(have)
+    return picked
+
+
+def _is_true(value: Any) -> bool:
+    return str(value).strip().lower() in ("true", "on", "yes", "1")
+
+
+# ---------------------------------------------------------------------------
+# public functions
+# ---------------------------------------------------------------------------
+
+
 def parse_members(cluster: dict, replication: list | None = None) -> list[dict]:
     """
     Members from a /cluster document, normalised: name, role (leader,
     replica, sync_standby), state, host, port, timeline, lag (bytes, None
     when unknown) and, when the leader's replication list is given,
     ``streaming`` (the member streams from the leader).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call patroni.parse_members '{"members": [{"name": "postgres01", "role": "leader", "state": "running"}]}'
     """
     streaming = {
         entry.get("application_name"): entry.get("state") == "streaming" for entry in (replication or [])
@@ -198,7 +328,16 @@ def leader() -> str | None:
 
 
 def health_problems(found: list[dict], expected: int | None = None, max_lag: int = 0) -> list[str]:
-    """What keeps a member list from being healthy (empty when it is)."""
+    """
+    What keeps a member list (as ``patroni.members`` returns it) from being
+    healthy; empty when it is.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call patroni.health_problems "$(salt-call --out=json patroni.members | jq -c .local)" expected=3
+    """
     problems = []
     leaders = [m for m in found if m["role"] == "leader"]
     if len(leaders) != 1:
@@ -316,6 +455,9 @@ def switchover(candidate: str | None = None, scheduled_at: str | None = None) ->
     """
     A planned move of the leader through Patroni (``POST /switchover``), to
     ``candidate`` when given, at ``scheduled_at`` (ISO 8601) when given.
+    Patroni answers once the new leader holds the leader key (or refuses:
+    412 when no member qualifies, e.g. a candidate that is not the
+    synchronous standby in synchronous mode).
 
     CLI Example:
 
@@ -331,5 +473,268 @@ def switchover(candidate: str | None = None, scheduled_at: str | None = None) ->
         body["candidate"] = candidate
     if scheduled_at:
         body["scheduled_at"] = scheduled_at
-    answer = _api("/switchover", member=current, method="POST", data=body, ok=(200, 202), auth=True)
+    answer = _api("/switchover", member=current, method="POST", data=body, ok=(200, 202), auth=True,
+                  timeout=SWITCH_TIMEOUT)
     return {"old_leader": current, "candidate": candidate, "message": answer}
+
+
+def failover(candidate: str) -> dict:
+    """
+    An unplanned move of the leader to ``candidate`` (``POST /failover``):
+    for a cluster without a healthy leader, or to force a member that a
+    switchover would refuse. The request goes to the candidate first (it
+    must answer for Patroni to promote it), then to the other members.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 patroni.failover candidate=postgres02
+    """
+    if not candidate:
+        raise CommandExecutionError("patroni: failover needs a candidate (candidate=<member>)")
+    _member_url(candidate)
+    try:
+        current = leader()
+    except CommandExecutionError as exc:
+        log.warning("patroni: failover: cannot tell the current leader: %s", exc)
+        current = None
+    if current == candidate:
+        raise CommandExecutionError(f"patroni: {candidate} already leads the cluster; nothing to fail over")
+    _, answer = _any_member("/failover", method="POST", data={"candidate": candidate}, ok=(200, 202),
+                            auth=True, timeout=SWITCH_TIMEOUT, first=candidate)
+    return {"old_leader": current, "candidate": candidate, "message": answer}
+
+
+def restart(member: str | None = None, pending_only: bool = False, timeout: int | None = None) -> dict:
+    """
+    Restart PostgreSQL on one member (this node by default) through Patroni
+    (``POST /restart``); Patroni answers once PostgreSQL is up again. With
+    ``pending_only=True`` only when the member has a restart pending (a
+    changed setting that needs one): otherwise nothing happens and
+    ``restarted`` is False. ``timeout`` (seconds) bounds the wait for
+    PostgreSQL to start (Patroni's primary_start_timeout otherwise).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres02 patroni.restart
+        salt postgres01 patroni.restart member=postgres03 pending_only=True
+    """
+    name = member or _map()["id"]
+    body: dict = {}
+    if pending_only:
+        body["restart_pending"] = True
+    if timeout:
+        body["timeout"] = int(timeout)
+    http_timeout = float(timeout) + 30 if timeout else RESTART_TIMEOUT
+    status, answer = _request(_member_url(name) + "/restart", method="POST", data=body, auth=True,
+                              timeout=http_timeout)
+    if pending_only and status == 503 and _NOT_PENDING in _message(answer):
+        return {"member": name, "restarted": False, "message": "no restart pending"}
+    _raise_for(status, answer, "POST", "/restart", name, (200,))
+    return {"member": name, "restarted": True, "message": _message(answer)}
+
+
+def reload(member: str | None = None) -> dict:
+    """
+    Make Patroni on one member (this node by default) read its configuration
+    file again and apply it to PostgreSQL (``POST /reload``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 patroni.reload
+        salt postgres01 patroni.reload member=postgres02
+    """
+    name = member or _map()["id"]
+    answer = _api("/reload", member=name, method="POST", data={}, ok=(200, 202), auth=True)
+    return {"member": name, "message": _message(answer)}
+
+
+def reinit(member: str, force: bool = False) -> dict:
+    """
+    Rebuild a replica from the leader (``POST /reinitialize``): Patroni
+    wipes the member's data directory and clones it again. Refused on the
+    leader. ``force=True`` cancels a running task of that member first.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 patroni.reinit postgres03
+    """
+    if not member:
+        raise CommandExecutionError("patroni: reinit needs the member to rebuild (patroni.reinit <member>)")
+    answer = _api("/reinitialize", member=member, method="POST", data={"force": bool(force)}, ok=(200,), auth=True)
+    return {"member": member, "message": _message(answer)}
+
+
+def show_config() -> dict:
+    """
+    The cluster's dynamic configuration, as held in the DCS (``GET /config``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 patroni.show_config
+    """
+    name, config = _any_member("/config")
+    if not isinstance(config, dict):
+        raise CommandExecutionError(f"patroni: GET /config on {name} did not answer a JSON object: {_message(config)}")
+    return config
+
+
+def config_changes(settings: dict) -> dict:
+    """
+    What ``edit_config`` with these settings would change in the dynamic
+    configuration, changing nothing: ``{"old": ..., "new": ...}`` of the
+    differing keys only (nested as given; None for an absent key).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 patroni.config_changes '{"loop_wait": 5, "postgresql": {"parameters": {"work_mem": "8MB"}}}'
+    """
+    if not isinstance(settings, dict) or not settings:
+        raise CommandExecutionError(f"patroni: settings must be a non-empty map of DCS settings (got {settings!r})")
+    return _config_diff(show_config(), settings)
+
+
+def edit_config(settings: dict) -> dict:
+    """
+    Change the cluster's dynamic configuration (``PATCH /config``): the keys
+    given are merged into the DCS configuration, a None value removes a key.
+    Returns ``{"old": ..., "new": ...}`` of the keys that changed (empty when
+    nothing differed; then nothing is written). Settings that need a restart
+    show as ``pending_restart`` in ``patroni.members``; see
+    ``patroni.restart pending_only=True``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 patroni.edit_config '{"postgresql": {"parameters": {"max_connections": 200}}}'
+        salt postgres01 patroni.edit_config '{"maximum_lag_on_failover": 1048576, "synchronous_mode": true}'
+    """
+    before = show_config() if isinstance(settings, dict) and settings else None
+    if before is None:
+        raise CommandExecutionError(f"patroni: settings must be a non-empty map of DCS settings (got {settings!r})")
+    predicted = _config_diff(before, settings)
+    if not predicted["old"] and not predicted["new"]:
+        return {"old": {}, "new": {}}
+    name, after = _any_member("/config", method="PATCH", data=settings, auth=True)
+    if not isinstance(after, dict):
+        raise CommandExecutionError(f"patroni: PATCH /config on {name} did not answer a JSON object: {_message(after)}")
+    return {"old": predicted["old"], "new": _pick(after, predicted["new"])}
+
+
+def pause() -> dict:
+    """
+    Pause the cluster's automatic management (``PATCH /config {"pause":
+    true}``): Patroni keeps running but neither fails over nor restarts
+    PostgreSQL, for maintenance.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 patroni.pause
+    """
+    return _set_pause(True)
+
+
+def resume() -> dict:
+    """
+    Resume the cluster's automatic management after ``pause``
+    (``PATCH /config {"pause": false}``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 patroni.resume
+    """
+    return _set_pause(False)
+
+
+def _set_pause(paused: bool) -> dict:
+    if _is_true(show_config().get("pause")) == paused:
+        return {"paused": paused, "changed": False}
+    _any_member("/config", method="PATCH", data={"pause": paused}, auth=True)
+    return {"paused": paused, "changed": True}
+
+
+def history() -> list[dict]:
+    """
+    The cluster's timeline history (``GET /history``), oldest first: each
+    entry's ``timeline`` (the one that ended), ``lsn`` (where it ended,
+    bytes), ``reason``, ``timestamp`` and ``new_leader`` (None when Patroni
+    did not record them).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 patroni.history
+    """
+    name, lines = _any_member("/history")
+    if not isinstance(lines, list):
+        raise CommandExecutionError(f"patroni: GET /history on {name} did not answer a list: {_message(lines)}")
+    keys = ("timeline", "lsn", "reason", "timestamp", "new_leader")
+    entries = []
+    for line in lines:
+        values = list(line) if isinstance(line, (list, tuple)) else []
+        entries.append({key: values[index] if index < len(values) else None for index, key in enumerate(keys)})
+    return entries
+
+
+def list_ctl() -> list[dict]:
+    """
+    The members as ``patronictl -c <config_file> list -f json`` shows them
+    (read from the DCS, not the REST API): cluster, member, host, role,
+    state, timeline, lag_mb, pending_restart, scheduled_restart, tags.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 patroni.list_ctl
+    """
+    paths = _map()["lookup"]["patroni"]
+    cmd = [paths["patronictl"], "-c", paths["config_file"], "list", "-f", "json"]
+    ret = __salt__["cmd.run_all"](cmd, python_shell=False, ignore_retcode=True, timeout=CTL_TIMEOUT)
+    if ret["retcode"] != 0:
+        detail = (ret.get("stderr") or ret.get("stdout") or "").strip().splitlines()
+        raise CommandExecutionError(
+            f"patroni: {' '.join(cmd)} failed ({ret['retcode']}): {detail[-1] if detail else 'no output'} "
+            "(is the DCS reachable? patronictl waits for it)"
+        )
+    try:
+        rows = json.loads(ret["stdout"])
+    except ValueError as exc:
+        raise CommandExecutionError(f"patroni: patronictl list printed no JSON: {ret['stdout'][:200]!r}") from exc
+    if not isinstance(rows, list):
+        raise CommandExecutionError(f"patroni: patronictl list printed {type(rows).__name__}, not a list")
+    members_seen = []
+    for row in rows:
+        lag = row.get("Lag in MB")
+        members_seen.append(
+            {
+                "cluster": row.get("Cluster"),
+                "member": row.get("Member"),
+                "host": row.get("Host"),
+                "role": row.get("Role"),
+                "state": row.get("State"),
+                "timeline": row.get("TL") if isinstance(row.get("TL"), int) else None,
+                "lag_mb": lag if isinstance(lag, (int, float)) else None,
+                "pending_restart": row.get("Pending restart") == "*",
+                "scheduled_restart": row.get("Scheduled restart"),
+                "tags": row.get("Tags") or {},
+            }
+        )
+    return members_seen

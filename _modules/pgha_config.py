@@ -48,9 +48,12 @@ NODE_KEYS = {"address", "roles"}
 ROOTED_SUFFIXES = ("_file", "_dir", "socket", "pidfile")
 NOT_ROOTED = {"bin_dir"}
 MASK = "********"
-_DURATION = re.compile(r"^\d+(us|ms|s|m|h|d)?$")
-_MINION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DURATION = re.compile(r"\d+(us|ms|s|m|h|d)?")
+_MINION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SCOPE = re.compile(r"[A-Za-z0-9_.-]+")
+# Characters that HAProxy's `stats auth` line and pgpass cannot carry as is.
+_UNSAFE_SECRET_CHARS = set(" \t#'\"\\")
 
 
 def __virtual__():
@@ -126,6 +129,9 @@ def _unknown_keys(given: Any, known: Any, path: tuple, errors: list) -> None:
         if key not in known:
             errors.append(f"{_key(*path, key)}: unknown key (typo?); known keys here: {', '.join(sorted(map(str, known)))}")
             continue
+        if isinstance(known[key], dict) and not isinstance(value, dict) and path:
+            errors.append(f"{_key(*path, key)}: must be a map (got {value!r})")
+            continue
         _unknown_keys(value, known[key], path + (key,), errors)
 
 
@@ -152,7 +158,7 @@ def _check_bool(value: Any, path: tuple, errors: list) -> None:
 
 
 def _check_duration(value: Any, path: tuple, errors: list) -> None:
-    if not _DURATION.match(str(value)):
+    if not _DURATION.fullmatch(str(value)):
         errors.append(f"{_key(*path)}: must be a duration such as 3s, 500ms or 30m (got {value!r})")
 
 
@@ -184,7 +190,7 @@ def _check_nodes(cfg: dict, errors: list) -> dict:
         errors.append(f"{_key('nodes')}: must map each minion id to its address and roles; none given")
         return by_role
     for node_id, node in nodes.items():
-        if not isinstance(node_id, str) or not _MINION_ID.match(node_id):
+        if not isinstance(node_id, str) or not _MINION_ID.fullmatch(node_id):
             errors.append(f"{_key('nodes', node_id)}: not a valid minion id")
         if not isinstance(node, dict):
             errors.append(f"{_key('nodes', node_id)}: must be a map with address and roles")
@@ -194,9 +200,11 @@ def _check_nodes(cfg: dict, errors: list) -> dict:
                 errors.append(f"{_key('nodes', node_id, key)}: unknown key (typo?); known keys here: address, roles")
         address = node.get("address")
         try:
-            ipaddress.ip_address(str(address))
             if address is None:
                 raise ValueError
+            parsed = ipaddress.ip_address(str(address))
+            if parsed.is_unspecified or parsed.is_multicast:
+                errors.append(f"{_key('nodes', node_id, 'address')}: must be the node's own unicast address (got {address})")
         except ValueError:
             errors.append(f"{_key('nodes', node_id, 'address')}: must be an IP address (got {address!r})")
         roles = node.get("roles")
@@ -204,11 +212,12 @@ def _check_nodes(cfg: dict, errors: list) -> dict:
             errors.append(f"{_key('nodes', node_id, 'roles')}: must be a non-empty list of {', '.join(ROLES)}")
             continue
         for role in roles:
-            if role not in ROLES:
+            if not isinstance(role, str) or role not in ROLES:
                 errors.append(f"{_key('nodes', node_id, 'roles')}: unknown role {role!r}; roles are {', '.join(ROLES)}")
             else:
                 by_role[role].append(node_id)
-        if len(set(roles)) != len(roles):
+        names = [role for role in roles if isinstance(role, str)]
+        if len(set(names)) != len(names):
             errors.append(f"{_key('nodes', node_id, 'roles')}: a role is listed twice")
     for role in ROLES:
         if not by_role[role]:
@@ -228,6 +237,10 @@ def _check_collisions(cfg: dict, by_role: dict, errors: list) -> None:
     def use(node_id: str, port: Any, what: str, bind: Any = None) -> None:
         # '*' binds every address of the node: count it on the node's address.
         address = str(bind if bind not in (None, "*") else (nodes.get(node_id) or {}).get("address"))
+        try:
+            address = ipaddress.ip_address(address).compressed
+        except ValueError:
+            pass
         if not _is_int(port):
             return
         if (address, port) in seen:
@@ -296,6 +309,8 @@ def _check_postgresql(cfg: dict, errors: list) -> None:
             value = entry.get(field)
             if not isinstance(value, str) or not value or any(ch.isspace() for ch in value):
                 errors.append(f"{_key(*path, field)}: must be a non-empty word (got {value!r})")
+        if kind == "local" and "address" in entry:
+            errors.append(f"{_key(*path, 'address')}: not allowed for type local")
         if kind != "local":
             if "address" not in entry:
                 errors.append(f"{_key(*path, 'address')}: required for type {kind!r}")
@@ -341,7 +356,7 @@ def _check_haproxy(cfg: dict, errors: list) -> None:
 def _check_misc(cfg: dict, by_role: dict, errors: list) -> None:
     cluster = cfg.get("cluster") or {}
     scope = cluster.get("scope")
-    if not isinstance(scope, str) or not re.match(r"^[A-Za-z0-9_.-]+$", scope or ""):
+    if not isinstance(scope, str) or not _SCOPE.fullmatch(scope or ""):
         errors.append(f"{_key('cluster', 'scope')}: must be a non-empty name of letters, digits, . _ - (got {scope!r})")
     namespace = cluster.get("namespace")
     if not isinstance(namespace, str) or not namespace.startswith("/") or not namespace.endswith("/"):
@@ -361,7 +376,7 @@ def _check_misc(cfg: dict, by_role: dict, errors: list) -> None:
         errors.append(f"{_key('etcd', 'token')}: must be a non-empty string")
     users = cfg.get("users") or {}
     for key, value in users.items():
-        if not isinstance(value, str) or not _IDENTIFIER.match(value):
+        if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
             errors.append(f"{_key('users', key)}: must be a user name of letters, digits and _ (got {value!r})")
     lookup = cfg.get("lookup") or {}
     if lookup.get("service_manager") not in SERVICE_MANAGERS:
@@ -392,11 +407,21 @@ def _check_secrets(cfg: dict, errors: list) -> None:
             errors.append(f"{_key('secrets', key)}: required, must be a non-empty string")
         elif any(ch in value for ch in "\n\r"):
             errors.append(f"{_key('secrets', key)}: must be one line")
+        elif key == "haproxy_stats_password" and _UNSAFE_SECRET_CHARS & set(value):
+            errors.append(f"{_key('secrets', key)}: must not contain spaces, tabs, #, quotes or backslashes (HAProxy's stats auth line)")
         elif value.lower() in DEMO_PASSWORDS and not lab:
             errors.append(
                 f"{_key('secrets', key)}: a well-known demo password; choose another "
                 "(allowed only with pgha:lab: true)"
             )
+
+
+def _with_maps(cfg: Any, known: Any, path: tuple) -> Any:
+    if not isinstance(known, dict) or path in FREE_FORM:
+        return cfg
+    if not isinstance(cfg, dict):
+        return copy.deepcopy(known)
+    return {key: _with_maps(value, known.get(key), path + (key,)) for key, value in cfg.items()}
 
 
 def check(cfg: dict, given: dict, known: dict) -> list[str]:
@@ -411,7 +436,8 @@ def check(cfg: dict, given: dict, known: dict) -> list[str]:
     for key, default in known.items():
         if isinstance(default, dict) and not isinstance(cfg.get(key), dict):
             errors.append(f"{_key(key)}: must be a map (got {cfg.get(key)!r})")
-            cfg = dict(cfg, **{key: default})
+    # Keep checking with the defaults where a map was replaced by something else.
+    cfg = _with_maps(cfg, known, ())
     by_role = _check_nodes(cfg, errors)
     _check_collisions(cfg, by_role, errors)
     _check_patroni(cfg, errors)
@@ -492,7 +518,9 @@ def mask(data: Any) -> Any:
 
 
 def _pillar_cfg(pillar: dict | None) -> dict:
-    cfg = __pillar__.get("pgha", {}) if hasattr(__pillar__, "get") else {}
+    cfg = __pillar__.get("pgha") if hasattr(__pillar__, "get") else None
+    if cfg is None:
+        cfg = {}
     if pillar:
         override = pillar.get("pgha", pillar) if isinstance(pillar, dict) else {}
         cfg = _merge(dict(cfg), override)

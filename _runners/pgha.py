@@ -57,13 +57,10 @@ def __virtual__():
 # ---------------------------------------------------------------------------
 
 
-def _local():
-    return salt.client.get_local_client(__opts__["conf_file"])
-
-
 def _call(tgt: str, fun: str, *args: Any, timeout: int = 60, **kwargs: Any) -> Any:
     """Run one execution function on one minion; raise with its message on failure."""
-    ret = _local().cmd(tgt, fun, arg=list(args), kwarg=kwargs or None, timeout=timeout, full_return=True)
+    with salt.client.get_local_client(__opts__["conf_file"]) as client:
+        ret = client.cmd(tgt, fun, arg=list(args), kwarg=kwargs or None, timeout=timeout, full_return=True)
     if tgt not in ret:
         raise CommandExecutionError(f"pgha: minion {tgt} did not answer {fun} within {timeout} s")
     answer = ret[tgt]
@@ -370,7 +367,8 @@ def _report_dir(topo: dict) -> str:
     return path
 
 
-def failover_drill(mode: str = "stop", timeout: int | None = None, report: bool = True) -> dict:
+def failover_drill(mode: str = "stop", timeout: int | None = None, report: bool = True,
+                   candidate: str | None = None) -> dict:
     """
     Take the leader away while a writer commits numbered rows through
     HAProxy, and measure: ``stop`` (the service manager stops Patroni, as
@@ -402,6 +400,8 @@ def failover_drill(mode: str = "stop", timeout: int | None = None, report: bool 
     old_leader = view["leader"] if view else None
     if not old_leader:
         return _fail({"mode": mode, "ok": False, "comment": "no running leader before the drill: nothing to drill"})
+    if candidate and (candidate == old_leader or candidate not in topo["pg_nodes"]):
+        raise SaltInvocationError(f"pgha: candidate {candidate!r} must be a PostgreSQL node other than the leader {old_leader}")
     timeline_before = next(m["timeline"] for m in before if m["name"] == old_leader)
     old_address = topo["nodes"][old_leader]["address"]
     haproxy_before = haproxy_servers(topo)
@@ -427,7 +427,7 @@ def failover_drill(mode: str = "stop", timeout: int | None = None, report: bool 
             elif mode == "crash":
                 _call(old_leader, "pgha_service.crash", "patroni", timeout=int(timeout))
             else:
-                _call(old_leader, "patroni.switchover", timeout=int(timeout))
+                _call(old_leader, "patroni.switchover", candidate=candidate, timeout=int(timeout))
         except CommandExecutionError as exc:
             fault_error.append(str(exc))
 
@@ -552,3 +552,255 @@ def failover_drill(mode: str = "stop", timeout: int | None = None, report: bool 
         with open(base + ".json", "w", encoding="utf-8") as handle:
             json.dump({**result, "marks": marks, "records": writer.records}, handle, indent=1, default=str)
     return result if result["ok"] else _fail(result)
+
+
+# ---------------------------------------------------------------------------
+# operator commands
+# ---------------------------------------------------------------------------
+
+
+def _post(topo: dict, member: str, path: str, body: dict | None = None, timeout: float = 30.0) -> tuple[int, str]:
+    token = base64.b64encode(f"{topo['users']['restapi']}:{topo['secrets'].get('restapi_password', '')}".encode()).decode()
+    req = urllib.request.Request(
+        topo["restapi_urls"][member] + path,
+        data=json.dumps(body or {}).encode(),
+        method="POST",
+        headers={"Authorization": "Basic " + token, "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (pillar URL)
+            return resp.status, resp.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError) as exc:
+        return 0, str(getattr(exc, "reason", exc))
+
+
+def _health_problems(members: list[dict], expected: int, max_lag: int) -> list[str]:
+    leaders = [m for m in members if m["role"] == "leader" and m["state"] == "running"]
+    if len(leaders) != 1:
+        return [f"expected one running leader, saw {len(leaders)}"]
+    lead = leaders[0]
+    problems = []
+    if len(members) != expected:
+        problems.append(f"expected {expected} members, saw {len(members)}")
+    for member in members:
+        if member is lead:
+            continue
+        if member["state"] not in ("running", "streaming"):
+            problems.append(f"{member['name']} is {member['state']}")
+        elif not member["streaming"]:
+            problems.append(f"{member['name']} does not stream from {lead['name']}")
+        elif member["timeline"] != lead["timeline"]:
+            problems.append(f"{member['name']} on timeline {member['timeline']}, leader on {lead['timeline']}")
+        elif member["lag"] is None or member["lag"] > max_lag:
+            problems.append(f"{member['name']} lags {member['lag']} bytes (bound {max_lag})")
+    return problems
+
+
+def _etcd_health(topo: dict) -> dict:
+    try:
+        return _call(topo["etcd_nodes"][0], "etcd_cluster.health", timeout=30)
+    except CommandExecutionError as exc:
+        return {"healthy": False, "error": str(exc), "endpoints": {}}
+
+
+def _status_data(topo: dict) -> dict:
+    members = members_from_view(_cluster_view(topo))
+    return {
+        "members": members,
+        "leader": next((m["name"] for m in members if m["role"] == "leader"), None),
+        "etcd": _etcd_health(topo),
+        "haproxy": haproxy_servers(topo),
+    }
+
+
+def format_status(data: dict) -> str:
+    """The status as a text table (pure: unit-tested)."""
+    lines = ["Patroni members", f"  {'member':<14}{'role':<14}{'state':<12}{'TL':>4}{'lag (bytes)':>13}  streaming"]
+    for m in data["members"]:
+        streaming = "-" if m["role"] == "leader" else ("yes" if m["streaming"] else "NO")
+        lag = "" if m["lag"] is None else m["lag"]
+        lines.append(f"  {m['name']:<14}{m['role']:<14}{m['state']:<12}{m['timeline'] or '':>4}{lag:>13}  {streaming}")
+    if not data["members"]:
+        lines.append("  (no Patroni member answered)")
+    etcd = data["etcd"]
+    lines.append(f"etcd: {'healthy' if etcd.get('healthy') else 'NOT HEALTHY'}")
+    for name, entry in sorted(etcd.get("endpoints", {}).items()):
+        if entry.get("reachable"):
+            lines.append(
+                f"  {name:<14}{entry['endpoint']:<22}leader {entry.get('leader')}  term {entry.get('raft_term')}"
+                f"  index {entry.get('raft_index')}  db {entry.get('db_size')} B"
+            )
+        else:
+            lines.append(f"  {name:<14}{entry.get('endpoint', ''):<22}UNREACHABLE {entry.get('error', '')}")
+    if etcd.get("error"):
+        lines.append(f"  {etcd['error']}")
+    lines.append("HAProxy backends (listen postgres)")
+    for server, state in sorted(data["haproxy"].items()):
+        lines.append(f"  {server:<14}{state}")
+    return "\n".join(lines)
+
+
+def status(table: bool | None = None) -> Any:
+    """
+    One view of the whole cluster: Patroni members (role, state, timeline,
+    lag, streaming), etcd endpoints and their health, HAProxy's backend
+    servers. A table by default; structured data with ``--out=json`` (or
+    ``table=False``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run pgha.status
+        salt-run pgha.status --out=json
+    """
+    data = _status_data(_topology())
+    if table is None:
+        table = __opts__.get("output") in (None, "", "nested", "txt")
+    if table:
+        return {"outputter": "txt", "data": format_status(data)}
+    return data
+
+
+def check(max_lag: int | None = None) -> dict:
+    """
+    Every health gate at once: etcd healthy, one Patroni leader, every
+    member streaming from it on its timeline within the lag bound, HAProxy
+    sending writes to the leader alone. Exit code non-zero when anything is
+    unhealthy (for cron or monitoring).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run pgha.check
+    """
+    topo = _topology()
+    data = _status_data(topo)
+    bound = int(topo["gates"]["max_lag_bytes"] if max_lag is None else max_lag)
+    problems = _health_problems(data["members"], len(topo["pg_nodes"]), bound)
+    if not data["etcd"].get("healthy"):
+        problems.append("etcd is not healthy: " + str(data["etcd"].get("error") or data["etcd"].get("endpoints")))
+    up = sorted(server for server, state in data["haproxy"].items() if state == "UP")
+    if data["leader"] and up != [data["leader"]]:
+        problems.append(f"HAProxy sends writes to {up or 'no server'}, the leader is {data['leader']}")
+    result = {"healthy": not problems, "problems": problems, "leader": data["leader"]}
+    return result if not problems else _fail(result)
+
+
+def validate(pillar: dict | None = None, tgt: str = "*") -> dict:
+    """
+    Check the ``pgha`` pillar the minions see (optionally merged with
+    ``pillar='{"pgha": ...}'``, to try a change before committing it). Lists
+    every wrong key with its full path; exit code non-zero when invalid.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run pgha.validate
+        salt-run pgha.validate pillar='{"pgha": {"patroni": {"ttl": 10}}}'
+    """
+    kwarg = {"pillar": pillar} if pillar else {}
+    with salt.client.get_local_client(__opts__["conf_file"]) as client:
+        ret = client.cmd(tgt, "pgha_config.validate", kwarg=kwarg or None, timeout=60, full_return=True)
+    if not ret:
+        return _fail({"valid": False, "errors": [f"no minion matching {tgt!r} answered"]})
+    errors: list[str] = []
+    for minion, answer in sorted(ret.items()):
+        value = answer.get("ret") if isinstance(answer, dict) else answer
+        if not isinstance(value, dict):
+            errors.append(f"{minion}: could not validate: {value}")
+            continue
+        for error in value.get("errors", []):
+            if error not in errors:
+                errors.append(error)
+    result = {"valid": not errors, "errors": errors, "minions": sorted(ret)}
+    return result if not errors else _fail(result)
+
+
+def switchover(candidate: str | None = None, timeout: int | None = None) -> dict:
+    """
+    A planned move of the leader (to ``candidate`` when given) through
+    Patroni, with a writer committing through HAProxy the whole time; waits
+    until HAProxy sends writes to the new leader and reports how long that
+    took (``rto_s``) and how many acknowledged writes were lost.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run pgha.switchover
+        salt-run pgha.switchover candidate=postgres02
+    """
+    return failover_drill(mode="switchover", candidate=candidate, timeout=timeout, report=False)
+
+
+def _rolling(action: str, pending_only: bool, timeout: int) -> dict:
+    topo = _topology()
+    members = members_from_view(_cluster_view(topo))
+    leader = next((m["name"] for m in members if m["role"] == "leader"), None)
+    if not leader:
+        return _fail({"ok": False, "comment": "no running leader: not touching anything"})
+    pending = set()
+    for name in topo["pg_nodes"]:
+        code, text = _http(topo["restapi_urls"][name] + "/patroni")
+        if code == 200 and json.loads(text).get("pending_restart"):
+            pending.add(name)
+    order = [m["name"] for m in members if m["name"] != leader] + [leader]
+    done, steps = [], []
+    for name in order:
+        if action == "restart" and pending_only and name not in pending:
+            continue
+        if name == leader and action == "restart":
+            moved = failover_drill(mode="switchover", timeout=timeout, report=False)
+            steps.append({"switchover": {k: moved.get(k) for k in ("old_leader", "new_leader", "rto_s", "lost", "ok")}})
+            if not moved.get("ok"):
+                return _fail({"ok": False, "done": done, "steps": steps, "comment": "switchover before restarting the leader failed"})
+        code, text = _post(topo, name, "/" + action, {})
+        if code not in (200, 202):
+            return _fail({"ok": False, "done": done, "steps": steps, "comment": f"{action} of {name} answered {code}: {text}"})
+        deadline = time.monotonic() + timeout
+        problems = ["not checked"]
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            problems = _health_problems(members_from_view(_cluster_view(topo)), len(topo["pg_nodes"]), 10 * 1024 * 1024)
+            if not problems:
+                break
+        if problems:
+            return _fail({"ok": False, "done": done, "steps": steps, "comment": f"after the {action} of {name}: {problems}"})
+        done.append(name)
+        steps.append({action: name})
+    return {"ok": True, "done": done, "steps": steps, "pending_restart_before": sorted(pending)}
+
+
+def restart(pending_only: bool = True, timeout: int = 120) -> dict:
+    """
+    Rolling restart of PostgreSQL: replicas first, one at a time, each
+    followed by a health gate; the leader last, after a switchover moves the
+    leadership away. By default only members with ``pending_restart``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run pgha.restart
+        salt-run pgha.restart pending_only=False
+    """
+    return _rolling("restart", pending_only, int(timeout))
+
+
+def reload(timeout: int = 60) -> dict:
+    """
+    Rolling reload of Patroni's and PostgreSQL's configuration (replicas
+    first, leader last), each followed by a health gate.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run pgha.reload
+    """
+    return _rolling("reload", False, int(timeout))

@@ -46,6 +46,8 @@ def running(name: str, on_watch: str = "restart") -> dict:
         ret.update(result=False, comment=f"{now['service']} did not start; see its log")
         return ret
     if not before["running"]:
+        # Started with the current configuration: a watch needs no reload now.
+        __context__[f"pgha_service.started.{name}"] = now["pid"]
         ret["changes"] = {"running": {"old": False, "new": True}, "pid": now["pid"]}
         ret["comment"] = f"{now['service']} started (pid {now['pid']})"
     elif before["pid"] != now["pid"]:
@@ -65,6 +67,9 @@ def mod_watch(name: str, on_watch: str = "restart", **kwargs) -> dict:
     before = __salt__["pgha_service.status"](name)
     if not before["running"]:
         return running(name, on_watch)
+    if __context__.get(f"pgha_service.started.{name}") == before["pid"]:
+        ret["comment"] = f"{before['service']} was just started with this configuration"
+        return ret
     if on_watch == "reload":
         __salt__["pgha_service.reload"](name)
         ret.update(changes={"reloaded": True}, comment=f"{before['service']} reloaded its configuration")

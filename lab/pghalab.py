@@ -36,6 +36,9 @@ SECRET_NAMES = (
     "haproxy_stats_password",
 )
 MASTER_ID = "pgha-lab"
+# The repository is a file root (for _modules, _states, _runners): keep the
+# virtualenv, the lab's own files and git out of the master's file server.
+FILE_IGNORE_REGEX = [r"/\.venv/", r"/\.lab/", r"/\.git/", r"/tests/", r"/bench/", r"__pycache__"]
 
 
 def say(text: str = "") -> None:
@@ -67,6 +70,8 @@ def master_config(lab: str, repo: str, ports: tuple[int, int] = (4505, 4506)) ->
             "# The lab's minions are its own processes: accept their keys.",
             "auto_accept: True",
             "worker_threads: 4",
+            "file_ignore_regex:",
+            *[f"  - '{regex}'" for regex in FILE_IGNORE_REGEX],
             "file_roots:",
             "  base:",
             f"    - {repo}/salt",

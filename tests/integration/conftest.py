@@ -1,0 +1,131 @@
+"""
+A real cluster for the integration tests: a salt-master and the five minions
+(pytest-salt-factories), each minion with its own root under a fresh
+directory and its own supervisord, services on 127.0.100.x (the lab uses
+127.0.0.x, so a running lab and the tests never collide), then
+``state.orchestrate pgha``. Session-scoped: every test that only reads shares
+it; the drill tests move the leader and run last.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import time
+
+import pytest
+import yaml
+
+import pghalab
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ADDRESSES = {
+    "postgres01": "127.0.100.15",
+    "postgres02": "127.0.100.32",
+    "postgres03": "127.0.100.6",
+    "etcd": "127.0.100.5",
+    "haproxy": "127.0.100.3",
+}
+PORTS = (5432, 8008, 2379, 2380, 8080)
+
+
+def _listening(address: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((address, port)) == 0
+
+
+@pytest.fixture(scope="session")
+def test_root():
+    busy = [f"{a}:{p}" for a in ADDRESSES.values() for p in PORTS if _listening(a, p)]
+    if busy:
+        pytest.exit(f"the integration tests' addresses are in use ({', '.join(busy)}): another test run is up", 3)
+    # Not under /tmp/pytest-of-root (0700): postgres and etcd must reach their dirs.
+    root = f"/var/tmp/pgha-tests-{os.getpid()}"
+    os.makedirs(root, mode=0o755)
+    os.chmod(root, 0o755)
+    yield root
+    pghalab.Lab(lab=root).down()
+    if os.environ.get("PGHA_KEEP_TEST_ROOT"):
+        print(f"\nkept the test hosts' files in {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def cluster_secrets():
+    return {name: secrets.token_urlsafe(16) for name in pghalab.SECRET_NAMES}
+
+
+@pytest.fixture(scope="session")
+def pillar_dir(test_root, cluster_secrets):
+    path = os.path.join(test_root, "pillar")
+    os.makedirs(path)
+    overrides = {
+        "pgha": {
+            "nodes": {node_id: {"address": address} for node_id, address in ADDRESSES.items()},
+            "lookup": {"root": os.path.join(test_root, "hosts", "{id}")},
+            "haproxy": {"bind_address": ADDRESSES["haproxy"], "stats_bind_address": ADDRESSES["haproxy"]},
+            "drill": {"report_dir": os.path.join(test_root, "reports")},
+            "secrets": cluster_secrets,
+        }
+    }
+    with open(os.path.join(path, "top.sls"), "w") as handle:
+        handle.write("base:\n  '*':\n    - pgha.lab\n    - tests_local\n")
+    with open(os.path.join(path, "tests_local.sls"), "w") as handle:
+        yaml.safe_dump(overrides, handle)
+    os.chmod(os.path.join(path, "tests_local.sls"), 0o600)
+    return path
+
+
+@pytest.fixture(scope="session")
+def salt_master(salt_factories, pillar_dir):
+    overrides = {
+        "interface": "127.0.0.1",
+        "file_roots": {"base": [os.path.join(REPO, "salt"), REPO]},
+        "pillar_roots": {"base": [pillar_dir, os.path.join(REPO, "pillar")]},
+        "worker_threads": 4,
+        "file_ignore_regex": pghalab.FILE_IGNORE_REGEX,
+    }
+    factory = salt_factories.salt_master_daemon("pgha-test-master", overrides=overrides)
+    with factory.started(start_timeout=120):
+        yield factory
+
+
+@pytest.fixture(scope="session")
+def salt_minions(salt_master):
+    factories = [salt_master.salt_minion_daemon(node_id) for node_id in ADDRESSES]
+    started = []
+    try:
+        for factory in factories:
+            factory.start(start_timeout=120)
+            started.append(factory)
+        yield {factory.id: factory for factory in factories}
+    finally:
+        for factory in reversed(started):
+            factory.terminate()
+
+
+@pytest.fixture(scope="session")
+def orchestration(salt_master, salt_minions):
+    """The whole orchestration, once: (return code, per-state results, seconds)."""
+    started = time.monotonic()
+    ret = salt_master.salt_run_cli(timeout=900).run("state.orchestrate", "pgha", _timeout=900)
+    elapsed = time.monotonic() - started
+    data = ret.data or {}
+    payload = data.get("data", data) if isinstance(data, dict) else {}
+    states = {}
+    for value in payload.values():
+        if isinstance(value, dict):
+            states.update(value)
+    return {"returncode": ret.returncode, "states": states, "elapsed": elapsed, "stdout": ret.stdout,
+            "stderr": ret.stderr}
+
+
+def state_result(orchestration: dict, state_id: str) -> dict:
+    for key, value in orchestration["states"].items():
+        if key.split("_|-")[1] == state_id:
+            return value
+    raise AssertionError(f"state {state_id} not in the orchestration's return: {sorted(orchestration['states'])}")

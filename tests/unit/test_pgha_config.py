@@ -1,0 +1,701 @@
+"""
+Unit tests of _modules/pgha_config.py: the model (merge, derived values, rooted
+paths), mask(), validate()/mapdata() and a table of invalid pillars, each of
+which must be refused with the wrong key named by its full path.
+
+The module is loaded from its file with importlib; the Salt dunders are plain
+module attributes, and ``cp.get_file_str`` serves the repository's real
+parameters files (salt/pgha/parameters/...).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import re
+import sys
+from typing import Any
+
+import pytest
+from pgha_test_helpers import MODULE_PATH, SALT_DIR, TEST_SECRETS, read_pillar
+from salt.exceptions import CommandExecutionError
+
+# ---------------------------------------------------------------------------
+# loading the module
+# ---------------------------------------------------------------------------
+
+
+def _get_file_str(path: str, saltenv: str = "base") -> str | bool:
+    """cp.get_file_str over the repository's salt/ tree: False when missing, like Salt's."""
+    assert path.startswith("salt://"), path
+    assert saltenv == "base"
+    file = SALT_DIR / path[len("salt://") :]
+    return file.read_text() if file.is_file() else False
+
+
+def load_module(pillar: Any = None, minion_id: str = "postgres01", os_family: str = "Debian", get_file_str=None):
+    """A fresh pgha_config module with Salt's dunders injected."""
+    name = f"pgha_config_under_test_{id(object())}"
+    spec = importlib.util.spec_from_file_location(name, MODULE_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.__salt__ = {"cp.get_file_str": get_file_str or _get_file_str}
+    module.__grains__ = {"id": minion_id, "os_family": os_family}
+    module.__pillar__ = pillar if pillar is not None else {}
+    module.__context__ = {}
+    module.__opts__ = {"id": minion_id}
+    sys.modules.pop(name, None)
+    return module
+
+
+@pytest.fixture
+def pgha_config():
+    return load_module
+
+
+# ---------------------------------------------------------------------------
+# pillar editing for the table
+# ---------------------------------------------------------------------------
+
+DELETE = object()
+
+
+class Replace:
+    """Replace a map wholesale instead of merging into it."""
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Replace({self.value!r})"
+
+
+def patched(pillar: dict, patch: dict) -> dict:
+    """A copy of pillar['pgha'] deep-merged with patch (DELETE removes, Replace replaces)."""
+
+    def apply(target: dict, changes: dict) -> None:
+        for key, value in changes.items():
+            if value is DELETE:
+                target.pop(key, None)
+            elif isinstance(value, Replace):
+                target[key] = copy.deepcopy(value.value)
+            elif isinstance(value, dict) and isinstance(target.get(key), dict):
+                apply(target[key], value)
+            else:
+                target[key] = copy.deepcopy(value)
+
+    out = copy.deepcopy(pillar)
+    apply(out["pgha"], patch)
+    return out
+
+
+def validate(pillar: dict, **kwargs) -> tuple[dict, Any]:
+    module = load_module(pillar, **kwargs)
+    return module.validate(), module
+
+
+# ---------------------------------------------------------------------------
+# the valid production pillar and the derived model
+# ---------------------------------------------------------------------------
+
+
+def test_production_pillar_is_valid(production_pillar):
+    result, module = validate(production_pillar)
+    assert result == {"valid": True, "errors": []}
+    assert "retcode" not in module.__context__
+
+
+def test_lab_pillar_is_valid(lab_pillar):
+    result, module = validate(lab_pillar)
+    assert result == {"valid": True, "errors": []}
+    assert "retcode" not in module.__context__
+
+
+def test_production_pillar_without_secrets_names_every_secret():
+    result, module = validate(read_pillar("production"))
+    assert result["valid"] is False
+    for key in TEST_SECRETS:
+        assert any(error.startswith(f"pgha:secrets:{key}: required") for error in result["errors"]), key
+    assert module.__context__["retcode"] == 1
+
+
+def test_defaults_merge_the_os_family_file():
+    module = load_module()
+    data = module.defaults()
+    assert data["patroni"]["ttl"] == 30
+    # parameters/os_family/Debian.yaml overrides the repository line
+    assert "signed-by=" in data["lookup"]["postgresql"]["pgdg_repo"]["name"]
+    # ... and keeps the rest of lookup:postgresql
+    assert data["lookup"]["postgresql"]["bin_dir"] == "/usr/lib/postgresql/15/bin"
+
+
+def test_defaults_without_an_os_family_file():
+    module = load_module(os_family="Solaris")
+    data = module.defaults()
+    assert "signed-by=" not in data["lookup"]["postgresql"]["pgdg_repo"]["name"]
+
+
+def test_defaults_missing_is_an_error():
+    module = load_module(get_file_str=lambda path, saltenv="base": False)
+    with pytest.raises(CommandExecutionError, match="cannot read salt://pgha/parameters/defaults.yaml"):
+        module.defaults()
+
+
+def test_mapdata_production_derivations(production_pillar):
+    data = load_module(production_pillar, minion_id="postgres01").mapdata(show_secrets=True)
+    assert data["id"] == "postgres01"
+    assert data["roles"] == ["postgresql"]
+    assert data["node"] == {"id": "postgres01", "address": "10.131.0.15", "roles": ["postgresql"]}
+    assert data["pg_nodes"] == ["postgres01", "postgres02", "postgres03"]
+    assert data["etcd_nodes"] == ["etcd"]
+    assert data["haproxy_nodes"] == ["haproxy"]
+    # etcd: the seed's single member, named after its minion id
+    assert data["etcd"]["initial_cluster"] == "etcd=http://10.131.0.5:2380"
+    assert data["etcd"]["hosts"] == ["10.131.0.5:2379"]
+    assert data["etcd"]["client_urls"] == {"etcd": "http://10.131.0.5:2379"}
+    assert data["etcd"]["peer_urls"] == {"etcd": "http://10.131.0.5:2380"}
+    assert data["etcd"]["token"] == "etcd-cluster"
+    # Patroni REST API of each PostgreSQL node
+    assert data["restapi_urls"] == {
+        "postgres01": "http://10.131.0.15:8008",
+        "postgres02": "http://10.131.0.32:8008",
+        "postgres03": "http://10.131.0.6:8008",
+    }
+    assert data["cluster"] == {"scope": "postgres", "namespace": "/db/", "bootstrap_leader": "postgres01"}
+    assert data["haproxy"]["write_address"] == "10.131.0.3"
+    # seed values merged from defaults + pillar
+    assert data["patroni"]["ttl"] == 30
+    assert data["patroni"]["loop_wait"] == 10
+    assert data["patroni"]["retry_timeout"] == 10
+    assert data["patroni"]["maximum_lag_on_failover"] == 1048576
+    assert data["secrets"] == TEST_SECRETS
+    # root empty: paths unchanged
+    assert data["lookup"]["root"] == ""
+    assert data["lookup"]["patroni"]["config_file"] == "/etc/patroni/config.yml"
+
+
+def test_mapdata_bootstrap_leader_defaults_to_first_postgresql_node(production_pillar):
+    pillar = patched(production_pillar, {"cluster": {"bootstrap_leader": DELETE}})
+    data = load_module(pillar).mapdata()
+    assert data["cluster"]["bootstrap_leader"] == "postgres01"
+    # not the first in pillar order but the first by id
+    pillar = patched(
+        production_pillar,
+        {
+            "cluster": {"bootstrap_leader": DELETE},
+            "nodes": Replace(
+                {
+                    "pg-c": {"address": "10.0.0.3", "roles": ["postgresql"]},
+                    "pg-a": {"address": "10.0.0.1", "roles": ["postgresql", "etcd"]},
+                    "pg-b": {"address": "10.0.0.2", "roles": ["postgresql"]},
+                    "lb": {"address": "10.0.0.9", "roles": ["haproxy"]},
+                }
+            ),
+        },
+    )
+    data = load_module(pillar, minion_id="pg-a").mapdata()
+    assert data["cluster"]["bootstrap_leader"] == "pg-a"
+    assert data["pg_nodes"] == ["pg-a", "pg-b", "pg-c"]
+
+
+def test_mapdata_explicit_bootstrap_leader(production_pillar):
+    pillar = patched(production_pillar, {"cluster": {"bootstrap_leader": "postgres03"}})
+    assert load_module(pillar).mapdata()["cluster"]["bootstrap_leader"] == "postgres03"
+
+
+def test_mapdata_three_etcd_members(production_pillar):
+    pillar = patched(
+        production_pillar,
+        {"nodes": {"postgres01": {"roles": ["postgresql", "etcd"]}, "postgres02": {"roles": ["postgresql", "etcd"]}}},
+    )
+    data = load_module(pillar, minion_id="etcd").mapdata()
+    assert data["etcd_nodes"] == ["etcd", "postgres01", "postgres02"]
+    assert data["etcd"]["initial_cluster"] == (
+        "etcd=http://10.131.0.5:2380,postgres01=http://10.131.0.15:2380,postgres02=http://10.131.0.32:2380"
+    )
+    assert data["etcd"]["hosts"] == ["10.131.0.5:2379", "10.131.0.15:2379", "10.131.0.32:2379"]
+
+
+def test_mapdata_ipv6_addresses_are_bracketed(production_pillar):
+    pillar = patched(production_pillar, {"nodes": {"etcd": {"address": "fd00::5"}, "postgres01": {"address": "fd00::15"}}})
+    data = load_module(pillar).mapdata()
+    assert data["etcd"]["hosts"] == ["[fd00::5]:2379"]
+    assert data["etcd"]["initial_cluster"] == "etcd=http://[fd00::5]:2380"
+    assert data["restapi_urls"]["postgres01"] == "http://[fd00::15]:8008"
+
+
+@pytest.mark.parametrize(
+    ("minion_id", "roles"),
+    [("postgres01", ["postgresql"]), ("etcd", ["etcd"]), ("haproxy", ["haproxy"]), ("outsider", [])],
+)
+def test_mapdata_roles_of_each_minion(production_pillar, minion_id, roles):
+    data = load_module(production_pillar, minion_id=minion_id).mapdata()
+    assert data["id"] == minion_id
+    assert data["roles"] == roles
+
+
+def test_mapdata_uses_opts_id_without_grain(production_pillar):
+    module = load_module(production_pillar, minion_id="haproxy")
+    module.__grains__ = {"os_family": "Debian"}
+    assert module.mapdata()["id"] == "haproxy"
+
+
+@pytest.mark.parametrize("minion_id", ["postgres01", "etcd", "haproxy"])
+def test_mapdata_rooted_paths(production_pillar, minion_id):
+    pillar = patched(production_pillar, {"lookup": {"root": "/x/{id}"}})
+    data = load_module(pillar, minion_id=minion_id).mapdata()
+    lookup = data["lookup"]
+    root = f"/x/{minion_id}"
+    assert lookup["root"] == root
+    # files, directories, sockets and pid files move under the root
+    assert lookup["patroni"]["config_file"] == f"{root}/etc/patroni/config.yml"
+    assert lookup["patroni"]["post_bootstrap_file"] == f"{root}/etc/patroni/post_bootstrap.sh"
+    assert lookup["patroni"]["data_dir"] == f"{root}/var/lib/patroni"
+    assert lookup["patroni"]["socket_dir"] == f"{root}/var/run/postgresql"
+    assert lookup["patroni"]["pgpass_file"] == f"{root}/var/lib/postgresql/.pgpass.patroni"
+    assert lookup["patroni"]["log_dir"] == f"{root}/var/log/patroni"
+    assert lookup["etcd"]["env_file"] == f"{root}/etc/default/etcd"
+    assert lookup["etcd"]["data_dir"] == f"{root}/var/lib/etcd/default"
+    assert lookup["haproxy"]["config_file"] == f"{root}/etc/haproxy/haproxy.cfg"
+    assert lookup["haproxy"]["hosts_file"] == f"{root}/etc/hosts"
+    assert lookup["haproxy"]["socket_dir"] == f"{root}/run/haproxy"
+    assert lookup["haproxy"]["admin_socket"] == f"{root}/run/haproxy/admin.sock"
+    assert lookup["supervisor"]["conf_file"] == f"{root}/etc/pgha/supervisord.conf"
+    assert lookup["supervisor"]["include_dir"] == f"{root}/etc/pgha/supervisord.d"
+    assert lookup["supervisor"]["socket"] == f"{root}/run/pgha/supervisord.sock"
+    assert lookup["supervisor"]["pidfile"] == f"{root}/run/pgha/supervisord.pid"
+    assert lookup["supervisor"]["log_dir"] == f"{root}/var/log/pgha"
+    # programs, binaries and names stay where the packages put them
+    assert lookup["postgresql"]["bin_dir"] == "/usr/lib/postgresql/15/bin"
+    assert lookup["patroni"]["binary"] == "/usr/bin/patroni"
+    assert lookup["patroni"]["patronictl"] == "/usr/bin/patronictl"
+    assert lookup["etcd"]["binary"] == "/usr/bin/etcd"
+    assert lookup["haproxy"]["binary"] == "/usr/sbin/haproxy"
+    assert lookup["supervisor"]["supervisord"] == "/usr/bin/supervisord"
+    assert lookup["patroni"]["service"] == "patroni"
+    assert lookup["patroni"]["pkgs"] == ["patroni", "python3-etcd3", "python3-psycopg2"]
+    # the drill reports live on the master, not in a minion's root
+    assert data["drill"]["report_dir"] == "/var/lib/pgha/reports"
+
+
+def test_mapdata_invalid_pillar_raises_naming_every_key(production_pillar):
+    pillar = patched(production_pillar, {"patroni": {"ttl": 10}, "cluster": {"namespace": "db"}})
+    module = load_module(pillar)
+    with pytest.raises(CommandExecutionError) as info:
+        module.mapdata()
+    message = str(info.value)
+    assert "nothing was changed" in message
+    assert "pgha:patroni:ttl" in message
+    assert "pgha:cluster:namespace" in message
+
+
+def test_mapdata_pillar_must_be_a_map():
+    module = load_module({"pgha": ["not", "a", "map"]})
+    with pytest.raises(CommandExecutionError, match="pgha must be a map"):
+        module.mapdata()
+
+
+def test_mapdata_pillar_override(production_pillar):
+    module = load_module(production_pillar)
+    data = module.mapdata(pillar={"pgha": {"patroni": {"ttl": 40}}})
+    assert data["patroni"]["ttl"] == 40
+    # the override does not change the minion's pillar
+    assert module.__pillar__["pgha"]["patroni"]["ttl"] == 30
+
+
+# ---------------------------------------------------------------------------
+# mask()
+# ---------------------------------------------------------------------------
+
+
+def test_mapdata_masks_secrets_by_default(production_pillar):
+    module = load_module(production_pillar)
+    data = module.mapdata()
+    assert data["secrets"] == {key: module.MASK for key in TEST_SECRETS}
+    text = repr(data)
+    for secret in TEST_SECRETS.values():
+        assert secret not in text
+    # user names are not secrets
+    assert data["users"]["replication"] == "replicator"
+
+
+def test_mapdata_show_secrets(production_pillar):
+    data = load_module(production_pillar).mapdata(show_secrets=True)
+    assert data["secrets"] == TEST_SECRETS
+
+
+def test_mask_nested_and_copy():
+    module = load_module()
+    data = {
+        "secrets": {"a": "s1", "b": ""},
+        "list": [{"secrets": {"c": "s2"}}, "plain"],
+        "deep": {"secrets": {"d": "s3"}, "other": "visible"},
+    }
+    original = copy.deepcopy(data)
+    masked = module.mask(data)
+    assert masked == {
+        "secrets": {"a": module.MASK, "b": module.MASK},
+        "list": [{"secrets": {"c": module.MASK}}, "plain"],
+        "deep": {"secrets": {"d": module.MASK}, "other": "visible"},
+    }
+    assert data == original, "mask() must not modify its argument"
+    assert module.MASK not in ("s1", "s2", "s3")
+
+
+def test_mask_leaves_scalars_alone():
+    module = load_module()
+    assert module.mask("x") == "x"
+    assert module.mask(3) == 3
+    assert module.mask(None) is None
+
+
+# ---------------------------------------------------------------------------
+# validate()
+# ---------------------------------------------------------------------------
+
+
+def test_validate_sets_retcode_on_errors(production_pillar):
+    pillar = patched(production_pillar, {"patroni": {"ttl": 10}})
+    result, module = validate(pillar)
+    assert result["valid"] is False
+    assert result["errors"]
+    assert module.__context__["retcode"] == 1
+
+
+def test_validate_does_not_set_retcode_when_valid(production_pillar):
+    result, module = validate(production_pillar)
+    assert result["valid"] is True
+    assert module.__context__.get("retcode", 0) == 0
+
+
+def test_validate_pillar_argument_is_merged(production_pillar):
+    module = load_module(production_pillar)
+    result = module.validate(pillar={"pgha": {"patroni": {"ttl": 10}}})
+    assert result["valid"] is False
+    assert any(error.startswith("pgha:patroni:ttl:") for error in result["errors"])
+    # also without the leading pgha key, as the docstring's CLI example allows
+    module = load_module(production_pillar)
+    result = module.validate(pillar={"patroni": {"ttl": 10}})
+    assert any(error.startswith("pgha:patroni:ttl:") for error in result["errors"])
+
+
+def test_validate_pgha_not_a_map():
+    result, module = validate({"pgha": "oops"})
+    assert result == {"valid": False, "errors": ["pgha: must be a map"]}
+    assert module.__context__["retcode"] == 1
+
+
+def test_validate_empty_pillar_names_nodes_and_secrets():
+    result, _ = validate({})
+    assert result["valid"] is False
+    assert any(error.startswith("pgha:nodes:") for error in result["errors"])
+    assert any(error.startswith("pgha:secrets:superuser_password:") for error in result["errors"])
+
+
+def test_all_errors_reported_in_one_run(production_pillar):
+    pillar = patched(
+        production_pillar,
+        {
+            "patroni": {"ttl": 10},
+            "nodes": {"postgres02": {"address": "10.131.0.999"}},
+            "secrets": {"admin_password": DELETE},
+        },
+    )
+    result, module = validate(pillar)
+    errors = result["errors"]
+    assert len(errors) >= 3, errors
+    for key in ("pgha:patroni:ttl", "pgha:nodes:postgres02:address", "pgha:secrets:admin_password"):
+        assert any(error.startswith(key + ":") for error in errors), (key, errors)
+    assert module.__context__["retcode"] == 1
+
+
+def test_errors_never_show_a_secret(production_pillar):
+    pillar = patched(
+        production_pillar,
+        {"secrets": {"superuser_password": "line1\nline2", "restapi_pasword": TEST_SECRETS["restapi_password"]}},
+    )
+    result, _ = validate(pillar)
+    assert result["valid"] is False
+    text = "\n".join(result["errors"])
+    assert "line1" not in text
+    assert TEST_SECRETS["restapi_password"] not in text
+    for secret in TEST_SECRETS.values():
+        assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("admin_password", "admin"),
+        ("superuser_password", "secretpassword"),
+        ("replication_password", "rep-pass"),
+        ("restapi_password", "Patroni"),
+    ],
+)
+def test_demo_password_accepted_with_lab_true(production_pillar, key, value):
+    pillar = patched(production_pillar, {"lab": True, "secrets": {key: value}})
+    result, module = validate(pillar)
+    assert result == {"valid": True, "errors": []}
+    assert "retcode" not in module.__context__
+
+
+def test_lab_true_still_needs_every_secret(production_pillar):
+    pillar = patched(production_pillar, {"lab": True, "secrets": {"admin_password": ""}})
+    result, _ = validate(pillar)
+    assert any(error.startswith("pgha:secrets:admin_password:") for error in result["errors"])
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        pytest.param({"postgresql": {"pg_hba": [{"type": "local", "database": "all", "user": "postgres", "method": "peer"}]}}, id="hba-local-peer"),
+        pytest.param({"postgresql": {"pg_hba": [{"type": "hostssl", "database": "app", "user": "app", "address": "10.1.0.0/16", "method": "cert"}]}}, id="hba-hostssl-cert"),
+        pytest.param({"postgresql": {"client_networks": ["10.0.0.0/8", "192.168.1.7/32", "fd00::/64"]}}, id="client-networks"),
+        pytest.param({"nodes": {"haproxy": {"roles": ["haproxy", "etcd"]}, "postgres01": {"roles": ["postgresql", "etcd"]}}}, id="three-etcd"),
+        pytest.param({"patroni": {"ttl": 20, "loop_wait": 10, "retry_timeout": 5}}, id="timings-at-the-limit"),
+        pytest.param({"patroni": {"synchronous_mode": True, "synchronous_mode_strict": True}}, id="sync-strict"),
+        pytest.param({"patroni": {"maximum_lag_on_failover": 0}}, id="lag-zero"),
+        pytest.param({"haproxy": {"check": {"inter": "500ms", "fall": 1, "rise": 1}, "timeout": {"connect": 4000}}}, id="haproxy-durations"),
+        pytest.param({"lookup": {"service_manager": "supervisord", "root": "/srv/x/{id}"}}, id="supervisord-root"),
+        pytest.param({"drill": {"mode": "switchover", "enabled": False}}, id="drill-switchover"),
+        pytest.param({"postgresql": {"parameters": {"work_mem": "64MB", "password_encryption": "md5"}}}, id="free-form-parameters"),
+        pytest.param({"patroni": {"tags": {"failover_priority": 1}}}, id="free-form-tags"),
+        pytest.param({"nodes": {"pg04.example.com": {"address": "10.131.0.40", "roles": ["postgresql"]}}}, id="fqdn-minion-id"),
+        pytest.param({"haproxy": {"stats_port": 7000, "stats_bind_address": "*"}}, id="stats-elsewhere"),
+    ],
+)
+def test_valid_variations(production_pillar, patch):
+    result, _ = validate(patched(production_pillar, patch))
+    assert result == {"valid": True, "errors": []}
+
+
+# ---------------------------------------------------------------------------
+# the table of invalid pillars
+# ---------------------------------------------------------------------------
+
+HBA_OK = {"type": "host", "database": "app", "user": "app", "address": "10.131.0.0/24", "method": "scram-sha-256"}
+
+
+def hba(**changes: Any) -> dict:
+    entry = dict(HBA_OK, **changes)
+    return {key: value for key, value in entry.items() if value is not DELETE}
+
+
+# (id, patch applied to production + secrets, key path that must be named, regex the message must match)
+INVALID = [
+    # nodes
+    ("collision-same-address", {"nodes": {"postgres02": {"address": "10.131.0.15"}}}, "pgha:nodes:postgres02", r"10\.131\.0\.15:5432 collides"),
+    ("collision-etcd-on-pg-node-same-port", {"etcd": {"client_port": 5432}, "nodes": {"etcd": {"address": "10.131.0.15"}}}, "pgha:nodes:postgres01", r"PostgreSQL on 10\.131\.0\.15:5432 collides with etcd client port of etcd"),
+    ("collision-etcd-client-peer-port", {"etcd": {"peer_port": 2379}}, "pgha:nodes:etcd", r"etcd peer port on 10\.131\.0\.5:2379 collides"),
+    ("collision-haproxy-stats-port", {"haproxy": {"stats_port": 5432}}, "pgha:nodes:haproxy", r"collides"),
+    ("collision-restapi-pg-port", {"patroni": {"restapi_port": 5432}}, "pgha:nodes:postgres01", r"Patroni REST API .* collides"),
+    ("invalid-address", {"nodes": {"postgres01": {"address": "10.131.0.300"}}}, "pgha:nodes:postgres01:address", r"IP address"),
+    ("hostname-address", {"nodes": {"postgres01": {"address": "postgres01.example.com"}}}, "pgha:nodes:postgres01:address", r"IP address"),
+    ("missing-address", {"nodes": {"postgres02": Replace({"roles": ["postgresql"]})}}, "pgha:nodes:postgres02:address", r"None"),
+    ("invalid-minion-id", {"nodes": {"pg 04!": {"address": "10.131.0.40", "roles": ["postgresql"]}}}, "pgha:nodes:pg 04!", r"not a valid minion id"),
+    ("minion-id-leading-dash", {"nodes": {"-pg04": {"address": "10.131.0.40", "roles": ["postgresql"]}}}, "pgha:nodes:-pg04", r"not a valid minion id"),
+    ("unknown-role", {"nodes": {"postgres01": {"roles": ["postgresql", "pgbouncer"]}}}, "pgha:nodes:postgres01:roles", r"unknown role 'pgbouncer'"),
+    ("empty-roles", {"nodes": {"postgres01": {"roles": []}}}, "pgha:nodes:postgres01:roles", r"non-empty list"),
+    ("roles-as-string", {"nodes": {"postgres01": {"roles": "postgresql"}}}, "pgha:nodes:postgres01:roles", r"non-empty list"),
+    ("role-twice", {"nodes": {"postgres01": {"roles": ["postgresql", "postgresql"]}}}, "pgha:nodes:postgres01:roles", r"twice"),
+    ("node-not-a-map", {"nodes": {"postgres02": "10.131.0.32"}}, "pgha:nodes:postgres02", r"must be a map"),
+    ("unknown-node-key", {"nodes": {"postgres01": {"adress": "10.131.0.15"}}}, "pgha:nodes:postgres01:adress", r"unknown key"),
+    ("missing-etcd-role", {"nodes": {"etcd": DELETE}}, "pgha:nodes", r"no node has the role 'etcd'"),
+    ("missing-postgresql-role", {"nodes": {"postgres01": DELETE, "postgres02": DELETE, "postgres03": DELETE}}, "pgha:nodes", r"no node has the role 'postgresql'"),
+    ("missing-haproxy-role", {"nodes": {"haproxy": DELETE}}, "pgha:nodes", r"no node has the role 'haproxy'"),
+    ("even-etcd-members", {"nodes": {"postgres01": {"roles": ["postgresql", "etcd"]}}}, "pgha:nodes", r"2 etcd members; use an odd number"),
+    ("no-nodes", {"nodes": Replace({})}, "pgha:nodes", r"none given"),
+    ("nodes-as-list", {"nodes": ["postgres01", "postgres02"]}, "pgha:nodes", r"must be a map"),
+    # cluster
+    ("bootstrap-leader-not-postgresql", {"cluster": {"bootstrap_leader": "haproxy"}}, "pgha:cluster:bootstrap_leader", r"'haproxy' is not a postgresql node"),
+    ("bootstrap-leader-unknown", {"cluster": {"bootstrap_leader": "postgres09"}}, "pgha:cluster:bootstrap_leader", r"not a postgresql node"),
+    ("namespace-no-slashes", {"cluster": {"namespace": "db"}}, "pgha:cluster:namespace", r"start and end with /"),
+    ("namespace-no-trailing-slash", {"cluster": {"namespace": "/db"}}, "pgha:cluster:namespace", r"start and end with /"),
+    ("scope-with-space", {"cluster": {"scope": "my cluster"}}, "pgha:cluster:scope", r"non-empty name"),
+    ("scope-empty", {"cluster": {"scope": ""}}, "pgha:cluster:scope", r"non-empty name"),
+    # patroni timings and flags
+    ("ttl-below-20", {"patroni": {"ttl": 10}}, "pgha:patroni:ttl", r"at least 20"),
+    ("loop-wait-below-1", {"patroni": {"loop_wait": 0}}, "pgha:patroni:loop_wait", r"at least 1"),
+    ("retry-timeout-below-3", {"patroni": {"retry_timeout": 2}}, "pgha:patroni:retry_timeout", r"at least 3"),
+    ("loop-wait-plus-retries-above-ttl", {"patroni": {"ttl": 25, "loop_wait": 10, "retry_timeout": 10}}, "pgha:patroni:ttl", r"10 \+ 2\*10 > 25"),
+    ("loop-wait-above-ttl", {"patroni": {"ttl": 30, "loop_wait": 31, "retry_timeout": 3}}, "pgha:patroni:ttl", r"must not exceed ttl"),
+    ("negative-maximum-lag", {"patroni": {"maximum_lag_on_failover": -1}}, "pgha:patroni:maximum_lag_on_failover", r"at least 0"),
+    ("ttl-string", {"patroni": {"ttl": "30"}}, "pgha:patroni:ttl", r"must be an integer"),
+    ("ttl-float", {"patroni": {"ttl": 30.0}}, "pgha:patroni:ttl", r"must be an integer"),
+    ("ttl-bool", {"patroni": {"ttl": True}}, "pgha:patroni:ttl", r"must be an integer"),
+    ("ttl-null", {"patroni": {"ttl": None}}, "pgha:patroni:ttl", r"must be an integer"),
+    ("sync-strict-without-sync", {"patroni": {"synchronous_mode": False, "synchronous_mode_strict": True}}, "pgha:patroni:synchronous_mode_strict", r"needs patroni:synchronous_mode: true"),
+    ("sync-mode-string", {"patroni": {"synchronous_mode": "yes"}}, "pgha:patroni:synchronous_mode", r"true or false"),
+    ("use-pg-rewind-int", {"patroni": {"use_pg_rewind": 1}}, "pgha:patroni:use_pg_rewind", r"true or false"),
+    ("tags-not-a-map", {"patroni": {"tags": "nofailover"}}, "pgha:patroni:tags", r"must be a map"),
+    # ports
+    ("postgresql-port-too-big", {"postgresql": {"port": 70000}}, "pgha:postgresql:port", r"port number"),
+    ("restapi-port-zero", {"patroni": {"restapi_port": 0}}, "pgha:patroni:restapi_port", r"port number"),
+    ("etcd-client-port-string", {"etcd": {"client_port": "2379"}}, "pgha:etcd:client_port", r"port number"),
+    ("etcd-peer-port-negative", {"etcd": {"peer_port": -2380}}, "pgha:etcd:peer_port", r"port number"),
+    ("haproxy-port-too-big", {"haproxy": {"port": 65536}}, "pgha:haproxy:port", r"port number"),
+    ("haproxy-stats-port-bool", {"haproxy": {"stats_port": True}}, "pgha:haproxy:stats_port", r"port number"),
+    # haproxy
+    ("check-inter-not-duration", {"haproxy": {"check": {"inter": "soon"}}}, "pgha:haproxy:check:inter", r"duration"),
+    ("check-inter-negative", {"haproxy": {"check": {"inter": "-3s"}}}, "pgha:haproxy:check:inter", r"duration"),
+    ("check-fall-zero", {"haproxy": {"check": {"fall": 0}}}, "pgha:haproxy:check:fall", r"at least 1"),
+    ("check-rise-string", {"haproxy": {"check": {"rise": "two"}}}, "pgha:haproxy:check:rise", r"must be an integer"),
+    ("check-not-a-map", {"haproxy": {"check": "inter 3s"}}, "pgha:haproxy:check", r"must be a map"),
+    ("check-unknown-key", {"haproxy": {"check": {"interval": "3s"}}}, "pgha:haproxy:check:interval", r"unknown key"),
+    ("timeout-not-duration", {"haproxy": {"timeout": {"client": "30 minutes"}}}, "pgha:haproxy:timeout:client", r"duration"),
+    ("timeout-unknown-key", {"haproxy": {"timeout": {"queue": "5s"}}}, "pgha:haproxy:timeout:queue", r"unknown key"),
+    ("bind-address-invalid", {"haproxy": {"bind_address": "all"}}, "pgha:haproxy:bind_address", r"IP address or '\*'"),
+    ("stats-bind-address-invalid", {"haproxy": {"stats_bind_address": "10.131.0"}}, "pgha:haproxy:stats_bind_address", r"IP address or '\*'"),
+    ("maxconn-zero", {"haproxy": {"maxconn": 0}}, "pgha:haproxy:maxconn", r"at least 1"),
+    ("server-maxconn-string", {"haproxy": {"server_maxconn": "100"}}, "pgha:haproxy:server_maxconn", r"must be an integer"),
+    ("retries-negative", {"haproxy": {"retries": -1}}, "pgha:haproxy:retries", r"at least 0"),
+    # pg_hba and client networks
+    ("hba-bad-type", {"postgresql": {"pg_hba": [hba(type="hots")]}}, "pgha:postgresql:pg_hba:0:type", r"must be one of"),
+    ("hba-trust", {"postgresql": {"pg_hba": [hba(method="trust")]}}, "pgha:postgresql:pg_hba:0:method", r"trust and password are refused"),
+    ("hba-password", {"postgresql": {"pg_hba": [hba(method="password")]}}, "pgha:postgresql:pg_hba:0:method", r"refused"),
+    ("hba-peer-on-host", {"postgresql": {"pg_hba": [hba(method="peer")]}}, "pgha:postgresql:pg_hba:0:method", r"peer works only with type local"),
+    ("hba-cidr-host-bits", {"postgresql": {"pg_hba": [hba(address="10.131.0.15/24")]}}, "pgha:postgresql:pg_hba:0:address", r"CIDR"),
+    ("hba-cidr-garbage", {"postgresql": {"pg_hba": [hba(address="everyone")]}}, "pgha:postgresql:pg_hba:0:address", r"CIDR"),
+    ("hba-cidr-without-prefix", {"postgresql": {"pg_hba": [hba(address="10.131.0.15")]}}, "pgha:postgresql:pg_hba:0:address", r"prefix length"),
+    ("hba-missing-address", {"postgresql": {"pg_hba": [hba(address=DELETE)]}}, "pgha:postgresql:pg_hba:0:address", r"required for type 'host'"),
+    ("hba-unknown-key", {"postgresql": {"pg_hba": [hba(options="clientcert=verify-full")]}}, "pgha:postgresql:pg_hba:0:options", r"unknown key"),
+    ("hba-database-with-space", {"postgresql": {"pg_hba": [hba(database="app db")]}}, "pgha:postgresql:pg_hba:0:database", r"non-empty word"),
+    ("hba-missing-user", {"postgresql": {"pg_hba": [hba(user=DELETE)]}}, "pgha:postgresql:pg_hba:0:user", r"non-empty word"),
+    ("hba-second-entry", {"postgresql": {"pg_hba": [hba(), hba(method="ident")]}}, "pgha:postgresql:pg_hba:1:method", r"must be one of"),
+    ("hba-entry-a-string", {"postgresql": {"pg_hba": ["host all all 0.0.0.0/0 trust"]}}, "pgha:postgresql:pg_hba:0", r"must be a map"),
+    ("hba-not-a-list", {"postgresql": {"pg_hba": {"type": "host"}}}, "pgha:postgresql:pg_hba", r"must be a list"),
+    ("client-networks-bad-cidr", {"postgresql": {"client_networks": ["10.131.0.0/33"]}}, "pgha:postgresql:client_networks:0", r"CIDR"),
+    ("client-networks-second-bad", {"postgresql": {"client_networks": ["10.131.0.0/24", "10.0.0.1/8"]}}, "pgha:postgresql:client_networks:1", r"CIDR"),
+    ("client-networks-no-prefix", {"postgresql": {"client_networks": ["10.131.0.7"]}}, "pgha:postgresql:client_networks:0", r"prefix length"),
+    ("client-networks-string", {"postgresql": {"client_networks": "10.131.0.0/24"}}, "pgha:postgresql:client_networks", r"must be a list"),
+    ("password-encryption-plain", {"postgresql": {"parameters": {"password_encryption": "plain"}}}, "pgha:postgresql:parameters:password_encryption", r"scram-sha-256 or md5"),
+    ("parameters-not-a-map", {"postgresql": {"parameters": "max_connections=100"}}, "pgha:postgresql:parameters", r"must be a map"),
+    # secrets
+    ("missing-secret", {"secrets": {"restapi_password": DELETE}}, "pgha:secrets:restapi_password", r"required"),
+    ("empty-secret", {"secrets": {"superuser_password": ""}}, "pgha:secrets:superuser_password", r"required"),
+    ("secret-not-a-string", {"secrets": {"replication_password": 12345678}}, "pgha:secrets:replication_password", r"non-empty string"),
+    ("secret-two-lines", {"secrets": {"admin_password": "abc\ndef"}}, "pgha:secrets:admin_password", r"one line"),
+    ("demo-password-admin", {"secrets": {"admin_password": "admin"}}, "pgha:secrets:admin_password", r"demo password"),
+    ("demo-password-secretpassword", {"secrets": {"superuser_password": "secretpassword"}}, "pgha:secrets:superuser_password", r"demo password"),
+    ("demo-password-rep-pass", {"secrets": {"replication_password": "rep-pass"}}, "pgha:secrets:replication_password", r"demo password"),
+    ("demo-password-any-case", {"secrets": {"haproxy_stats_password": "Admin"}}, "pgha:secrets:haproxy_stats_password", r"demo password"),
+    ("demo-password-lab-false", {"lab": False, "secrets": {"restapi_password": "patroni"}}, "pgha:secrets:restapi_password", r"pgha:lab: true"),
+    ("secret-key-typo", {"secrets": {"superuser_pasword": "x-Very-Long-1"}}, "pgha:secrets:superuser_pasword", r"unknown key"),
+    ("secrets-not-a-map", {"secrets": "hunter2"}, "pgha:secrets", r"must be a map"),
+    # unknown keys and sections of the wrong type
+    ("unknown-top-level-key", {"patorni": {"ttl": 30}}, "pgha:patorni", r"unknown key \(typo\?\)"),
+    ("unknown-nested-key", {"patroni": {"tll": 30}}, "pgha:patroni:tll", r"unknown key"),
+    ("unknown-deep-key", {"lookup": {"patroni": {"confg_file": "/etc/patroni.yml"}}}, "pgha:lookup:patroni:confg_file", r"unknown key"),
+    ("unknown-etcd-key", {"etcd": {"listen_localhorst": False}}, "pgha:etcd:listen_localhorst", r"unknown key"),
+    ("section-string-patroni", {"patroni": "ttl: 30"}, "pgha:patroni", r"must be a map"),
+    ("section-string-haproxy", {"haproxy": "*:5432"}, "pgha:haproxy", r"must be a map"),
+    ("section-list-cluster", {"cluster": ["postgres"]}, "pgha:cluster", r"must be a map"),
+    ("section-null-etcd", {"etcd": None}, "pgha:etcd", r"must be a map"),
+    # lookup, drill, gates, users, etcd, lab
+    ("service-manager-invalid", {"lookup": {"service_manager": "upstart"}}, "pgha:lookup:service_manager", r"systemd, supervisord"),
+    ("root-relative", {"lookup": {"root": "srv/{id}"}}, "pgha:lookup:root", r"absolute path"),
+    ("drill-mode-invalid", {"drill": {"mode": "nuke"}}, "pgha:drill:mode", r"stop, crash, switchover"),
+    ("drill-enabled-string", {"drill": {"enabled": "yes"}}, "pgha:drill:enabled", r"true or false"),
+    ("drill-timeout-too-small", {"drill": {"timeout": 5}}, "pgha:drill:timeout", r"at least 10"),
+    ("gates-timeout-too-small", {"gates": {"timeout": 1}}, "pgha:gates:timeout", r"at least 10"),
+    ("gates-max-lag-negative", {"gates": {"max_lag_bytes": -1}}, "pgha:gates:max_lag_bytes", r"at least 0"),
+    ("user-name-invalid", {"users": {"admin": "adm in"}}, "pgha:users:admin", r"user name"),
+    ("user-name-quote", {"users": {"replication": 'rep"licator'}}, "pgha:users:replication", r"user name"),
+    ("etcd-state-invalid", {"etcd": {"initial_cluster_state": "old"}}, "pgha:etcd:initial_cluster_state", r"new or existing"),
+    ("etcd-token-empty", {"etcd": {"token": ""}}, "pgha:etcd:token", r"non-empty string"),
+    ("lab-not-bool", {"lab": "yes"}, "pgha:lab", r"true or false"),
+]
+
+
+def test_invalid_table_is_big_and_distinct():
+    ids = [case[0] for case in INVALID]
+    assert len(ids) == len(set(ids))
+    assert len(ids) >= 30
+
+
+@pytest.mark.parametrize(("patch", "key", "pattern"), [pytest.param(*case[1:], id=case[0]) for case in INVALID])
+def test_invalid_pillar_is_refused(production_pillar, patch, key, pattern):
+    pillar = patched(production_pillar, patch)
+    result, module = validate(pillar)
+    errors = result["errors"]
+    assert result["valid"] is False
+    assert module.__context__["retcode"] == 1
+    named = [error for error in errors if error.startswith(key + ":")]
+    assert named, f"no error names {key}: {errors}"
+    assert any(re.search(pattern, error) for error in named), f"{pattern!r} not in {named}"
+    # mapdata refuses the same pillar, naming the same key
+    with pytest.raises(CommandExecutionError, match=re.escape(key + ":")):
+        load_module(pillar).mapdata()
+
+
+# ---------------------------------------------------------------------------
+# mistakes the validator once let through (regression tests):
+# when a gap is closed the test passes and the marker must go.
+# ---------------------------------------------------------------------------
+
+GAPS = [
+    pytest.param(
+        {"haproxy": {"timeout": "5s"}},
+        "pgha:haproxy:timeout",
+        id="nested-section-string-haproxy-timeout",
+    ),
+    pytest.param(
+        {"lookup": {"etcd": "etcd-server"}},
+        "pgha:lookup:etcd",
+        id="nested-section-string-lookup-etcd",
+    ),
+    pytest.param(
+        {"lookup": {"patroni": None}},
+        "pgha:lookup:patroni",
+        id="nested-section-null-lookup-patroni",
+    ),
+    pytest.param(
+        {"postgresql": {"pg_hba": [{"type": "local", "database": "all", "user": "all", "address": "10.0.0.0/8", "method": "md5"}]}},
+        "pgha:postgresql:pg_hba:0:address",
+        id="hba-local-with-address",
+    ),
+    pytest.param(
+        {"nodes": {"postgres01": {"address": "0.0.0.0"}}},
+        "pgha:nodes:postgres01:address",
+        id="node-address-unspecified",
+    ),
+    pytest.param(
+        {"secrets": {"haproxy_stats_password": "Str0ng#Part"}},
+        "pgha:secrets:haproxy_stats_password",
+        id="stats-password-hash-sign",
+    ),
+    pytest.param(
+        {"secrets": {"haproxy_stats_password": "Str0ng Part"}},
+        "pgha:secrets:haproxy_stats_password",
+        id="stats-password-space",
+    ),
+    pytest.param(
+        {"haproxy": {"check": {"inter": "3s\n"}}},
+        "pgha:haproxy:check:inter",
+        id="duration-trailing-newline",
+    ),
+    pytest.param(
+        {"nodes": {"postgres01": {"address": "fd00::15"}, "postgres02": {"address": "fd00:0::15"}}},
+        "pgha:nodes:postgres02",
+        id="collision-ipv6-other-spelling",
+    ),
+]
+
+
+@pytest.mark.parametrize(("patch", "key"), GAPS)
+def test_validator_refuses_former_gap(production_pillar, patch, key):
+    result, _ = validate(patched(production_pillar, patch))
+    assert result["valid"] is False
+    assert any(error.startswith(key + ":") for error in result["errors"]), result["errors"]
+
+
+def test_validator_refuses_map_as_role(production_pillar):
+    pillar = patched(production_pillar, {"nodes": {"postgres01": {"roles": [{"postgresql": True}]}}})
+    result, _ = validate(pillar)
+    assert any(error.startswith("pgha:nodes:postgres01:roles:") for error in result["errors"])
+
+
+def test_validate_null_pgha_with_override():
+    module = load_module({"pgha": None})
+    result = module.validate(pillar={"pgha": {"patroni": {"ttl": 10}}})
+    assert result["valid"] is False

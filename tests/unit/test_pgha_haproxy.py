@@ -1,0 +1,365 @@
+"""
+Unit tests of the pgha_haproxy execution module (_modules/pgha_haproxy.py).
+
+The module is loaded from its path with its dunders injected. HAProxy's
+runtime API is a real UNIX socket served by a thread (the protocol: one
+command line in, the answer, then the connection closes); the stats page is
+mocked at the module's ``_request``. The CSV header is HAProxy 2.6.12's
+``show stat`` header, as the lab's HAProxy prints it.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import pathlib
+import socket
+import threading
+import urllib.error
+from unittest.mock import MagicMock, patch
+
+import pytest
+from salt.exceptions import CommandExecutionError
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+HEADER = (
+    "pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,"
+    "weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,throttle,lbtot,tracked,type,rate,"
+    "rate_lim,rate_max,check_status,check_code,check_duration,hrsp_1xx,hrsp_2xx,hrsp_3xx,hrsp_4xx,"
+    "hrsp_5xx,hrsp_other,hanafail,req_rate,req_rate_max,req_tot,cli_abrt,srv_abrt,comp_in,comp_out,"
+    "comp_byp,comp_rsp,lastsess,last_chk,last_agt,qtime,ctime,rtime,ttime,agent_status,agent_code,"
+    "agent_duration,check_desc,agent_desc,check_rise,check_fall,check_health,agent_rise,agent_fall,"
+    "agent_health,addr,cookie,mode,algo,conn_rate,conn_rate_max,conn_tot,intercepted,dcon,dses,wrew,"
+    "connect,reuse,cache_lookups,cache_hits,srv_icur,src_ilim,qtime_max,ctime_max,rtime_max,ttime_max,"
+    "eint,idle_conn_cur,safe_conn_cur,used_conn_cur,need_conn_est,uweight,agg_server_status,"
+    "agg_server_check_status,agg_check_status,-,ssl_sess,ssl_reused_sess,ssl_failed_handshake,"
+    "h2_headers_rcvd,h2_data_rcvd,h2_settings_rcvd,h2_rst_stream_rcvd,h2_goaway_rcvd,"
+    "h2_detected_conn_protocol_errors,h2_detected_strm_protocol_errors,h2_rst_stream_resp,h2_goaway_resp,"
+    "h2_open_connections,h2_backend_open_streams,h2_total_connections,h2_backend_total_streams,"
+    "h1_open_connections,h1_open_streams,h1_total_connections,h1_total_streams,h1_bytes_in,h1_bytes_out,"
+    "h1_spliced_bytes_in,h1_spliced_bytes_out,"
+)
+COLUMNS = HEADER.rstrip(",").split(",")
+
+
+def row(pxname: str, svname: str, **fields) -> str:
+    values = dict.fromkeys(COLUMNS, "")
+    values.update(pxname=pxname, svname=svname, **{key: str(value) for key, value in fields.items()})
+    return ",".join(values[column] for column in COLUMNS) + ","
+
+
+def server(name: str, address: str, status: str, code: int = 200, weight: int = 1, sessions: int = 0) -> str:
+    return row(
+        "postgres", name, status=status, weight=weight, scur=sessions, lastchg=42, addr=address,
+        check_status="L7OK" if code == 200 else "L7STS", check_code=code,
+        check_desc="Layer7 check passed" if code == 200 else "Layer7 wrong status",
+    )
+
+
+def show_stat(*servers: str) -> str:
+    lines = [
+        "# " + HEADER,
+        row("stats", "FRONTEND", status="OPEN"),
+        row("stats", "BACKEND", status="UP"),
+        row("postgres", "FRONTEND", status="OPEN"),
+        *servers,
+        row("postgres", "BACKEND", status="UP"),
+    ]
+    return "\n".join(lines) + "\n\n"
+
+
+ONE_WRITER = show_stat(
+    server("postgres01", "127.0.0.15:5432", "UP", sessions=3),
+    server("postgres02", "127.0.0.32:5432", "DOWN", code=503),
+    server("postgres03", "127.0.0.6:5432", "DOWN", code=503),
+)
+
+
+def build_map(socket_path: str, stats_bind: str = "127.0.0.3") -> dict:
+    return {
+        "id": "haproxy",
+        "node": {"id": "haproxy", "address": "127.0.0.3", "roles": ["haproxy"]},
+        "pg_nodes": ["postgres01", "postgres02", "postgres03"],
+        "lookup": {"haproxy": {"admin_socket": socket_path}},
+        "haproxy": {"stats_bind_address": stats_bind, "stats_port": 8080, "write_address": "127.0.0.3"},
+        "users": {"haproxy_stats": "stats"},
+        "secrets": {"haproxy_stats_password": "stats-s3cret"},
+    }
+
+
+def load(cfg: dict):
+    spec = importlib.util.spec_from_file_location("pgha_unit_pgha_haproxy", ROOT / "_modules" / "pgha_haproxy.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.__salt__ = {"pgha_config.mapdata": MagicMock(return_value=cfg)}
+    module.__context__ = {}
+    module.__opts__ = {"test": False}
+    module.__grains__ = {"id": "haproxy"}
+    module.__pillar__ = {}
+    module.log = MagicMock()
+    return module
+
+
+class AdminSocket:
+    """A UNIX socket that answers like HAProxy's runtime API, recording the commands."""
+
+    def __init__(self, path: str, answers: dict) -> None:
+        self.path, self.answers, self.commands = path, answers, []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(5)
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                command = data.decode().strip()
+                self.commands.append(command)
+                answer = self.answers.get(command, "Unknown command.\n")
+                conn.sendall((answer() if callable(answer) else answer).encode())
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def socket_path(tmp_path):
+    # AF_UNIX paths are short: keep the socket near the root of tmp_path.
+    return str(tmp_path / "admin.sock")
+
+
+@pytest.fixture
+def admin(socket_path):
+    server_socket = AdminSocket(socket_path, {"show stat": ONE_WRITER})
+    yield server_socket
+    server_socket.close()
+
+
+@pytest.fixture
+def haproxy(socket_path):
+    return load(build_map(socket_path))
+
+
+AUTH = ("stats", "stats-s3cret")
+
+
+# ---------------------------------------------------------------------------
+# loading and plumbing
+# ---------------------------------------------------------------------------
+
+
+def test_virtual_needs_the_haproxy_binary(haproxy):
+    with patch("salt.utils.path.which", return_value=None):
+        result = haproxy.__virtual__()
+    assert result[0] is False and "haproxy binary" in result[1]
+    with patch("salt.utils.path.which", return_value="/usr/sbin/haproxy"):
+        assert haproxy.__virtual__() == "pgha_haproxy"
+
+
+def test_socket_command_speaks_the_runtime_api(haproxy, admin):
+    assert haproxy._socket_command("show stat") == ONE_WRITER
+    assert admin.commands == ["show stat"]
+
+
+def test_socket_command_without_socket(haproxy):
+    with pytest.raises(CommandExecutionError, match="no admin socket at .*admin.sock: is HAProxy running"):
+        haproxy._socket_command("show stat")
+
+
+def test_socket_command_refused(haproxy, socket_path):
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(socket_path)  # bound, never listening: connection refused
+    try:
+        with pytest.raises(CommandExecutionError, match="cannot use the admin socket"):
+            haproxy._socket_command("show stat")
+    finally:
+        dead.close()
+
+
+def test_request_sends_basic_auth(haproxy):
+    seen = {}
+
+    class Response(io.BytesIO):
+        status = 200
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *args):
+            self.close()
+
+    def urlopen(req, timeout):
+        seen.update(url=req.full_url, headers=dict(req.header_items()), timeout=timeout)
+        return Response(ONE_WRITER.encode())
+
+    with patch("urllib.request.urlopen", urlopen):
+        assert haproxy._request("http://127.0.0.3:8080/;csv", auth=AUTH) == (200, ONE_WRITER)
+    assert seen["url"] == "http://127.0.0.3:8080/;csv"
+    assert seen["headers"]["Authorization"] == "Basic " + base64.b64encode(b"stats:stats-s3cret").decode()
+
+
+def test_request_http_error_and_unreachable(haproxy):
+    def refused(req, timeout):
+        raise urllib.error.HTTPError(req.full_url, 401, "Unauthorized", {}, io.BytesIO(b"401 Unauthorized"))
+
+    with patch("urllib.request.urlopen", refused):
+        assert haproxy._request("http://127.0.0.3:8080/;csv") == (401, "401 Unauthorized")
+
+    def down(req, timeout):
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    with patch("urllib.request.urlopen", down), pytest.raises(CommandExecutionError, match="unreachable"):
+        haproxy._request("http://127.0.0.3:8080/;csv")
+
+
+# ---------------------------------------------------------------------------
+# servers, writer
+# ---------------------------------------------------------------------------
+
+
+def test_servers_from_the_admin_socket(haproxy, admin):
+    found = haproxy.servers()
+    assert sorted(found) == ["postgres01", "postgres02", "postgres03"]
+    assert found["postgres01"] == {
+        "status": "UP",
+        "address": "127.0.0.15:5432",
+        "weight": 1,
+        "check_status": "L7OK",
+        "check_code": 200,
+        "check_desc": "Layer7 check passed",
+        "sessions": 3,
+        "last_change_s": 42,
+    }
+    assert found["postgres02"]["status"] == "DOWN" and found["postgres02"]["check_code"] == 503
+    assert admin.commands == ["show stat"]
+
+
+def test_servers_fall_back_to_the_stats_page(haproxy):
+    haproxy._request = MagicMock(return_value=(200, ONE_WRITER))
+    found = haproxy.servers()
+    assert found["postgres01"]["status"] == "UP"
+    haproxy._request.assert_called_once_with("http://127.0.0.3:8080/;csv", auth=AUTH)
+
+
+def test_stats_page_on_every_address_uses_the_nodes_own(socket_path):
+    module = load(build_map(socket_path, stats_bind="*"))
+    module._request = MagicMock(return_value=(200, ONE_WRITER))
+    module.servers()
+    module._request.assert_called_once_with("http://127.0.0.3:8080/;csv", auth=AUTH)
+
+
+def test_stats_page_wrong_credentials(haproxy):
+    haproxy._request = MagicMock(return_value=(401, "401 Unauthorized"))
+    with pytest.raises(CommandExecutionError) as err:
+        haproxy.servers()
+    assert "no admin socket" in str(err.value)
+    assert "refused the credentials" in str(err.value)
+
+
+def test_servers_nothing_answers(haproxy):
+    haproxy._request = MagicMock(side_effect=CommandExecutionError("pgha_haproxy: stats page x unreachable: refused"))
+    with pytest.raises(CommandExecutionError, match="no admin socket .*; and pgha_haproxy: stats page x unreachable"):
+        haproxy.servers()
+
+
+def test_servers_without_the_postgres_proxy(haproxy):
+    haproxy._socket_command = MagicMock(return_value="# " + HEADER + "\n" + row("stats", "FRONTEND") + "\n")
+    with pytest.raises(CommandExecutionError, match="no proxy 'postgres'"):
+        haproxy.servers()
+
+
+def test_writer(haproxy, admin):
+    assert haproxy.writer() == "postgres01"
+
+
+def test_writer_in_transition_counts_as_up(haproxy):
+    haproxy._socket_command = MagicMock(return_value=show_stat(
+        server("postgres01", "127.0.0.15:5432", "DOWN", code=503),
+        server("postgres02", "127.0.0.32:5432", "UP 1/2", code=503),
+    ))
+    assert haproxy.writer() == "postgres02"
+
+
+def test_writer_none(haproxy):
+    haproxy._socket_command = MagicMock(return_value=show_stat(
+        server("postgres01", "127.0.0.15:5432", "DOWN", code=503),
+        server("postgres02", "127.0.0.32:5432", "DRAIN"),
+    ))
+    assert haproxy.writer() is None
+
+
+def test_writer_two_up_is_an_error(haproxy):
+    haproxy._socket_command = MagicMock(return_value=show_stat(
+        server("postgres01", "127.0.0.15:5432", "UP"),
+        server("postgres02", "127.0.0.32:5432", "UP"),
+    ))
+    with pytest.raises(CommandExecutionError, match="2 servers are UP \\(postgres01, postgres02\\)"):
+        haproxy.writer()
+
+
+# ---------------------------------------------------------------------------
+# drain, ready
+# ---------------------------------------------------------------------------
+
+
+def drained() -> str:
+    return show_stat(
+        server("postgres01", "127.0.0.15:5432", "DRAIN", weight=0),
+        server("postgres02", "127.0.0.32:5432", "DOWN", code=503),
+        server("postgres03", "127.0.0.6:5432", "DOWN", code=503),
+    )
+
+
+def test_drain(haproxy, admin):
+    answers = iter([ONE_WRITER, drained()])
+    admin.answers["show stat"] = lambda: next(answers)
+    admin.answers["set server postgres/postgres01 state drain"] = "\n"
+    assert haproxy.drain("postgres01") == {"server": "postgres01", "old": "UP", "new": "DRAIN"}
+    assert admin.commands == ["show stat", "set server postgres/postgres01 state drain", "show stat"]
+
+
+def test_ready(haproxy, admin):
+    answers = iter([drained(), ONE_WRITER])
+    admin.answers["show stat"] = lambda: next(answers)
+    admin.answers["set server postgres/postgres01 state ready"] = "\n"
+    assert haproxy.ready("postgres01") == {"server": "postgres01", "old": "DRAIN", "new": "UP"}
+    assert admin.commands[1] == "set server postgres/postgres01 state ready"
+
+
+def test_drain_refused_by_haproxy(haproxy, admin):
+    admin.answers["set server postgres/postgres02 state drain"] = "Permission denied\n"
+    with pytest.raises(CommandExecutionError, match="HAProxy refused 'set server postgres/postgres02 state drain': Permission denied"):
+        haproxy.drain("postgres02")
+
+
+def test_drain_unknown_server(haproxy, admin):
+    with pytest.raises(CommandExecutionError, match="no server postgres09 in the postgres proxy"):
+        haproxy.drain("postgres09")
+    assert admin.commands == ["show stat"]
+
+
+@pytest.mark.parametrize("bad", ["postgres01; shutdown sessions server postgres/postgres02", "a\nb", "", None])
+def test_drain_refuses_what_is_not_a_name(haproxy, admin, bad):
+    with pytest.raises(CommandExecutionError, match="is not a server name"):
+        haproxy.drain(bad)
+    assert admin.commands == []
+
+
+def test_ready_without_admin_socket(haproxy):
+    # The stats page shows the servers, but only the socket changes them.
+    haproxy._request = MagicMock(return_value=(200, ONE_WRITER))
+    with pytest.raises(CommandExecutionError, match="no admin socket"):
+        haproxy.ready("postgres01")

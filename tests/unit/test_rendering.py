@@ -1,0 +1,573 @@
+"""
+Render the formula's real templates with `salt-call --local` and compare the
+files with the seed (/work/shared/seed/patroni-etcd-haproxy-cluster.ru.md):
+/etc/patroni/config.yml, haproxy.cfg and /etc/default/etcd, except where the
+formula hardens them on purpose (no 0.0.0.0/0 in pg_hba, no /tmp pgpass, stats
+page behind a password, `option httpchk OPTIONS /primary`, REST API
+authentication, post_bootstrap script instead of bootstrap.users).
+
+Every salt-call runs with its own configuration directory under pytest's tmp
+directory: file_client local, no master, no daemon, no service started. The
+pillar sets `pgha:lookup:root` so every managed file lands under tmp. The SLS
+applied (pgha.<role>.config) manage files only and check that the packages are
+already installed; the tests are skipped when a package is missing, so that
+they never install anything.
+"""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pathlib
+import pwd
+import re
+import shutil
+import stat
+import subprocess
+
+import pytest
+import yaml
+from pgha_test_helpers import PILLAR_DIR, REPO, TEST_SECRETS
+
+SALT_CALL = REPO / ".venv" / "bin" / "salt-call"
+HAPROXY = "/usr/sbin/haproxy"
+PACKAGES = ("postgresql-15", "patroni", "python3-etcd3", "python3-psycopg2", "etcd-server", "etcd-client", "haproxy")
+USERS = ("postgres", "haproxy", "etcd")
+CALL_TIMEOUT = 120
+
+# The lab's passwords: different from production's, still unique strings.
+LAB_SECRETS = {key: value.replace("-pw-", "-lab-") for key, value in TEST_SECRETS.items()}
+
+SEED_SERVERS = {"postgres01": "10.131.0.15", "postgres02": "10.131.0.32", "postgres03": "10.131.0.6"}
+LAB_SERVERS = {"postgres01": "127.0.0.15", "postgres02": "127.0.0.32", "postgres03": "127.0.0.6"}
+
+
+def _missing_prerequisites() -> str | None:
+    if os.geteuid() != 0:
+        return "rendering sets file owners (postgres, haproxy): run as root"
+    if not SALT_CALL.exists():
+        return f"{SALT_CALL} missing: run `make venv`"
+    for user in USERS:
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            return f"user {user} missing (installed by the Debian packages)"
+    if not shutil.which("dpkg-query"):
+        return "not a Debian host"
+    for package in PACKAGES:
+        status = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True, check=False
+        ).stdout
+        if "install ok installed" not in status:
+            # pkg.installed would install it: these tests never change the host.
+            return f"Debian package {package} not installed (`make deps`)"
+    return None
+
+
+_REASON = _missing_prerequisites()
+pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+
+
+# ---------------------------------------------------------------------------
+# a masterless salt-call environment under tmp
+# ---------------------------------------------------------------------------
+
+
+class SaltEnv:
+    """A salt-call --local configuration with its own pillar, cache and root."""
+
+    def __init__(self, base: pathlib.Path, pillar_sls: list[str], local_pillar: dict, shared_root: pathlib.Path):
+        # Salt prefixes root_dir to extension_modules unless it is under root_dir:
+        # every environment has the same root_dir (shared_root), so that one
+        # saltutil.sync_all serves them all, and its own cache, sockets and log.
+        self.base = base
+        self.conf_dir = base / "conf"
+        self.pillar_dir = base / "pillar"
+        self.salt_root = shared_root / base.name
+        self.hosts = base / "hosts"
+        self.calls: list[subprocess.CompletedProcess] = []
+        for directory in (self.conf_dir, self.pillar_dir, self.salt_root):
+            directory.mkdir(parents=True)
+        local_pillar = {"pgha": dict(local_pillar.get("pgha", {}))}
+        local_pillar["pgha"].setdefault("lookup", {})["root"] = f"{self.hosts}/{{id}}"
+        # JSON is YAML: the pillar file needs no escaping.
+        (self.pillar_dir / "pgha_unit_test_local.sls").write_text(json.dumps(local_pillar, indent=2))
+        (self.pillar_dir / "top.sls").write_text(
+            yaml.safe_dump({"base": {"*": [*pillar_sls, "pgha_unit_test_local"]}}, default_flow_style=False)
+        )
+        config = {
+            "id": "postgres01",
+            "file_client": "local",
+            "root_dir": str(shared_root),
+            "cachedir": str(self.salt_root / "cache"),
+            "extension_modules": str(shared_root / "extmods"),
+            "pki_dir": str(self.salt_root / "pki"),
+            "sock_dir": str(self.salt_root / "sock"),
+            "log_file": str(self.salt_root / "log" / "minion"),
+            "log_level_logfile": "info",
+            "pidfile": str(self.salt_root / "run" / "minion.pid"),
+            "file_roots": {"base": [str(REPO / "salt"), str(REPO)]},
+            "pillar_roots": {"base": [str(self.pillar_dir), str(PILLAR_DIR)]},
+            # the fileserver need not walk the venv, the lab's files or git
+            "file_ignore_regex": [r"/\.venv(/|$)", r"/\.lab(/|$)", r"/\.git(/|$)", r"/tests(/|$)"],
+            "state_output": "full",
+        }
+        (self.conf_dir / "minion").write_text(yaml.safe_dump(config, default_flow_style=False))
+
+    def call(self, *args: str, minion_id: str = "postgres01") -> subprocess.CompletedProcess:
+        command = [
+            str(SALT_CALL),
+            "--local",
+            "-c",
+            str(self.conf_dir),
+            "--id",
+            minion_id,
+            "--out=json",
+            "--retcode-passthrough",
+            "--log-level=warning",
+            *args,
+        ]
+        proc = subprocess.run(
+            command, capture_output=True, text=True, timeout=CALL_TIMEOUT, check=False, cwd=str(self.base)
+        )
+        self.calls.append(proc)
+        return proc
+
+    def apply(self, sls: str, minion_id: str) -> dict:
+        """state.sls that must succeed: the state results by id."""
+        proc = self.call("state.sls", sls, minion_id=minion_id)
+        assert proc.returncode == 0, f"state.sls {sls} on {minion_id} failed:\n{proc.stdout}\n{proc.stderr}"
+        results = json.loads(proc.stdout)["local"]
+        assert isinstance(results, dict), results
+        failed = {key: value["comment"] for key, value in results.items() if value["result"] is not True}
+        assert not failed, failed
+        return results
+
+    def root(self, minion_id: str) -> pathlib.Path:
+        return self.hosts / minion_id
+
+    def path(self, minion_id: str, absolute: str) -> pathlib.Path:
+        return self.root(minion_id) / absolute.lstrip("/")
+
+    def outputs(self) -> str:
+        """stdout and stderr of every call, and the minion's log file."""
+        texts = [proc.stdout + "\n" + proc.stderr for proc in self.calls]
+        log = self.salt_root / "log" / "minion"
+        if log.exists():
+            texts.append(log.read_text(errors="replace"))
+        return "\n".join(texts)
+
+
+@pytest.fixture(scope="module")
+def salt_root(tmp_path_factory) -> pathlib.Path:
+    """Salt's root_dir, with the custom modules synced once (saltutil.sync_all) for every environment."""
+    root = tmp_path_factory.mktemp("pgha-salt-root")
+    env = SaltEnv(tmp_path_factory.mktemp("pgha-sync"), ["pgha.production"], {"pgha": {"secrets": TEST_SECRETS}}, root)
+    proc = env.call("saltutil.sync_all")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    synced = json.loads(proc.stdout)["local"]
+    assert "modules.pgha_config" in synced["modules"], synced
+    assert "states.pgha_service" in synced["states"], synced
+    assert (root / "extmods" / "modules" / "pgha_config.py").is_file()
+    return root
+
+
+def _render_all(env: SaltEnv) -> dict:
+    return {
+        "patroni": env.apply("pgha.patroni.config", "postgres01"),
+        "haproxy": env.apply("pgha.haproxy.config", "haproxy"),
+        "etcd": env.apply("pgha.etcd.config", "etcd"),
+    }
+
+
+@pytest.fixture(scope="module")
+def production(tmp_path_factory, salt_root) -> SaltEnv:
+    env = SaltEnv(tmp_path_factory.mktemp("pgha-production"), ["pgha.production"], {"pgha": {"secrets": TEST_SECRETS}}, salt_root)
+    env.results = _render_all(env)
+    return env
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, salt_root) -> SaltEnv:
+    env = SaltEnv(tmp_path_factory.mktemp("pgha-lab"), ["pgha.lab"], {"pgha": {"secrets": LAB_SECRETS}}, salt_root)
+    env.results = _render_all(env)
+    return env
+
+
+@pytest.fixture(scope="module")
+def invalid(tmp_path_factory, salt_root) -> tuple[SaltEnv, subprocess.CompletedProcess]:
+    env = SaltEnv(
+        tmp_path_factory.mktemp("pgha-invalid"),
+        ["pgha.production"],
+        {"pgha": {"secrets": TEST_SECRETS, "patroni": {"ttl": 10}}},
+        salt_root,
+    )
+    return env, env.call("state.sls", "pgha.patroni.config", minion_id="postgres01")
+
+
+# ---------------------------------------------------------------------------
+# parsing the rendered files
+# ---------------------------------------------------------------------------
+
+
+def patroni_config(env: SaltEnv, minion_id: str = "postgres01") -> dict:
+    return yaml.safe_load(env.path(minion_id, "/etc/patroni/config.yml").read_text())
+
+
+def haproxy_lines(env: SaltEnv) -> list[str]:
+    text = env.path("haproxy", "/etc/haproxy/haproxy.cfg").read_text()
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def haproxy_sections(env: SaltEnv) -> dict[str, list[str]]:
+    sections: dict[str, list[str]] = {}
+    current = None
+    text = env.path("haproxy", "/etc/haproxy/haproxy.cfg").read_text()
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not raw[0].isspace():
+            current = line
+            sections[current] = []
+        else:
+            assert current is not None, raw
+            sections[current].append(line)
+    return sections
+
+
+def etcd_env(env: SaltEnv) -> dict[str, str]:
+    values = {}
+    for line in env.path("etcd", "/etc/default/etcd").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        match = re.fullmatch(r'([A-Z_]+)="(.*)"', line)
+        assert match, f"not KEY=\"value\": {line!r}"
+        values[match[1]] = match[2]
+    return values
+
+
+def mode_owner(path: pathlib.Path) -> tuple[str, str, str]:
+    info = path.stat()
+    return oct(stat.S_IMODE(info.st_mode)), pwd.getpwuid(info.st_uid).pw_name, grp.getgrgid(info.st_gid).gr_name
+
+
+# ---------------------------------------------------------------------------
+# production: Patroni
+# ---------------------------------------------------------------------------
+
+
+def test_production_states_change_only_files(production):
+    for role, results in production.results.items():
+        for key, value in results.items():
+            if key.startswith("pkg_|-"):
+                # nothing installed, nothing refreshed: the packages were there
+                assert value["changes"] == {}, (role, key, value)
+            else:
+                assert key.startswith("file_|-"), (role, key)
+                name = key.split("_|-")[2]
+                assert name.startswith(str(production.hosts) + "/"), f"{role}: {name} outside the tmp root"
+
+
+def test_patroni_identity(production):
+    config = patroni_config(production)
+    assert config["scope"] == "postgres"
+    assert config["namespace"] == "/db/"
+    assert config["name"] == "postgres01"
+
+
+def test_patroni_restapi(production):
+    restapi = patroni_config(production)["restapi"]
+    assert restapi["listen"] == "10.131.0.15:8008"
+    assert restapi["connect_address"] == "10.131.0.15:8008"
+    # hardening: the REST API's unsafe endpoints need a password
+    assert restapi["authentication"] == {"username": "patroni", "password": TEST_SECRETS["restapi_password"]}
+
+
+def test_patroni_etcd3(production):
+    config = patroni_config(production)
+    assert config["etcd3"]["hosts"] == ["10.131.0.5:2379"]
+    assert "etcd" not in config  # the v3 API, as the seed
+
+
+def test_patroni_dcs_timings(production):
+    dcs = patroni_config(production)["bootstrap"]["dcs"]
+    assert dcs["ttl"] == 30
+    assert dcs["loop_wait"] == 10
+    assert dcs["retry_timeout"] == 10
+    assert dcs["maximum_lag_on_failover"] == 1048576
+    assert dcs["postgresql"]["use_pg_rewind"] is True
+    assert dcs["synchronous_mode"] is False
+    assert dcs["synchronous_mode_strict"] is False
+
+
+def test_patroni_initdb(production):
+    initdb = patroni_config(production)["bootstrap"]["initdb"]
+    assert initdb == [{"encoding": "UTF8"}, "data-checksums", {"auth": "scram-sha-256"}]
+
+
+def test_patroni_pg_hba(production):
+    hba = patroni_config(production)["bootstrap"]["dcs"]["postgresql"]["pg_hba"]
+    for address in SEED_SERVERS.values():
+        assert f"host replication replicator {address}/32 scram-sha-256" in hba
+    # the seed's `host all all 0.0.0.0/0` is gone; the applications' network instead
+    assert not any("0.0.0.0/0" in line or "::/0" in line for line in hba), hba
+    assert "host all all 10.131.0.0/24 scram-sha-256" in hba
+    assert "host all all 10.131.0.3/32 scram-sha-256" in hba  # HAProxy's sessions
+    for line in hba:
+        assert line.split()[-1] in ("scram-sha-256",), line
+        assert "trust" not in line.split() and "password" not in line.split(), line
+
+
+def test_patroni_post_bootstrap_instead_of_users(production):
+    bootstrap = patroni_config(production)["bootstrap"]
+    assert "users" not in bootstrap
+    assert "users" not in bootstrap["dcs"]["postgresql"]
+    script = production.path("postgres01", "/etc/patroni/post_bootstrap.sh")
+    assert bootstrap["post_bootstrap"] == str(script)
+    text = script.read_text()
+    assert text.startswith("#!/bin/sh\n")
+    assert 'CREATE ROLE "admin" WITH LOGIN CREATEROLE CREATEDB' in text
+    assert f"PASSWORD '{TEST_SECRETS['admin_password']}'" in text
+    assert "password: admin" not in text
+    assert mode_owner(script) == ("0o700", "postgres", "postgres")
+
+
+def test_patroni_postgresql_section(production):
+    postgresql = patroni_config(production)["postgresql"]
+    assert postgresql["listen"] == "10.131.0.15:5432"
+    assert postgresql["connect_address"] == "10.131.0.15:5432"
+    assert postgresql["data_dir"] == str(production.path("postgres01", "/var/lib/patroni"))
+    assert postgresql["bin_dir"] == "/usr/lib/postgresql/15/bin"
+    assert postgresql["parameters"]["password_encryption"] == "scram-sha-256"
+    assert postgresql["parameters"]["unix_socket_directories"] == str(production.path("postgres01", "/var/run/postgresql"))
+    assert postgresql["authentication"] == {
+        "replication": {"username": "replicator", "password": TEST_SECRETS["replication_password"]},
+        "superuser": {"username": "postgres", "password": TEST_SECRETS["superuser_password"]},
+    }
+    params = patroni_config(production)["bootstrap"]["dcs"]["postgresql"]["parameters"]
+    assert params["password_encryption"] == "scram-sha-256"
+
+
+def test_patroni_pgpass_not_in_tmp(production):
+    pgpass = patroni_config(production)["postgresql"]["pgpass"]
+    root = str(production.root("postgres01"))
+    # the test's root is itself under /tmp: judge the path the host would get
+    assert pgpass.startswith(root + "/"), pgpass
+    on_host = pgpass[len(root) :]
+    assert on_host == "/var/lib/postgresql/.pgpass.patroni"
+    assert not on_host.startswith("/tmp/")
+    # its directory exists, owned by postgres
+    assert mode_owner(pathlib.Path(pgpass).parent)[1] == "postgres"
+
+
+def test_patroni_tags(production):
+    assert patroni_config(production)["tags"] == {"noloadbalance": False, "clonefrom": False, "nosync": False, "nostream": False}
+
+
+def test_patroni_config_file_mode(production):
+    path = production.path("postgres01", "/etc/patroni/config.yml")
+    assert mode_owner(path) == ("0o600", "postgres", "postgres")
+
+
+def test_patroni_data_dir(production):
+    assert mode_owner(production.path("postgres01", "/var/lib/patroni")) == ("0o700", "postgres", "postgres")
+
+
+# ---------------------------------------------------------------------------
+# production: HAProxy
+# ---------------------------------------------------------------------------
+
+
+def test_haproxy_global_and_defaults(production):
+    sections = haproxy_sections(production)
+    assert "maxconn 100" in sections["global"]
+    assert "log 127.0.0.1 local2" in sections["global"]
+    defaults = sections["defaults"]
+    for line in (
+        "log global",
+        "mode tcp",
+        "retries 2",
+        "timeout client 30m",
+        "timeout connect 4s",
+        "timeout server 30m",
+        "timeout check 5s",
+    ):
+        assert line in defaults, (line, defaults)
+
+
+def test_haproxy_stats_page(production):
+    stats = haproxy_sections(production)["listen stats"]
+    assert "mode http" in stats
+    assert "stats enable" in stats
+    assert "stats uri /" in stats
+    binds = [line for line in stats if line.startswith("bind ")]
+    assert len(binds) == 1 and binds[0].endswith(":8080"), binds
+    assert binds[0] == "bind 10.131.0.3:8080"
+    # hardening: the seed's stats page had no password
+    assert f"stats auth stats:{TEST_SECRETS['haproxy_stats_password']}" in stats
+
+
+def test_haproxy_postgres_listener(production):
+    postgres = haproxy_sections(production)["listen postgres"]
+    assert "bind *:5432" in postgres
+    assert "option httpchk OPTIONS /primary" in postgres
+    assert "http-check expect status 200" in postgres
+    assert "default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions" in postgres
+    servers = [line for line in postgres if line.startswith("server ")]
+    assert servers == [
+        f"server {name} {address}:5432 maxconn 100 check port 8008" for name, address in SEED_SERVERS.items()
+    ]
+
+
+def test_haproxy_config_file_mode(production):
+    path = production.path("haproxy", "/etc/haproxy/haproxy.cfg")
+    assert mode_owner(path) == ("0o640", "root", "haproxy")
+
+
+@pytest.mark.skipif(not os.access(HAPROXY, os.X_OK), reason="haproxy not installed")
+def test_haproxy_accepts_the_config(production):
+    path = production.path("haproxy", "/etc/haproxy/haproxy.cfg")
+    proc = subprocess.run([HAPROXY, "-c", "-f", str(path)], capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------------------
+# production: etcd
+# ---------------------------------------------------------------------------
+
+
+def test_etcd_env(production):
+    values = etcd_env(production)
+    assert values["ETCD_NAME"] == "etcd"
+    assert values["ETCD_LISTEN_PEER_URLS"] == "http://10.131.0.5:2380"
+    assert values["ETCD_LISTEN_CLIENT_URLS"].split(",") == ["http://localhost:2379", "http://10.131.0.5:2379"]
+    assert values["ETCD_INITIAL_ADVERTISE_PEER_URLS"] == "http://10.131.0.5:2380"
+    assert values["ETCD_INITIAL_CLUSTER"] == "etcd=http://10.131.0.5:2380"
+    assert values["ETCD_ADVERTISE_CLIENT_URLS"] == "http://10.131.0.5:2379"
+    assert values["ETCD_INITIAL_CLUSTER_TOKEN"] == "etcd-cluster"
+    assert values["ETCD_INITIAL_CLUSTER_STATE"] == "new"
+    assert values["ETCD_DATA_DIR"] == str(production.path("etcd", "/var/lib/etcd/default"))
+
+
+def test_etcd_files_modes(production):
+    assert mode_owner(production.path("etcd", "/etc/default/etcd"))[0] == "0o644"
+    assert mode_owner(production.path("etcd", "/var/lib/etcd/default")) == ("0o700", "etcd", "etcd")
+
+
+def test_each_minion_got_only_its_files(production):
+    assert sorted(p.name for p in production.hosts.iterdir()) == ["etcd", "haproxy", "postgres01"]
+    assert not production.path("etcd", "/etc/patroni").exists()
+    assert not production.path("haproxy", "/etc/default/etcd").exists()
+    assert not production.path("postgres01", "/etc/haproxy").exists()
+
+
+def test_production_secrets_never_in_salt_output(production):
+    output = production.outputs()
+    assert output.strip()
+    for key, secret in TEST_SECRETS.items():
+        assert secret not in output, f"{key} appears in salt-call's output"
+
+
+def test_production_secrets_only_where_needed(production):
+    patroni = production.path("postgres01", "/etc/patroni/config.yml").read_text()
+    haproxy = production.path("haproxy", "/etc/haproxy/haproxy.cfg").read_text()
+    etcd = production.path("etcd", "/etc/default/etcd").read_text()
+    for key in ("restapi_password", "replication_password", "superuser_password"):
+        assert TEST_SECRETS[key] in patroni
+    assert TEST_SECRETS["admin_password"] not in patroni
+    assert TEST_SECRETS["haproxy_stats_password"] not in patroni
+    assert [secret for secret in TEST_SECRETS.values() if secret in haproxy] == [TEST_SECRETS["haproxy_stats_password"]]
+    assert not any(secret in etcd for secret in TEST_SECRETS.values())
+
+
+# ---------------------------------------------------------------------------
+# the lab
+# ---------------------------------------------------------------------------
+
+
+def test_lab_patroni(lab):
+    config = patroni_config(lab)
+    assert config["restapi"]["listen"] == "127.0.0.15:8008"
+    assert config["postgresql"]["listen"] == "127.0.0.15:5432"
+    assert config["etcd3"]["hosts"] == ["127.0.0.5:2379"]
+    dcs = config["bootstrap"]["dcs"]
+    assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (20, 2, 5)
+    assert dcs["synchronous_mode"] is True
+    assert dcs["synchronous_mode_strict"] is False
+    hba = dcs["postgresql"]["pg_hba"]
+    for address in LAB_SERVERS.values():
+        assert f"host replication replicator {address}/32 scram-sha-256" in hba
+    assert "host replication replicator 127.0.0.1/32 scram-sha-256" in hba
+    assert "host all all 127.0.0.1/32 scram-sha-256" in hba
+    assert not any("0.0.0.0/0" in line for line in hba)
+    text = lab.path("postgres01", "/etc/patroni/config.yml").read_text()
+    assert "10.131." not in text
+    assert config["restapi"]["authentication"]["password"] == LAB_SECRETS["restapi_password"]
+
+
+def test_lab_haproxy(lab):
+    sections = haproxy_sections(lab)
+    postgres = sections["listen postgres"]
+    assert "bind 127.0.0.3:5432" in postgres
+    assert "bind 127.0.0.3:8080" in sections["listen stats"]
+    assert "default-server inter 1s fall 2 rise 1 on-marked-down shutdown-sessions" in postgres
+    assert [line for line in postgres if line.startswith("server ")] == [
+        f"server {name} {address}:5432 maxconn 100 check port 8008" for name, address in LAB_SERVERS.items()
+    ]
+
+
+def test_lab_etcd(lab):
+    values = etcd_env(lab)
+    # localhost:2379 stays free in the lab
+    assert values["ETCD_LISTEN_CLIENT_URLS"] == "http://127.0.0.5:2379"
+    assert values["ETCD_LISTEN_PEER_URLS"] == "http://127.0.0.5:2380"
+    assert values["ETCD_INITIAL_CLUSTER"] == "etcd=http://127.0.0.5:2380"
+
+
+def test_lab_addresses_are_loopback(lab):
+    texts = [
+        lab.path("postgres01", "/etc/patroni/config.yml").read_text(),
+        lab.path("haproxy", "/etc/haproxy/haproxy.cfg").read_text(),
+        lab.path("etcd", "/etc/default/etcd").read_text(),
+    ]
+    for text in texts:
+        addresses = set(re.findall(r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\b", text))
+        assert addresses, text
+        assert all(address.startswith("127.0.0.") for address in addresses), addresses
+
+
+def test_lab_secrets_never_in_salt_output(lab):
+    output = lab.outputs()
+    for key, secret in LAB_SECRETS.items():
+        assert secret not in output, f"{key} appears in salt-call's output"
+
+
+# ---------------------------------------------------------------------------
+# an invalid pillar
+# ---------------------------------------------------------------------------
+
+
+def test_invalid_pillar_fails_naming_the_key(invalid):
+    _, proc = invalid
+    assert proc.returncode != 0, proc.stdout
+    # a render error: a list of messages instead of state results
+    messages = json.loads(proc.stdout)["local"]
+    assert isinstance(messages, list), messages
+    text = "\n".join(messages)
+    assert "pgha: the pillar is invalid, nothing was changed" in text
+    assert "pgha:patroni:ttl: must be at least 20 (got 10)" in text
+
+
+def test_invalid_pillar_creates_no_file(invalid):
+    env, _ = invalid
+    created = [str(path) for path in env.hosts.rglob("*")] if env.hosts.exists() else []
+    assert created == []
+
+
+def test_invalid_pillar_secrets_never_in_salt_output(invalid):
+    env, _ = invalid
+    output = env.outputs()
+    for key, secret in TEST_SECRETS.items():
+        assert secret not in output, f"{key} appears in salt-call's output"
