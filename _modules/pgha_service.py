@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import time
 
 from salt.exceptions import CommandExecutionError
@@ -204,11 +205,23 @@ def _postmaster_pid() -> int | None:
     return int(first) if first.isdigit() else None
 
 
+def _program_state(unit: str) -> str:
+    out = _supervisorctl("status", unit, ok_codes=(0, 1, 2, 3, 4, 7))
+    parts = out.split()
+    return parts[1] if len(parts) > 1 else "UNKNOWN"
+
+
 def crash(service: str = "patroni") -> dict:
     """
     Crash a service as a dead host would: SIGKILL to its main process (and,
     for Patroni, to the PostgreSQL postmaster), and no automatic restart until
     ``start``. Returns the pids killed.
+
+    Under supervisord the main process is frozen first (SIGSTOP), the
+    postmaster killed, the program put into stopping and only then the main
+    process killed: supervisord takes that exit as the stop it asked for and
+    does not restart it, and nothing of the service runs after the fault.
+    Under systemd a runtime drop-in (``Restart=no``) keeps the unit down.
 
     CLI Example:
 
@@ -217,24 +230,41 @@ def crash(service: str = "patroni") -> dict:
         salt postgres01 pgha_service.crash patroni
     """
     unit = _unit(service)
+    main = main_pid(service)
+    if not main:
+        raise CommandExecutionError(f"pgha_service: {unit} is not running; nothing to crash")
+    postmaster = _postmaster_pid() if service == "patroni" else None
     if _manager() == "systemd":
         dropin = NO_RESTART_DROPIN.format(unit=unit)
         os.makedirs(os.path.dirname(dropin), exist_ok=True)
         with open(dropin, "w", encoding="utf-8") as handle:
             handle.write("[Service]\nRestart=no\n")
         _run(["systemctl", "daemon-reload"])
-    pids = [pid for pid in (main_pid(service), _postmaster_pid() if service == "patroni" else None) if pid]
-    if not pids:
-        raise CommandExecutionError(f"pgha_service: {unit} is not running; nothing to crash")
+        killed_at = time.time()
+        for pid in (main, postmaster):
+            _kill(pid, signal.SIGKILL)
+        return {"service": unit, "killed": [p for p in (main, postmaster) if p], "killed_at": killed_at}
+    _kill(main, signal.SIGSTOP)
     killed_at = time.time()
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    if _manager() == "supervisord":
-        # supervisord restarts an unexpected exit at once: stopping the program
-        # right away keeps it down (a process it already respawned is stopped
-        # before it can reach the DCS).
-        _supervisorctl("stop", unit, ok_codes=(0, 1, 7))
-    return {"service": unit, "killed": pids, "killed_at": killed_at}
+    _kill(postmaster, signal.SIGKILL)
+    sup = _map()["lookup"]["supervisor"]
+    stopper = subprocess.Popen(
+        [sup["supervisorctl"], "-c", sup["conf_file"], "stop", unit],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while _program_state(unit) != "STOPPING" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _kill(main, signal.SIGKILL)
+    stopper.wait(timeout=30)
+    return {"service": unit, "killed": [p for p in (main, postmaster) if p], "killed_at": killed_at,
+            "state": _program_state(unit)}
+
+
+def _kill(pid: int | None, sig: int) -> None:
+    if not pid:
+        return
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass

@@ -340,7 +340,7 @@ class Lab:
     def show(self, states: dict | None = None) -> None:
         cfg = os.path.join(self.host_root("postgres01"), "etc", "patroni", "config.yml")
         say("\npatronictl list:")
-        ret = subprocess.run(["patronictl", "-c", cfg, "list"], capture_output=True, text=True)
+        ret = subprocess.run(["patronictl", "-c", cfg, "list"], capture_output=True, text=True, check=False)
         say(ret.stdout.rstrip() or ret.stderr.rstrip())
         values = secrets_file(os.path.join(self.lab, "pillar", "lab_secrets.sls"))
         token = base64.b64encode(f"stats:{values['haproxy_stats_password']}".encode()).decode()
@@ -365,7 +365,7 @@ class Lab:
                     say(f"  {field:<20} {drill.get(field)}")
                 for problem in drill.get("problems", []):
                     say(f"  problem: {problem}")
-        say(f"\nconnect through HAProxy: PGPASSFILE=.lab/pgpass psql -h 127.0.0.3 -U postgres postgres")
+        say("\nconnect through HAProxy: PGPASSFILE=.lab/pgpass psql -h 127.0.0.3 -U postgres postgres")
 
     # tear-down -------------------------------------------------------------
     def service_pids(self) -> list[tuple[str, int]]:
@@ -375,7 +375,7 @@ class Lab:
             conf = os.path.join(self.host_root(minion_id), "etc", "pgha", "supervisord.conf")
             if not os.path.exists(conf) or not alive(read_pid(conf.replace("etc/pgha/supervisord.conf", "run/pgha/supervisord.pid"))):
                 continue
-            ret = subprocess.run(["supervisorctl", "-c", conf, "status"], capture_output=True, text=True)
+            ret = subprocess.run(["supervisorctl", "-c", conf, "status"], capture_output=True, text=True, check=False)
             for line in ret.stdout.splitlines():
                 parts = line.split()
                 if "pid" in parts:

@@ -15,10 +15,9 @@ import shutil
 import socket
 import time
 
+import pghalab
 import pytest
 import yaml
-
-import pghalab
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ADDRESSES = {

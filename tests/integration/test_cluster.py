@@ -10,8 +10,6 @@ import os
 import stat
 
 import psycopg
-import pytest
-
 from conftest import ADDRESSES, state_result
 
 STAGES = [

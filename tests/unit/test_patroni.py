@@ -17,9 +17,10 @@ import importlib.util
 import io
 import json
 import pathlib
+import threading
 import urllib.error
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from unittest.mock import MagicMock, patch
 
 import pytest
@@ -744,3 +745,81 @@ def test_list_ctl_not_json(patroni):
     patroni.__salt__["cmd.run_all"].return_value = {"retcode": 0, "stdout": "+ Cluster: postgres +", "stderr": ""}
     with pytest.raises(CommandExecutionError, match="printed no JSON"):
         patroni.list_ctl()
+
+
+# ---------------------------------------------------------------------------
+# over real HTTP: a stand-in REST API answering the way Patroni's handler does
+# ---------------------------------------------------------------------------
+
+
+class PatroniLikeHandler(http.server.BaseHTTPRequestHandler):
+    """Answers as Patroni 3.0.2's RestApiHandler: _write_response text, send_error pages, 401 on no auth."""
+
+    seen: ClassVar[list] = []
+
+    def log_message(self, *args):  # keep pytest's output clean
+        pass
+
+    def _answer(self, status: int, text: str, content_type: str = "text/html") -> None:
+        body = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _body(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length)) if length else None
+
+    def do_GET(self):
+        self.seen.append(("GET", self.path, None, self.headers.get("Authorization")))
+        self._answer(200, json.dumps(CONFIG), "application/json")
+
+    def do_POST(self):
+        self.seen.append(("POST", self.path, self._body(), self.headers.get("Authorization")))
+        if self.headers.get("Authorization") != AUTH:
+            self._answer(401, "no auth header received")
+        elif self.path == "/failover":
+            self._answer(412, "failover is not possible: no good candidates have been found")
+        else:
+            self._answer(202, "reload scheduled")
+
+    def do_PATCH(self):
+        self.seen.append(("PATCH", self.path, self._body(), self.headers.get("Authorization")))
+        self.send_error(503)
+
+
+@pytest.fixture
+def live_api(patroni):
+    server = http.server.HTTPServer(("127.0.0.1", 0), PatroniLikeHandler)
+    PatroniLikeHandler.seen = []
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    cfg = json.loads(json.dumps(MAP))
+    cfg["restapi_urls"]["postgres01"] = f"http://127.0.0.1:{server.server_port}"
+    patroni.__context__["patroni.map"] = cfg
+    yield PatroniLikeHandler.seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_over_http_get_and_write_with_auth(patroni, live_api):
+    assert patroni.show_config() == CONFIG
+    assert patroni.reload() == {"member": "postgres01", "message": "reload scheduled"}
+    assert live_api == [("GET", "/config", None, None), ("POST", "/reload", {}, AUTH)]
+
+
+def test_over_http_412_text_and_503_error_page(patroni, live_api, monkeypatch):
+    monkeypatch.setattr(patroni, "leader", lambda: "postgres02")
+    with pytest.raises(CommandExecutionError, match="answered 412: failover is not possible: no good candidates"):
+        patroni.failover("postgres01")
+    with pytest.raises(CommandExecutionError, match=r"PATCH /config on postgres01 answered 503: Service Unavailable\."):
+        patroni.edit_config({"ttl": 30})
+    assert live_api[-1] == ("PATCH", "/config", {"ttl": 30}, AUTH)
+
+
+def test_over_http_wrong_password(patroni, live_api):
+    patroni.__context__["patroni.map"]["secrets"]["restapi_password"] = "wrong"
+    with pytest.raises(CommandExecutionError, match="answered 401: no auth header received"):
+        patroni.reload()

@@ -5,6 +5,7 @@
 {%- set etcd = mapdata.lookup.etcd %}
 
 include:
+  - {{ tplroot }}.root
   - {{ tplroot }}.etcd.package
 
 pgha-etcd-data-dir-managed:
@@ -26,5 +27,6 @@ pgha-etcd-env-file-managed:
         tplroot: {{ tplroot }}
     - mode: '0644'
     - makedirs: True
+    - dir_mode: '0755'
     - require:
       - pkg: pgha-etcd-package-installed

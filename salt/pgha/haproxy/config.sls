@@ -7,6 +7,7 @@
 {%- set haproxy = mapdata.lookup.haproxy %}
 
 include:
+  - {{ tplroot }}.root
   - {{ tplroot }}.haproxy.package
 
 pgha-haproxy-socket-dir-managed:
@@ -26,6 +27,7 @@ pgha-haproxy-config-file-managed:
     - group: haproxy
     - mode: '0640'
     - makedirs: True
+    - dir_mode: '0755'
     - show_changes: False
     - check_cmd: {{ haproxy.binary }} -c -q -f
     - require:

@@ -3,6 +3,9 @@
 # The PostgreSQL nodes by name in the hosts file, as the seed does.
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata with context %}
+
+include:
+  - {{ tplroot }}.root
 {%- set hosts_file = mapdata.lookup.haproxy.hosts_file %}
 
 pgha-haproxy-hosts-file-present:
@@ -11,6 +14,7 @@ pgha-haproxy-hosts-file-present:
     - replace: False
     - mode: '0644'
     - makedirs: True
+    - dir_mode: '0755'
 
 pgha-haproxy-hosts-entries-managed:
   file.blockreplace:

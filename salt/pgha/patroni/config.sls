@@ -7,6 +7,7 @@
 {%- set patroni = mapdata.lookup.patroni %}
 
 include:
+  - {{ tplroot }}.root
   - {{ tplroot }}.patroni.package
   - {{ tplroot }}.postgresql.package
 
@@ -45,6 +46,7 @@ pgha-patroni-post-bootstrap-file-managed:
     - group: {{ patroni.group }}
     - mode: '0700'
     - makedirs: True
+    - dir_mode: '0755'
     - show_changes: False
     - require:
       - file: pgha-patroni-dirs-managed
@@ -60,6 +62,7 @@ pgha-patroni-config-file-managed:
     - group: {{ patroni.group }}
     - mode: '0600'
     - makedirs: True
+    - dir_mode: '0755'
     - show_changes: False
     - require:
       - file: pgha-patroni-data-dir-managed

@@ -4,6 +4,9 @@
 # lab): its configuration and the daemon itself. Nothing on systemd hosts.
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata with context %}
+
+include:
+  - {{ tplroot }}.root
 {%- set sup = mapdata.lookup.supervisor %}
 {%- if mapdata.lookup.service_manager == 'supervisord' %}
 
@@ -26,6 +29,7 @@ pgha-supervisord-config-file-managed:
     - name: {{ sup.conf_file }}
     - mode: '0644'
     - makedirs: True
+    - dir_mode: '0755'
     - contents: |
         # Managed by Salt (pgha): this host's service manager.
         [unix_http_server]
