@@ -759,7 +759,7 @@ def _rolling(action: str, pending_only: bool, timeout: int) -> dict:
             steps.append({"switchover": {k: moved.get(k) for k in ("old_leader", "new_leader", "rto_s", "lost", "ok")}})
             if not moved.get("ok"):
                 return _fail({"ok": False, "done": done, "steps": steps, "comment": "switchover before restarting the leader failed"})
-        code, text = _post(topo, name, "/" + action, {})
+        code, text = _post(topo, name, "/" + action, {}, timeout=float(timeout) + 300)
         if code not in (200, 202):
             return _fail({"ok": False, "done": done, "steps": steps, "comment": f"{action} of {name} answered {code}: {text}"})
         deadline = time.monotonic() + timeout

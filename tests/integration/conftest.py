@@ -80,13 +80,23 @@ def pillar_dir(test_root, cluster_secrets):
 
 
 @pytest.fixture(scope="session")
-def salt_master(salt_factories, pillar_dir):
+def extmods_root(test_root):
+    """The repository's _modules, _states and _runners, without the rest of the tree (.venv, .lab)."""
+    path = os.path.join(test_root, "formula-root")
+    os.makedirs(path)
+    for name in ("_modules", "_states", "_runners"):
+        os.symlink(os.path.join(REPO, name), os.path.join(path, name))
+    return path
+
+
+@pytest.fixture(scope="session")
+def salt_master(salt_factories, pillar_dir, extmods_root):
     overrides = {
         "interface": "127.0.0.1",
-        "file_roots": {"base": [os.path.join(REPO, "salt"), REPO]},
+        "file_roots": {"base": [os.path.join(REPO, "salt"), extmods_root]},
+        "log_level_logfile": "info",
         "pillar_roots": {"base": [pillar_dir, os.path.join(REPO, "pillar")]},
         "worker_threads": 4,
-        "file_ignore_regex": pghalab.FILE_IGNORE_REGEX,
     }
     factory = salt_factories.salt_master_daemon("pgha-test-master", overrides=overrides)
     with factory.started(start_timeout=120):

@@ -1,0 +1,130 @@
+"""
+The operator's toolkit on the running cluster: status, check, validate,
+switchover round trip, Patroni's dynamic configuration through a state, and
+no secret in any output or log. Runs after test_cluster.py (same cluster).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import time
+
+from conftest import ADDRESSES
+
+OUTPUTS: list[str] = []
+
+
+def run(salt_master, fun: str, *args, timeout: int = 600):
+    ret = salt_master.salt_run_cli(timeout=timeout).run(fun, *args, _timeout=timeout)
+    OUTPUTS.append(ret.stdout + ret.stderr)
+    return ret
+
+
+def call(salt_master, tgt: str, fun: str, *args, timeout: int = 300):
+    ret = salt_master.salt_cli(timeout=timeout).run(fun, *args, minion_tgt=tgt, _timeout=timeout)
+    OUTPUTS.append(ret.stdout + ret.stderr)
+    return ret
+
+
+def wait_healthy(salt_master):
+    ret = call(salt_master, "postgres01", "patroni.wait_healthy", "members=3", "timeout=120")
+    assert ret.returncode == 0, ret.stdout
+
+
+def test_status_table_and_json(salt_master, orchestration):
+    ret = run(salt_master, "pgha.status")
+    assert ret.returncode == 0, ret.stdout
+    assert "Patroni members" in ret.stdout and "HAProxy backends" in ret.stdout
+    ret = run(salt_master, "pgha.status", "--out=json")
+    data = json.loads(ret.stdout)
+    assert sorted(m["name"] for m in data["members"]) == ["postgres01", "postgres02", "postgres03"]
+    for member in data["members"]:
+        assert {"role", "state", "timeline", "lag"} <= member.keys()
+    assert data["etcd"]["healthy"] is True
+
+
+def test_etcd_members(salt_master, orchestration):
+    ret = call(salt_master, "etcd", "etcd_cluster.members")
+    assert ret.returncode == 0, ret.stdout
+    assert [m["name"] for m in ret.data] == ["etcd"]
+    assert ret.data[0]["client_urls"] == [f"http://{ADDRESSES['etcd']}:2379"]
+
+
+def test_check_fails_with_a_replica_stopped(salt_master, orchestration):
+    wait_healthy(salt_master)
+    assert run(salt_master, "pgha.check").returncode == 0
+    members = call(salt_master, "postgres01", "patroni.members").data
+    replica = next(m["name"] for m in members if m["role"] != "leader")
+    assert call(salt_master, replica, "pgha_service.stop", "patroni").returncode == 0
+    try:
+        ret = run(salt_master, "pgha.check")
+        assert ret.returncode != 0
+        assert replica in ret.stdout or "expected 3 members" in ret.stdout
+    finally:
+        assert call(salt_master, replica, "pgha_service.start", "patroni").returncode == 0
+    wait_healthy(salt_master)
+
+
+def test_validate(salt_master, orchestration):
+    assert run(salt_master, "pgha.validate").returncode == 0
+    ret = run(salt_master, "pgha.validate", 'pillar={"pgha": {"patroni": {"ttl": 10}, "haproxy": {"prot": 1}}}')
+    assert ret.returncode != 0
+    assert "pgha:patroni:ttl" in ret.stdout
+    assert "pgha:haproxy:prot" in ret.stdout
+
+
+def test_dynamic_config_state_and_test_mode(salt_master, orchestration):
+    before = call(salt_master, "postgres01", "patroni.show_config").data
+    target = 3 if before.get("loop_wait") != 3 else 2
+    settings = json.dumps({"loop_wait": target})
+    ret = call(salt_master, "postgres01", "state.single", "patroni.dynamic_config", "name=pgha",
+               f"settings={settings}", "test=True")
+    state = next(iter(ret.data["postgres01"].values()))
+    assert state["result"] is None
+    assert call(salt_master, "postgres01", "patroni.show_config").data["loop_wait"] == before["loop_wait"]
+    ret = call(salt_master, "postgres01", "state.single", "patroni.dynamic_config", "name=pgha", f"settings={settings}")
+    state = next(iter(ret.data["postgres01"].values()))
+    assert state["result"] is True and state["changes"]
+    assert call(salt_master, "postgres01", "patroni.show_config").data["loop_wait"] == target
+    settings = json.dumps({"loop_wait": before["loop_wait"]})
+    call(salt_master, "postgres01", "state.single", "patroni.dynamic_config", "name=pgha", f"settings={settings}")
+    assert call(salt_master, "postgres01", "patroni.show_config").data["loop_wait"] == before["loop_wait"]
+
+
+def test_switchover_round_trip(salt_master, orchestration):
+    wait_healthy(salt_master)
+    first = run(salt_master, "pgha.switchover", "--out=json")
+    moved = json.loads(first.stdout)
+    assert first.returncode == 0, moved
+    assert moved["ok"] and moved["lost"] == 0 and moved["new_leader"] != moved["old_leader"]
+    wait_healthy(salt_master)
+    back = run(salt_master, "pgha.switchover", f"candidate={moved['old_leader']}", "--out=json")
+    returned = json.loads(back.stdout)
+    assert back.returncode == 0, returned
+    assert returned["new_leader"] == moved["old_leader"] and returned["lost"] == 0
+
+
+def test_crash_drill(salt_master, orchestration):
+    wait_healthy(salt_master)
+    ret = run(salt_master, "pgha.failover_drill", "mode=crash", "--out=json")
+    drill = json.loads(ret.stdout)
+    assert ret.returncode == 0, drill
+    assert drill["ok"] and drill["lost"] == 0 and drill["timeline_after"] > drill["timeline_before"]
+    assert drill["rejoin_s"] is not None
+
+
+def test_no_secret_in_outputs_or_logs(salt_master, salt_minions, orchestration, cluster_secrets, test_root):
+    texts = list(OUTPUTS) + [orchestration["stdout"], orchestration["stderr"]]
+    logs = [salt_master.config["log_file"], *[m.config["log_file"] for m in salt_minions.values()]]
+    logs += glob.glob(os.path.join(test_root, "hosts", "*", "var", "log", "pgha", "*.log"))
+    for path in logs:
+        if os.path.exists(path):
+            with open(path, errors="replace") as handle:
+                texts.append(handle.read())
+    assert len(texts) > 10
+    for name, secret in cluster_secrets.items():
+        leaks = [i for i, text in enumerate(texts) if secret in text]
+        assert not leaks, f"{name} appears in {len(leaks)} outputs/logs"
+    time.sleep(0)
