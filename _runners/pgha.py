@@ -28,7 +28,7 @@ import uuid
 from typing import Any
 
 import salt.client
-from salt.exceptions import CommandExecutionError, SaltInvocationError
+from salt.exceptions import CommandExecutionError
 
 try:
     import psycopg
@@ -184,7 +184,10 @@ def _dsn(topo: dict, connect_timeout: int = 2) -> str:
 
 
 def _fail(result: dict) -> dict:
+    """A failed result: the orchestration sees it (retcode in the context) and so does
+    salt-run's exit code (``retcode`` in the returned data)."""
     __context__["retcode"] = 1
+    result["retcode"] = 1
     return result
 
 
@@ -392,7 +395,7 @@ def failover_drill(mode: str = "stop", timeout: int | None = None, report: bool 
         salt-run pgha.failover_drill mode=crash --out=json
     """
     if mode not in DRILL_MODES:
-        raise SaltInvocationError(f"pgha.failover_drill: mode must be one of {', '.join(DRILL_MODES)} (got {mode!r})")
+        return _fail({"ok": False, "comment": f"pgha.failover_drill: mode must be one of {', '.join(DRILL_MODES)} (got {mode!r})"})
     topo = _topology()
     timeout = float(timeout or topo["drill"]["timeout"])
     view = _cluster_view(topo)
@@ -401,7 +404,14 @@ def failover_drill(mode: str = "stop", timeout: int | None = None, report: bool 
     if not old_leader:
         return _fail({"mode": mode, "ok": False, "comment": "no running leader before the drill: nothing to drill"})
     if candidate and (candidate == old_leader or candidate not in topo["pg_nodes"]):
-        raise SaltInvocationError(f"pgha: candidate {candidate!r} must be a PostgreSQL node other than the leader {old_leader}")
+        return _fail({"mode": mode, "ok": False,
+                      "comment": f"pgha: candidate {candidate!r} must be a PostgreSQL node other than the leader {old_leader}"})
+    sync_standbys = [m["name"] for m in before if m["role"] == "sync_standby"]
+    if candidate and sync_standbys and candidate not in sync_standbys:
+        return _fail({"mode": mode, "ok": False, "comment": (
+            f"pgha: in synchronous mode Patroni hands the leadership only to the synchronous standby "
+            f"({', '.join(sync_standbys)}), not to {candidate}"
+        )})
     timeline_before = next(m["timeline"] for m in before if m["name"] == old_leader)
     old_address = topo["nodes"][old_leader]["address"]
     haproxy_before = haproxy_servers(topo)

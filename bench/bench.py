@@ -71,6 +71,45 @@ def stats(values: list) -> dict:
     return {"median": round(statistics.median(values), 3), "min": min(values), "max": max(values), "n": len(values)}
 
 
+def write_report(results: dict) -> None:
+    """bench/results.json and the markdown table bench/results.md, from the runs."""
+    drills = results["drills"]
+    summary = []
+    for synchronous in (True, False):
+        for mode in MODES:
+            runs = [d for d in drills if d["mode"] == mode and d["synchronous_mode"] == synchronous]
+            row = {"synchronous_mode": synchronous, "mode": mode, "runs": len(runs),
+                   "ok": sum(1 for d in runs if d["ok"]), "lost_total": sum(d["lost"] or 0 for d in runs)}
+            for field in ("rto_s", "promotion_s", "haproxy_switch_s", "write_gap_s", "rejoin_s"):
+                row[field] = stats([d.get(field) for d in runs])
+            summary.append(row)
+    results["summary"] = summary
+    with open(os.path.join(REPO, "bench", "results.json"), "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=1)
+    lines = [
+        f"Lab from nothing (`make lab` with packages installed): {results['lab_from_nothing_s']} s "
+        f"({results['orchestration_line']}); idempotent `salt '*' state.apply`: median "
+        f"{results['state_apply_s']['median']} s, changes {results['state_apply_changes']}.",
+        "",
+        "| sync | mode | runs | ok | lost | rto_s | promotion_s | haproxy_switch_s | write_gap_s | rejoin_s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(value: dict) -> str:
+        return "-" if value["median"] is None else f"{value['median']} ({value['min']}-{value['max']})"
+
+    for row in summary:
+        lines.append(
+            f"| {'on' if row['synchronous_mode'] else 'off'} | {row['mode']} | {row['runs']} | {row['ok']} | "
+            f"{row['lost_total']} | {cell(row['rto_s'])} | {cell(row['promotion_s'])} | "
+            f"{cell(row['haproxy_switch_s'])} | {cell(row['write_gap_s'])} | {cell(row['rejoin_s'])} |"
+        )
+    lines += ["", "Cells: median (min-max) in seconds over the runs; lost: acknowledged writes missing, all runs."]
+    with open(os.path.join(REPO, "bench", "results.md"), "w", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> int:
     results: dict = {"runs_per_case": RUNS, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     lab = [sys.executable, os.path.join(REPO, "lab", "pghalab.py")]
@@ -120,40 +159,13 @@ def main() -> int:
                       f"gap={entry['write_gap_s']} lost={entry['lost']} rejoin={entry['rejoin_s']}", flush=True)
     set_synchronous(True)
     results["drills"] = drills
-    summary = []
-    for synchronous in (True, False):
-        for mode in MODES:
-            runs = [d for d in drills if d["mode"] == mode and d["synchronous_mode"] == synchronous]
-            row = {"synchronous_mode": synchronous, "mode": mode, "runs": len(runs),
-                   "ok": sum(1 for d in runs if d["ok"]), "lost_total": sum(d["lost"] or 0 for d in runs)}
-            for field in ("rto_s", "write_gap_s", "rejoin_s"):
-                row[field] = stats([d[field] for d in runs])
-            summary.append(row)
-    results["summary"] = summary
-    with open(os.path.join(REPO, "bench", "results.json"), "w", encoding="utf-8") as handle:
-        json.dump(results, handle, indent=1)
-    lines = [
-        f"Lab from nothing (`make lab` with packages installed): {results['lab_from_nothing_s']} s "
-        f"({results['orchestration_line']}); idempotent `salt '*' state.apply`: median "
-        f"{results['state_apply_s']['median']} s, changes {results['state_apply_changes']}.",
-        "",
-        "| sync | mode | runs | ok | lost | rto_s median (min-max) | write_gap_s median (min-max) | rejoin_s median (min-max) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-
-    def cell(value: dict) -> str:
-        return "-" if value["median"] is None else f"{value['median']} ({value['min']}-{value['max']})"
-
-    for row in summary:
-        lines.append(
-            f"| {'on' if row['synchronous_mode'] else 'off'} | {row['mode']} | {row['runs']} | {row['ok']} | "
-            f"{row['lost_total']} | {cell(row['rto_s'])} | {cell(row['write_gap_s'])} | {cell(row['rejoin_s'])} |"
-        )
-    with open(os.path.join(REPO, "bench", "results.md"), "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(results)
     return 0
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--report"]:
+        with open(os.path.join(REPO, "bench", "results.json"), encoding="utf-8") as handle:
+            write_report(json.load(handle))
+        sys.exit(0)
     sys.exit(main())
