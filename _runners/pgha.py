@@ -142,7 +142,9 @@ def members_from_view(view: dict | None) -> list[dict]:
                 "role": "leader" if role in ("leader", "standby_leader") else role,
                 "state": raw.get("state"),
                 "timeline": raw.get("timeline"),
-                "lag": raw.get("lag") if isinstance(raw.get("lag"), int) else (0 if role == "leader" else None),
+                "lag": raw.get("lag") if isinstance(raw.get("lag"), int) else (
+                    0 if role in ("leader", "standby_leader") else None
+                ),
                 "streaming": streaming.get(raw.get("name"), False),
             }
         )
@@ -169,6 +171,11 @@ def parse_haproxy_csv(text: str, proxy: str) -> dict:
         for row in reader
         if row.get("pxname") == proxy and row.get("svname") not in ("FRONTEND", "BACKEND")
     }
+
+
+def routes(state: Any) -> bool:
+    """Whether HAProxy sends connections to a server in this state ('UP', or 'UP 1/3' while going down)."""
+    return str(state).startswith("UP")
 
 
 def _dsn(topo: dict, connect_timeout: int = 2) -> str:
@@ -457,7 +464,7 @@ def failover_drill(mode: str = "stop", timeout: int | None = None, report: bool 
             marks["promotion"] = now
         if new_leader and "haproxy_switch" not in marks:
             servers = haproxy_servers(topo)
-            if servers.get(new_leader) == "UP" and servers.get(old_leader) != "UP":
+            if routes(servers.get(new_leader)) and not routes(servers.get(old_leader)):
                 marks["haproxy_switch"] = now
         if new_leader and any(r["server"] == new_address and r["acked"] for r in writer.records[-50:]):
             marks.setdefault("first_write", now)
@@ -693,7 +700,7 @@ def check(max_lag: int | None = None) -> dict:
     problems = _health_problems(data["members"], len(topo["pg_nodes"]), bound)
     if not data["etcd"].get("healthy"):
         problems.append("etcd is not healthy: " + str(data["etcd"].get("error") or data["etcd"].get("endpoints")))
-    up = sorted(server for server, state in data["haproxy"].items() if state == "UP")
+    up = sorted(server for server, state in data["haproxy"].items() if routes(state))
     if data["leader"] and up != [data["leader"]]:
         problems.append(f"HAProxy sends writes to {up or 'no server'}, the leader is {data['leader']}")
     result = {"healthy": not problems, "problems": problems, "leader": data["leader"]}

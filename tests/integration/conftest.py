@@ -10,9 +10,11 @@ it; the drill tests move the leader and run last.
 from __future__ import annotations
 
 import os
+import pathlib
 import secrets
 import shutil
 import socket
+import tempfile
 import time
 
 import pghalab
@@ -34,6 +36,14 @@ def _listening(address: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((address, port)) == 0
+
+
+@pytest.fixture(scope="session")
+def salt_factories_config():
+    """Each session's daemons, and the scripts that start them, in a directory of its own."""
+    root = tempfile.mkdtemp(prefix="pgha-salt-", dir="/tmp")
+    yield {"root_dir": pathlib.Path(root)}
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -144,3 +144,20 @@ def test_no_secret_in_outputs_or_logs(salt_master, salt_minions, orchestration, 
         leaks = [i for i, text in enumerate(texts) if secret in text]
         assert not leaks, f"{name} appears in {len(leaks)} outputs/logs"
     time.sleep(0)
+
+
+def test_rolling_reload_and_restart(salt_master, orchestration):
+    wait_healthy(salt_master)
+    ret = run(salt_master, "pgha.reload", "--out=json")
+    reloaded = json.loads(ret.stdout)
+    assert ret.returncode == 0, reloaded
+    assert reloaded["ok"] and len(reloaded["done"]) == 3
+    leader = next(m["name"] for m in call(salt_master, "postgres01", "patroni.members").data if m["role"] == "leader")
+    assert reloaded["done"][-1] == leader  # replicas first, the leader last
+    wait_healthy(salt_master)
+    ret = run(salt_master, "pgha.restart", "pending_only=False", "--out=json")
+    restarted = json.loads(ret.stdout)
+    assert ret.returncode == 0, restarted
+    assert restarted["ok"] and len(restarted["done"]) == 3
+    assert any("switchover" in step for step in restarted["steps"])
+    wait_healthy(salt_master)
