@@ -9,7 +9,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import time
 
 from conftest import ADDRESSES
 
@@ -143,7 +142,6 @@ def test_no_secret_in_outputs_or_logs(salt_master, salt_minions, orchestration, 
     for name, secret in cluster_secrets.items():
         leaks = [i for i, text in enumerate(texts) if secret in text]
         assert not leaks, f"{name} appears in {len(leaks)} outputs/logs"
-    time.sleep(0)
 
 
 def test_rolling_reload_and_restart(salt_master, orchestration):
