@@ -94,11 +94,17 @@ def _topology() -> dict:
     raise CommandExecutionError("pgha: no PostgreSQL node answered: " + "; ".join(problems))
 
 
-def _http(url: str, auth: tuple[str, str] | None = None, timeout: float = HTTP_TIMEOUT) -> tuple[int, str]:
+def _http(url: str, auth: tuple[str, str] | None = None, timeout: float = HTTP_TIMEOUT,
+          method: str = "GET", body: dict | None = None) -> tuple[int, str]:
+    """One HTTP request; (status, text), status 0 when unreachable."""
     headers = {}
     if auth:
         headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-    req = urllib.request.Request(url, headers=headers)
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.read().decode(errors="replace")
@@ -577,20 +583,9 @@ def failover_drill(mode: str = "stop", timeout: int | None = None, report: bool 
 
 
 def _post(topo: dict, member: str, path: str, body: dict | None = None, timeout: float = 30.0) -> tuple[int, str]:
-    token = base64.b64encode(f"{topo['users']['restapi']}:{topo['secrets'].get('restapi_password', '')}".encode()).decode()
-    req = urllib.request.Request(
-        topo["restapi_urls"][member] + path,
-        data=json.dumps(body or {}).encode(),
-        method="POST",
-        headers={"Authorization": "Basic " + token, "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read().decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
-    except (urllib.error.URLError, OSError) as exc:
-        return 0, str(getattr(exc, "reason", exc))
+    """An authenticated POST to a member's Patroni REST API."""
+    auth = (topo["users"]["restapi"], topo["secrets"].get("restapi_password", ""))
+    return _http(topo["restapi_urls"][member] + path, auth=auth, timeout=timeout, method="POST", body=body or {})
 
 
 def _health_problems(members: list[dict], expected: int, max_lag: int) -> list[str]:
