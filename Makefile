@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
-DEB_PACKAGES := postgresql-15 patroni python3-etcd3 python3-psycopg2 etcd-server etcd-client haproxy supervisor
+DEB_PACKAGES := postgresql-15 patroni python3-etcd3 python3-psycopg2 etcd-server etcd-client haproxy supervisor openssl
 
 .PHONY: lab lab-down lab-clean lab-status test unit bench deps venv lint
 

@@ -26,6 +26,9 @@ __virtualname__ = "etcd_cluster"
 os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
 try:
     import etcd3
+    import grpc
+    from etcd3 import etcdrpc
+    from etcd3.etcdrpc import auth_pb2
 
     HAS_ETCD3 = True
     IMPORT_ERROR = ""
@@ -43,14 +46,64 @@ def __virtual__():
     return __virtualname__
 
 
+def _settings() -> dict:
+    """Endpoints, TLS and credentials of the cluster's etcd, from the pgha pillar."""
+    cfg = __salt__["pgha_config.mapdata"](show_secrets=True)
+    etcd = cfg["etcd"]
+    port = etcd["client_port"]
+    scope = cfg["cluster"]["scope"]
+    return {
+        "endpoints": [(name, cfg["nodes"][name]["address"], port) for name in cfg["etcd_nodes"]],
+        "ca_file": etcd["tls"]["ca_file"] if etcd["tls"]["enabled"] else None,
+        "auth": bool(etcd["auth"]["enabled"]),
+        "root_password": cfg["secrets"].get("etcd_root_password") or "",
+        "user": cfg["users"]["etcd_patroni"],
+        "user_password": cfg["secrets"].get("etcd_patroni_password") or "",
+        "prefix": cfg["cluster"]["namespace"] + scope + "/",
+        "role": f"pgha-{scope}",
+    }
+
+
 def _endpoints() -> list[tuple[str, str, int]]:
-    cfg = __salt__["pgha_config.mapdata"]()
-    port = cfg["etcd"]["client_port"]
-    return [(name, cfg["nodes"][name]["address"], port) for name in cfg["etcd_nodes"]]
+    return _settings()["endpoints"]
 
 
-def _client(host: str, port: int):
-    return etcd3.client(host=host, port=port, timeout=TIMEOUT)
+def _client(host: str, port: int, settings: dict | None = None, admin: bool = False):
+    """
+    A client of one endpoint: over TLS when pgha:etcd:tls is on; with the root
+    user's token when ``admin`` and authentication is on in etcd.
+    """
+    settings = settings or _settings()
+    client = etcd3.client(host=host, port=port, timeout=TIMEOUT, ca_cert=settings["ca_file"])
+    if admin and settings["auth"]:
+        try:
+            token = _authenticate(client, "root", settings["root_password"], "pgha:secrets:etcd_root_password")
+        except Exception:
+            client.close()
+            raise
+        if token:
+            client.metadata = (("token", token),)
+    return client
+
+
+def _authenticate(client, user: str, password: str, key: str) -> str | None:
+    """
+    A token for ``user``; None when etcd has authentication off. A refused
+    password is an error naming the pillar key that holds it.
+    """
+    try:
+        return etcdrpc.AuthStub(client.channel).Authenticate(
+            etcdrpc.AuthenticateRequest(name=user, password=password), TIMEOUT
+        ).token
+    except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and "not enabled" in (exc.details() or ""):
+            return None
+        if exc.code() == grpc.StatusCode.INVALID_ARGUMENT and "authentication failed" in (exc.details() or ""):
+            raise CommandExecutionError(
+                f"etcd_cluster: etcd refuses the password of its user {user} ({key}); "
+                f"set {key} to the password etcd has, or change it in etcd (etcdctl user passwd {user})"
+            ) from None
+        raise
 
 
 def _describe(member, name: str | None = None) -> dict:
@@ -91,10 +144,15 @@ def _with_client(action: str, call):
     of etcd that refuses the change is raised at once, not retried.
     """
     problems = []
-    for name, host, port in _endpoints():
+    settings = _settings()
+    for name, host, port in settings["endpoints"]:
         try:
-            client = _client(host, port)
-        except Exception as exc:  # noqa: BLE001  # pylint: disable=broad-except
+            client = _client(host, port, settings, admin=True)
+        except CommandExecutionError:
+            raise
+        except Exception as exc:  # pylint: disable=broad-except
+            if not _unreachable(exc):
+                raise CommandExecutionError(f"etcd_cluster: {action}: {name} ({host}:{port}): {_error_text(exc)}") from exc
             problems.append(f"{name} ({host}:{port}): {_error_text(exc)}")
             continue
         try:
@@ -123,9 +181,10 @@ def members() -> list[dict]:
         salt etcd etcd_cluster.members
     """
     problems = []
-    for name, host, port in _endpoints():
+    settings = _settings()
+    for name, host, port in settings["endpoints"]:
         try:
-            client = _client(host, port)
+            client = _client(host, port, settings)
             try:
                 return sorted(
                     (
@@ -160,10 +219,11 @@ def health() -> dict:
     """
     endpoints = {}
     leaders = set()
-    for name, host, port in _endpoints():
+    settings = _settings()
+    for name, host, port in settings["endpoints"]:
         entry: dict = {"endpoint": f"{host}:{port}", "reachable": False}
         try:
-            client = _client(host, port)
+            client = _client(host, port, settings)
             try:
                 status = client.status()
                 entry.update(
@@ -275,3 +335,196 @@ def member_remove(name: str) -> dict:
         return _describe(target)
 
     return _with_client(f"removing member {name}", remove)
+
+
+def member_update(name: str, peer_url: str) -> dict:
+    """
+    Change the peer URL that the cluster records for member ``name``
+    (``MemberUpdate``), e.g. after its peers moved to https. The member must
+    already listen there. Returns the member as it was.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd etcd_cluster.member_update etcd https://10.131.0.5:2380
+    """
+    if not isinstance(peer_url, str) or not _PEER_URL.match(peer_url):
+        raise CommandExecutionError(
+            f"etcd_cluster: peer_url must be a URL such as https://10.131.0.7:2380 (got {peer_url!r})"
+        )
+
+    def update(client) -> dict:
+        current = list(client.members)
+        found = [member for member in current if member.name == name]
+        if not found:
+            known = ", ".join(sorted(member.name or f"{member.id:x}" for member in current))
+            raise CommandExecutionError(f"etcd_cluster: no member named {name} (members: {known or 'none'})")
+        client.update_member(found[0].id, [peer_url])
+        return _describe(found[0])
+
+    return _with_client(f"updating member {name} to {peer_url}", update)
+
+
+# ---------------------------------------------------------------------------
+# authentication: root, the Patroni user and its role
+# ---------------------------------------------------------------------------
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    """The end of the key range of every key starting with ``prefix``."""
+    return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+def _auth_converge(client, settings: dict, test: bool) -> dict:
+    """
+    Bring etcd's users, role and authentication switch to what the pillar
+    says; returns whether authentication is on and the list of changes (made,
+    or to be made with ``test``). Passwords are never part of the result.
+    """
+    stub = etcdrpc.AuthStub(client.channel)
+    token = _authenticate(client, "root", settings["root_password"], "pgha:secrets:etcd_root_password")
+    enabled = token is not None
+    metadata = (("token", token),) if token else None
+    changes: list[str] = []
+
+    def rpc(method: str, request):
+        return getattr(stub, method)(request, TIMEOUT, metadata=metadata)
+
+    def act(text: str, *calls) -> None:
+        changes.append(text)
+        if not test:
+            for method, request in calls:
+                rpc(method, request)
+
+    if not settings["auth"]:
+        if enabled:
+            act("authentication disabled (pgha:etcd:auth:enabled is false)", ("AuthDisable", etcdrpc.AuthDisableRequest()))
+        return {"enabled": enabled and test, "changes": changes}
+
+    user, role, prefix = settings["user"], settings["role"], settings["prefix"].encode()
+    users = set(rpc("UserList", etcdrpc.AuthUserListRequest()).users)
+    roles = set(rpc("RoleList", etcdrpc.AuthRoleListRequest()).roles)
+
+    if "root" not in users:
+        act(
+            "user root created, with role root",
+            ("UserAdd", etcdrpc.AuthUserAddRequest(name="root", password=settings["root_password"])),
+            ("UserGrantRole", etcdrpc.AuthUserGrantRoleRequest(user="root", role="root")),
+        )
+    else:
+        if "root" not in rpc("UserGet", etcdrpc.AuthUserGetRequest(name="root")).roles:
+            act("role root granted to user root", ("UserGrantRole", etcdrpc.AuthUserGrantRoleRequest(user="root", role="root")))
+        if not enabled:
+            # Not checkable while authentication is off: set it.
+            act(
+                "password of user root set (pgha:secrets:etcd_root_password)",
+                ("UserChangePassword", etcdrpc.AuthUserChangePasswordRequest(name="root", password=settings["root_password"])),
+            )
+
+    wanted = auth_pb2.Permission(permType=auth_pb2.Permission.READWRITE, key=prefix, range_end=_prefix_end(prefix))
+    grant = ("RoleGrantPermission", etcdrpc.AuthRoleGrantPermissionRequest(name=role, perm=wanted))
+    if role not in roles:
+        act(f"role {role} created: read and write {settings['prefix']}*", ("RoleAdd", etcdrpc.AuthRoleAddRequest(name=role)), grant)
+    else:
+        perms = rpc("RoleGet", etcdrpc.AuthRoleGetRequest(role=role)).perm
+        if not any(p.permType == wanted.permType and p.key == wanted.key and p.range_end == wanted.range_end for p in perms):
+            act(f"role {role} granted read and write on {settings['prefix']}*", grant)
+
+    to_role = ("UserGrantRole", etcdrpc.AuthUserGrantRoleRequest(user=user, role=role))
+    set_password = (
+        "UserChangePassword",
+        etcdrpc.AuthUserChangePasswordRequest(name=user, password=settings["user_password"]),
+    )
+    if user not in users:
+        act(
+            f"user {user} created, with role {role}",
+            ("UserAdd", etcdrpc.AuthUserAddRequest(name=user, password=settings["user_password"])),
+            to_role,
+        )
+    else:
+        if role not in rpc("UserGet", etcdrpc.AuthUserGetRequest(name=user)).roles:
+            act(f"role {role} granted to user {user}", to_role)
+        if not enabled:
+            act(f"password of user {user} set (pgha:secrets:etcd_patroni_password)", set_password)
+        else:
+            try:
+                _authenticate(client, user, settings["user_password"], "pgha:secrets:etcd_patroni_password")
+            except CommandExecutionError:
+                act(f"password of user {user} changed to pgha:secrets:etcd_patroni_password", set_password)
+
+    if not enabled:
+        act("authentication enabled", ("AuthEnable", etcdrpc.AuthEnableRequest()))
+    return {"enabled": True if not test else enabled, "changes": changes}
+
+
+def auth_ensure(test: bool = False) -> dict:
+    """
+    Make etcd's access control what pillar ``pgha:etcd:auth`` says. When
+    enabled: the user root (role root) with ``pgha:secrets:etcd_root_password``,
+    a role ``pgha-<scope>`` that may read and write ``<namespace><scope>/``
+    and nothing else, the user ``pgha:users:etcd_patroni`` with that role and
+    ``pgha:secrets:etcd_patroni_password``, then authentication switched on.
+    Passwords are checked by logging in with them and changed when etcd
+    refuses them. When disabled: authentication switched off.
+
+    Returns ``{"enabled": bool, "changes": [...]}`` (with ``test=True``, the
+    changes that would be made). Patroni must carry the credentials before
+    authentication goes on: the orchestration runs this after the PostgreSQL
+    nodes' states.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd etcd_cluster.auth_ensure test=True
+    """
+    settings = _settings()
+    return _with_client("configuring authentication", lambda client: _auth_converge(client, settings, bool(test)))
+
+
+def auth_status() -> dict:
+    """
+    etcd's access control: whether authentication is on, its users with their
+    roles and its roles with their key ranges (never a password). Needs the
+    root password from pillar once authentication is on.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd etcd_cluster.auth_status
+    """
+    settings = _settings()
+
+    def read(client) -> dict:
+        stub = etcdrpc.AuthStub(client.channel)
+        metadata = client.metadata
+        enabled = bool(metadata)
+        if not enabled and settings["auth"] is False:
+            # Authentication may be on although the pillar says off.
+            try:
+                stub.UserList(etcdrpc.AuthUserListRequest(), TIMEOUT)
+            except grpc.RpcError as exc:
+                if "user name is empty" in (exc.details() or ""):
+                    return {"enabled": True, "users": None, "roles": None,
+                            "note": "authentication is on in etcd; pgha:etcd:auth:enabled is false"}
+                raise
+        users = {
+            name: sorted(stub.UserGet(etcdrpc.AuthUserGetRequest(name=name), TIMEOUT, metadata=metadata).roles)
+            for name in stub.UserList(etcdrpc.AuthUserListRequest(), TIMEOUT, metadata=metadata).users
+        }
+        roles = {}
+        for name in stub.RoleList(etcdrpc.AuthRoleListRequest(), TIMEOUT, metadata=metadata).roles:
+            perms = stub.RoleGet(etcdrpc.AuthRoleGetRequest(role=name), TIMEOUT, metadata=metadata).perm
+            roles[name] = [
+                {
+                    "type": auth_pb2.Permission.Type.Name(p.permType),
+                    "key": p.key.decode(errors="replace"),
+                    "range_end": p.range_end.decode(errors="replace"),
+                }
+                for p in perms
+            ]
+        return {"enabled": enabled, "users": users, "roles": roles}
+
+    return _with_client("reading authentication", read)

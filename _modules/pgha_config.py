@@ -35,6 +35,8 @@ SECRET_KEYS = (
     "restapi_password",
     "haproxy_stats_password",
 )
+# Required only when etcd:auth:enabled.
+ETCD_SECRET_KEYS = ("etcd_root_password", "etcd_patroni_password")
 # Passwords printed in the seed and other well-known demo values.
 DEMO_PASSWORDS = frozenset(
     {"admin", "secretpassword", "rep-pass", "postgres", "password", "replicator", "patroni", "changeme"}
@@ -374,10 +376,27 @@ def _check_misc(cfg: dict, by_role: dict, errors: list) -> None:
         errors.append(f"{_key('etcd', 'initial_cluster_state')}: must be new or existing")
     if not isinstance(etcd.get("token"), str) or not etcd.get("token"):
         errors.append(f"{_key('etcd', 'token')}: must be a non-empty string")
+    _check_bool(etcd.get("listen_localhost"), ("etcd", "listen_localhost"), errors)
+    auth = etcd.get("auth") if isinstance(etcd.get("auth"), dict) else {}
+    _check_bool(auth.get("enabled"), ("etcd", "auth", "enabled"), errors)
+    tls = etcd.get("tls") if isinstance(etcd.get("tls"), dict) else {}
+    _check_bool(tls.get("enabled"), ("etcd", "tls", "enabled"), errors)
+    if tls.get("enabled") is True:
+        paths = {}
+        for key in ("ca_file", "cert_file", "key_file"):
+            value = tls.get(key)
+            if not isinstance(value, str) or not value.startswith("/") or value.endswith("/"):
+                errors.append(f"{_key('etcd', 'tls', key)}: must be the absolute path of a file (got {value!r})")
+            elif value in paths:
+                errors.append(f"{_key('etcd', 'tls', key)}: the same file as etcd:tls:{paths[value]}")
+            else:
+                paths[value] = key
     users = cfg.get("users") or {}
     for key, value in users.items():
         if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
             errors.append(f"{_key('users', key)}: must be a user name of letters, digits and _ (got {value!r})")
+    if users.get("etcd_patroni") == "root":
+        errors.append(f"{_key('users', 'etcd_patroni')}: must not be root (etcd's administrator; Patroni gets a user of its own)")
     lookup = cfg.get("lookup") or {}
     if lookup.get("service_manager") not in SERVICE_MANAGERS:
         errors.append(
@@ -401,7 +420,10 @@ def _check_misc(cfg: dict, by_role: dict, errors: list) -> None:
 def _check_secrets(cfg: dict, errors: list) -> None:
     secrets = cfg.get("secrets") or {}
     lab = cfg.get("lab") is True
-    for key in SECRET_KEYS:
+    etcd = cfg.get("etcd") if isinstance(cfg.get("etcd"), dict) else {}
+    auth = etcd.get("auth") if isinstance(etcd.get("auth"), dict) else {}
+    required = SECRET_KEYS + (ETCD_SECRET_KEYS if auth.get("enabled") is True else ())
+    for key in required:
         value = secrets.get(key)
         if not isinstance(value, str) or not value:
             errors.append(f"{_key('secrets', key)}: required, must be a non-empty string")
@@ -489,8 +511,12 @@ def build(cfg: dict, minion_id: str) -> dict:
     data["haproxy_nodes"] = by_role["haproxy"]
     data["cluster"]["bootstrap_leader"] = data["cluster"]["bootstrap_leader"] or by_role["postgresql"][0]
     etcd = data["etcd"]
-    etcd["client_urls"] = {n: f"http://{_host(nodes[n]['address'])}:{etcd['client_port']}" for n in by_role["etcd"]}
-    etcd["peer_urls"] = {n: f"http://{_host(nodes[n]['address'])}:{etcd['peer_port']}" for n in by_role["etcd"]}
+    scheme = "https" if etcd["tls"]["enabled"] else "http"
+    etcd["scheme"] = scheme
+    for key in ("ca_file", "cert_file", "key_file"):
+        etcd["tls"][key] = root + etcd["tls"][key]
+    etcd["client_urls"] = {n: f"{scheme}://{_host(nodes[n]['address'])}:{etcd['client_port']}" for n in by_role["etcd"]}
+    etcd["peer_urls"] = {n: f"{scheme}://{_host(nodes[n]['address'])}:{etcd['peer_port']}" for n in by_role["etcd"]}
     etcd["hosts"] = [f"{_host(nodes[n]['address'])}:{etcd['client_port']}" for n in by_role["etcd"]]
     etcd["initial_cluster"] = ",".join(f"{n}={url}" for n, url in etcd["peer_urls"].items())
     data["restapi_urls"] = {

@@ -352,10 +352,8 @@ def _draw(path: str, records: list[dict], marks: dict, title: str) -> str | None
     start = marks["fault"]
     fig, ax = plt.subplots(figsize=(10, 4.5))
     servers = sorted({r["server"] for r in records if r["server"]})
-    count = 0
     series: dict = {s: ([], []) for s in servers}
-    for record in sorted((r for r in records if r["acked"]), key=lambda r: r["acked"]):
-        count += 1
+    for count, record in enumerate(sorted((r for r in records if r["acked"]), key=lambda r: r["acked"]), start=1):
         series[record["server"]][0].append(record["acked"] - start)
         series[record["server"]][1].append(count)
     for server, (xs, ys) in series.items():

@@ -15,6 +15,9 @@ member present or absent. Built on the ``etcd_cluster`` execution module
 
     etcd03:
       etcd_cluster.member_absent
+
+    pgha-etcd-auth:
+      etcd_cluster.auth_configured
 """
 
 from __future__ import annotations
@@ -129,6 +132,47 @@ def member_present(name: str, peer_url: str) -> dict:
     return ret
 
 
+def member_peer_url(name: str, peer_url: str) -> dict:
+    """
+    The cluster records ``peer_url`` as the peer URL of its member ``name``,
+    which must be a member already (this never adds one). A member recorded
+    with another URL is updated: after pgha:etcd:tls was switched on for a
+    one-member cluster, its record still says http. With several members,
+    moving peers to https needs every member listening on both schemes
+    first: see README, "etcd authentication and TLS".
+
+    name
+        The member's name (the etcd node's minion id).
+    peer_url
+        Its peer URL, e.g. ``https://10.131.0.5:2380``.
+    """
+    ret = _ret(name)
+    try:
+        found = __salt__["etcd_cluster.members"]()
+    except CommandExecutionError as exc:
+        ret.update(result=False, comment=str(exc))
+        return ret
+    member = next((m for m in found if m["name"] == name), None)
+    if member is None:
+        known = ", ".join(sorted(m["name"] or m["id"] for m in found)) or "none"
+        ret.update(result=False, comment=f"{name} is not a member of the etcd cluster (members: {known})")
+        return ret
+    if member["peer_urls"] == [peer_url]:
+        ret["comment"] = f"member {name} has peer URL {peer_url}"
+        return ret
+    changes = {"peer_urls": {"old": member["peer_urls"], "new": [peer_url]}}
+    if __opts__["test"]:
+        ret.update(result=None, changes=changes, comment=f"member {name}'s peer URL would become {peer_url}")
+        return ret
+    try:
+        __salt__["etcd_cluster.member_update"](name, peer_url)
+    except CommandExecutionError as exc:
+        ret.update(result=False, comment=str(exc))
+        return ret
+    ret.update(changes=changes, comment=f"member {name}'s peer URL is now {peer_url}")
+    return ret
+
+
 def member_absent(name: str) -> dict:
     """
     The etcd cluster has no member ``name`` (a name or a hexadecimal id); it
@@ -157,6 +201,41 @@ def member_absent(name: str) -> dict:
         ret.update(result=False, comment=str(exc))
         return ret
     ret.update(changes=changes, comment=f"member {name} (id {member['id']}) removed; stop etcd on it and clear its data")
+    return ret
+
+
+def auth_configured(name: str) -> dict:
+    """
+    etcd's access control is what pillar ``pgha:etcd:auth`` says: when
+    enabled, the users root and ``pgha:users:etcd_patroni`` with their roles
+    and passwords from ``pgha:secrets``, the Patroni role limited to the
+    cluster's keys, and authentication on; when disabled, authentication off.
+    Idempotent: passwords are checked by logging in with them. Reports what
+    changed, never a password.
+
+    Apply it once every Patroni carries the credentials (the orchestration
+    does this after the PostgreSQL nodes' states): a Patroni without them
+    loses etcd when authentication goes on.
+
+    name
+        A label (the orchestration uses the cluster's scope).
+    """
+    ret = _ret(name)
+    test = bool(__opts__["test"])
+    try:
+        seen = __salt__["etcd_cluster.auth_ensure"](test=test)
+    except CommandExecutionError as exc:
+        ret.update(result=False, comment=str(exc))
+        return ret
+    state = "on" if seen["enabled"] else "off"
+    if not seen["changes"]:
+        ret["comment"] = f"etcd authentication {state}; users, role and passwords as in pillar"
+        return ret
+    ret["changes"] = {"etcd_auth": seen["changes"]}
+    if test:
+        ret.update(result=None, comment="would change: " + "; ".join(seen["changes"]))
+    else:
+        ret["comment"] = f"etcd authentication {state}: " + "; ".join(seen["changes"])
     return ret
 
 

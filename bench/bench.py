@@ -10,6 +10,7 @@ max per case). Run it with `make bench`; BENCH_RUNS sets the drills per case
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import statistics
@@ -17,12 +18,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-import base64
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "lab"))
 
-import pghalab  # noqa: E402
+import pghalab
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 MODES = ("stop", "crash", "switchover")
@@ -87,9 +87,11 @@ def write_report(results: dict) -> None:
     with open(os.path.join(REPO, "bench", "results.json"), "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=1)
     lines = [
-        f"Lab from nothing (`make lab` with packages installed): {results['lab_from_nothing_s']} s "
-        f"({results['orchestration_line']}); idempotent `salt '*' state.apply`: median "
-        f"{results['state_apply_s']['median']} s, changes {results['state_apply_changes']}.",
+        (
+            f"Lab from nothing (`make lab` with packages installed): {results['lab_from_nothing_s']} s "
+            f"({results['orchestration_line']}); idempotent `salt '*' state.apply`: median "
+            f"{results['state_apply_s']['median']} s, changes {results['state_apply_changes']}."
+        ),
         "",
         "| sync | mode | runs | ok | lost | rto_s | promotion_s | haproxy_switch_s | write_gap_s | rejoin_s |",
         "|---|---|---|---|---|---|---|---|---|---|",

@@ -24,6 +24,8 @@ import sys
 import time
 import urllib.request
 
+import yaml
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAB = os.path.join(REPO, ".lab")
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
@@ -34,6 +36,8 @@ SECRET_NAMES = (
     "admin_password",
     "restapi_password",
     "haproxy_stats_password",
+    "etcd_root_password",
+    "etcd_patroni_password",
 )
 MASTER_ID = "pgha-lab"
 # The repository is a file root (for _modules, _states, _runners): keep the
@@ -109,17 +113,7 @@ def minion_config(lab: str, minion_id: str, ports: tuple[int, int] = (4505, 4506
 
 def pillar_files(lab: str, root_template: str, report_dir: str, extra: str = "") -> dict[str, str]:
     """The lab's local pillar: its top file, the roots and the generated secrets."""
-    top = "\n".join(
-        [
-            "# Written by lab/pghalab.py.",
-            "base:",
-            "  '*':",
-            "    - pgha.lab",
-            "    - lab_local",
-            "    - lab_secrets",
-            "",
-        ]
-    )
+    top = "# Written by lab/pghalab.py.\nbase:\n  '*':\n    - pgha.lab\n    - lab_local\n    - lab_secrets\n"
     local = "\n".join(
         [
             "# Written by lab/pghalab.py: where this clone keeps each lab host's files.",
@@ -135,21 +129,85 @@ def pillar_files(lab: str, root_template: str, report_dir: str, extra: str = "")
 
 
 def secrets_file(path: str) -> dict[str, str]:
-    """Generate the lab's passwords once (mode 0600); return them."""
-    if not os.path.exists(path):
-        values = {name: secrets.token_urlsafe(18) for name in SECRET_NAMES}
+    """Generate the lab's passwords once (mode 0600), adding any missing; return them."""
+    values = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                key, _, value = line.strip().partition(": ")
+                if key in SECRET_NAMES:
+                    values[key] = value
+    if set(values) != set(SECRET_NAMES):
+        for name in SECRET_NAMES:
+            values.setdefault(name, secrets.token_urlsafe(18))
         lines = ["# Written by lab/pghalab.py: the lab's generated passwords.", "pgha:", "  secrets:"]
-        lines += [f"    {name}: {value}" for name, value in values.items()]
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        lines += [f"    {name}: {values[name]}" for name in SECRET_NAMES]
+        fd = os.open(path + ".new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write("\n".join(lines) + "\n")
-    values = {}
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            key, _, value = line.strip().partition(": ")
-            if key in SECRET_NAMES:
-                values[key] = value
+        os.replace(path + ".new", path)
     return values
+
+
+def tls_paths(repo: str = REPO) -> dict[str, str]:
+    """Where the formula looks for etcd's TLS files (defaults.yaml), on each host."""
+    with open(os.path.join(repo, "salt", "pgha", "parameters", "defaults.yaml"), encoding="utf-8") as handle:
+        tls = yaml.safe_load(handle)["etcd"]["tls"]
+    return {key: tls[key] for key in ("ca_file", "cert_file", "key_file")}
+
+
+def _openssl(*args: str) -> None:
+    ret = subprocess.run(["openssl", *args], capture_output=True, text=True, check=False)
+    if ret.returncode != 0:
+        raise SystemExit(f"lab: openssl {args[0]} failed: {ret.stderr.strip()}")
+
+
+def pki(ca_dir: str, host_root, nodes: dict[str, dict], repo: str = REPO) -> None:
+    """
+    The lab's stand-in for a PKI: a CA (kept in ``ca_dir``, 0700) and, for each
+    etcd node, a certificate for its address (server and client use, so peers
+    can authenticate each other), placed where the formula expects them under
+    each host's root; the CA goes to every host. Kept across runs.
+    """
+    os.makedirs(ca_dir, mode=0o700, exist_ok=True)
+    os.chmod(ca_dir, 0o700)
+    ca_key, ca_crt = os.path.join(ca_dir, "ca.key"), os.path.join(ca_dir, "ca.crt")
+    if not (os.path.exists(ca_key) and os.path.exists(ca_crt)):
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                 "-keyout", ca_key, "-out", ca_crt, "-days", "3650", "-subj", "/CN=pgha lab etcd CA")
+    paths = tls_paths(repo)
+    for node_id, node in nodes.items():
+        root = host_root(node_id)
+        with open(ca_crt, encoding="utf-8") as handle:
+            ca_text = handle.read()
+        write(root + paths["ca_file"], ca_text)
+        if "etcd" not in node.get("roles", []):
+            continue
+        key, crt = os.path.join(ca_dir, f"{node_id}.key"), os.path.join(ca_dir, f"{node_id}.crt")
+        if not (os.path.exists(key) and os.path.exists(crt) and _cert_for(crt, node["address"])):
+            ext = os.path.join(ca_dir, f"{node_id}.ext")
+            write(ext, "\n".join([
+                f"subjectAltName=IP:{node['address']},IP:127.0.0.1,DNS:localhost",
+                "extendedKeyUsage=serverAuth,clientAuth",
+                "keyUsage=digitalSignature,keyEncipherment",
+                "basicConstraints=CA:FALSE",
+                "",
+            ]), mode=0o600)
+            csr = os.path.join(ca_dir, f"{node_id}.csr")
+            _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                     "-keyout", key, "-out", csr, "-subj", f"/CN={node_id}")
+            _openssl("x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key, "-CAcreateserial",
+                     "-out", crt, "-days", "3650", "-extfile", ext)
+        with open(crt, encoding="utf-8") as handle:
+            write(root + paths["cert_file"], handle.read())
+        with open(key, encoding="utf-8") as handle:
+            write(root + paths["key_file"], handle.read(), mode=0o600)
+
+
+def _cert_for(crt: str, address: str) -> bool:
+    ret = subprocess.run(["openssl", "x509", "-in", crt, "-noout", "-ext", "subjectAltName"],
+                         capture_output=True, text=True, check=False)
+    return f"IP Address:{address}" in ret.stdout
 
 
 def write(path: str, text: str, mode: int = 0o644) -> None:
@@ -255,6 +313,9 @@ class Lab:
             write(os.path.join(self.lab, "pillar", name), text)
         os.chmod(os.path.join(self.lab, "pillar"), 0o700)
         values = secrets_file(os.path.join(self.lab, "pillar", "lab_secrets.sls"))
+        with open(os.path.join(self.repo, "pillar", "pgha", "lab.sls"), encoding="utf-8") as handle:
+            nodes = yaml.safe_load(handle)["pgha"]["nodes"]
+        pki(os.path.join(self.lab, "pki"), self.host_root, nodes, self.repo)
         pgpass = os.path.join(self.lab, "pgpass")
         write(pgpass, pgpass_line("127.0.0.3", 5432, "postgres", values["superuser_password"]), mode=0o600)
         return values

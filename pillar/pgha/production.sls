@@ -27,6 +27,17 @@ pgha:
     bootstrap_leader: postgres01
   etcd:
     token: etcd-cluster
+    # Patroni logs in to etcd with a user limited to the cluster's keys.
+    auth:
+      enabled: true
+    # etcd over https, clients and peers. Your PKI places the CA on the etcd
+    # and PostgreSQL hosts, and each etcd host's certificate (for its address)
+    # and key, at these paths, before the states run.
+    tls:
+      enabled: true
+      ca_file: /etc/pgha/pki/etcd-ca.crt
+      cert_file: /etc/pgha/pki/etcd.crt
+      key_file: /etc/pgha/pki/etcd.key
   postgresql:
     # The applications' networks; the seed allowed 0.0.0.0/0.
     client_networks:

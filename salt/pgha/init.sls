@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 # The pgha orchestration: `salt-run state.orchestrate pgha` on the master.
-# etcd, the bootstrap leader, the replicas and HAProxy, each stage gated on a
-# health check with a bounded wait, then the failover drill.
+# etcd, the bootstrap leader, the replicas, etcd's authentication and HAProxy,
+# each stage gated on a health check with a bounded wait, then the failover
+# drill.
 # (The formula's states for one minion are pgha.roles, applied by highstate.)
 {%- if opts.get('__role') != 'master' %}
 {{ raise("pgha: 'pgha' is the orchestration and runs on the master: `salt-run state.orchestrate pgha`. To configure this minion, run `state.apply` (highstate) or `state.apply pgha.roles`.") }}
@@ -70,6 +71,15 @@ pgha-orch-etcd-healthy:
     - require:
       - salt: pgha-orch-etcd-applied
 
+pgha-orch-etcd-members:
+  salt.state:
+    - tgt: {{ by_role.etcd | first }}
+    - sls: pgha.etcd.members
+    - expect_minions: True
+    - failhard: True
+    - require:
+      - salt: pgha-orch-etcd-healthy
+
 pgha-orch-leader-applied:
   salt.state:
     - tgt: {{ leader }}
@@ -77,7 +87,7 @@ pgha-orch-leader-applied:
     - expect_minions: True
     - failhard: True
     - require:
-      - salt: pgha-orch-etcd-healthy
+      - salt: pgha-orch-etcd-members
 
 pgha-orch-leader-leads:
   salt.function:
@@ -113,6 +123,17 @@ pgha-orch-replicas-streaming:
     - require:
       - salt: pgha-orch-leader-leads
 
+# etcd's users and authentication switch (pgha:etcd:auth), now that every
+# Patroni carries its credentials.
+pgha-orch-etcd-auth:
+  salt.state:
+    - tgt: {{ by_role.etcd | first }}
+    - sls: pgha.etcd.auth
+    - expect_minions: True
+    - failhard: True
+    - require:
+      - salt: pgha-orch-replicas-streaming
+
 pgha-orch-haproxy-applied:
   salt.state:
     - tgt: {{ by_role.haproxy | json }}
@@ -121,7 +142,7 @@ pgha-orch-haproxy-applied:
     - expect_minions: True
     - failhard: True
     - require:
-      - salt: pgha-orch-replicas-streaming
+      - salt: pgha-orch-etcd-auth
 
 pgha-orch-haproxy-routes-writes:
   salt.runner:

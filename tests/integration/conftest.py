@@ -81,6 +81,14 @@ def pillar_dir(test_root, cluster_secrets):
             "secrets": cluster_secrets,
         }
     }
+    # etcd over TLS (pillar pgha.lab): the certificates on the hosts, as a PKI would place them.
+    with open(os.path.join(REPO, "pillar", "pgha", "lab.sls"), encoding="utf-8") as handle:
+        roles = {node_id: node["roles"] for node_id, node in yaml.safe_load(handle)["pgha"]["nodes"].items()}
+    pghalab.pki(
+        os.path.join(test_root, "pki"),
+        lambda node_id: os.path.join(test_root, "hosts", node_id),
+        {node_id: {"address": address, "roles": roles[node_id]} for node_id, address in ADDRESSES.items()},
+    )
     with open(os.path.join(path, "top.sls"), "w") as handle:
         handle.write("base:\n  '*':\n    - pgha.lab\n    - tests_local\n")
     with open(os.path.join(path, "tests_local.sls"), "w") as handle:

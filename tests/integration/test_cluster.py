@@ -18,10 +18,12 @@ STAGES = [
     "pgha-orch-pillar-valid",
     "pgha-orch-etcd-applied",
     "pgha-orch-etcd-healthy",
+    "pgha-orch-etcd-members",
     "pgha-orch-leader-applied",
     "pgha-orch-leader-leads",
     "pgha-orch-replicas-applied",
     "pgha-orch-replicas-streaming",
+    "pgha-orch-etcd-auth",
     "pgha-orch-haproxy-applied",
     "pgha-orch-haproxy-routes-writes",
     "pgha-orch-failover-drill",
@@ -101,6 +103,35 @@ def test_highstate_is_idempotent(salt_master, orchestration):
     assert all(not keys for keys in changed.values()), changed
 
 
+def test_etcd_wants_tls_and_a_login(salt_master, orchestration, test_root):
+    ret = salt_master.salt_cli(timeout=60).run("etcd_cluster.auth_status", minion_tgt="etcd")
+    assert ret.returncode == 0, ret.stdout
+    assert ret.data["enabled"] is True
+    assert ret.data["users"] == {"patroni": ["pgha-postgres"], "root": ["root"]}
+    assert ret.data["roles"]["pgha-postgres"] == [{"type": "READWRITE", "key": "/db/postgres/", "range_end": "/db/postgres0"}]
+    os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+    import etcd3
+
+    ca_file = os.path.join(test_root, "hosts", "postgres01", "etc", "pgha", "pki", "etcd-ca.crt")
+    anonymous = etcd3.client(host=ADDRESSES["etcd"], port=2379, ca_cert=ca_file, timeout=3)
+    try:
+        anonymous.get("/db/postgres/leader")
+        raise AssertionError("etcd answered a request without a user")
+    except Exception as exc:  # noqa: BLE001
+        assert "user name is empty" in str(exc.__context__ or exc)
+    plain = etcd3.client(host=ADDRESSES["etcd"], port=2379, timeout=3)
+    try:
+        plain.status()
+        raise AssertionError("etcd answered plain http")
+    except Exception as exc:  # noqa: BLE001
+        assert "AssertionError" not in type(exc).__name__
+    key = os.path.join(test_root, "hosts", "etcd", "etc", "pgha", "pki", "etcd.key")
+    info = os.stat(key)
+    import pwd
+
+    assert (stat.S_IMODE(info.st_mode), pwd.getpwuid(info.st_uid).pw_name) == (0o600, "etcd")
+
+
 def test_patroni_config_is_private(test_root, orchestration):
     path = os.path.join(test_root, "hosts", "postgres01", "etc", "patroni", "config.yml")
     info = os.stat(path)
@@ -125,6 +156,9 @@ def test_orchestration_runs_again_safely(salt_master, orchestration, cluster_sec
     states = ret.data.get("data", ret.data)
     states = next(iter(states.values()))
     assert not any("failover-drill" in key for key in states)
+    auth = next(value for key, value in states.items() if "pgha-orch-etcd-auth" in key)
+    inner = next(iter(auth["changes"]["ret"].values()))
+    assert [state["changes"] for state in inner.values()] == [{}], inner
     with psycopg.connect(
         host=ADDRESSES["haproxy"], port=5432, user="postgres", dbname="postgres",
         password=cluster_secrets["superuser_password"], connect_timeout=5,

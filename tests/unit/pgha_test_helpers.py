@@ -19,6 +19,8 @@ TEST_SECRETS = {
     "admin_password": "Adm-pw-9d1e07b6f5",
     "restapi_password": "Api-pw-5c6f12e9d3",
     "haproxy_stats_password": "Stats-pw-8a4b33c7e1",
+    "etcd_root_password": "EtcdRoot-pw-3e9a70b4c2",
+    "etcd_patroni_password": "EtcdPat-pw-6d2f81a5b7",
 }
 
 

@@ -30,7 +30,11 @@ MAP = {
         "etcd02": {"address": "127.0.0.7", "roles": ["etcd"]},
         "etcd03": {"address": "127.0.0.8", "roles": ["etcd"]},
     },
-    "etcd": {"client_port": 2379, "peer_port": 2380},
+    "etcd": {"client_port": 2379, "peer_port": 2380, "auth": {"enabled": False},
+             "tls": {"enabled": False, "ca_file": "/etc/pgha/pki/etcd-ca.crt"}},
+    "cluster": {"scope": "postgres", "namespace": "/db/"},
+    "users": {"etcd_patroni": "patroni"},
+    "secrets": {"etcd_root_password": "", "etcd_patroni_password": ""},
 }
 
 
@@ -133,7 +137,7 @@ def clients(etcd_cluster):
         "127.0.0.7": FakeClient("127.0.0.7", 2379),
         "127.0.0.8": FakeClient("127.0.0.8", 2379),
     }
-    etcd_cluster._client = lambda host, port: made[host]
+    etcd_cluster._client = lambda host, port, settings=None, admin=False: made[host]
     return made
 
 
@@ -165,7 +169,26 @@ def test_client_is_built_with_host_port_and_timeout(etcd_cluster, monkeypatch):
     made = MagicMock()
     monkeypatch.setattr(etcd_cluster.etcd3, "client", made)
     etcd_cluster._client("127.0.0.5", 2379)
-    made.assert_called_once_with(host="127.0.0.5", port=2379, timeout=etcd_cluster.TIMEOUT)
+    made.assert_called_once_with(host="127.0.0.5", port=2379, timeout=etcd_cluster.TIMEOUT, ca_cert=None)
+
+
+def test_client_over_tls_verifies_with_the_ca(etcd_cluster, monkeypatch):
+    made = MagicMock()
+    monkeypatch.setattr(etcd_cluster.etcd3, "client", made)
+    settings = dict(etcd_cluster._settings(), ca_file="/srv/pki/ca.crt")
+    etcd_cluster._client("127.0.0.5", 2379, settings)
+    made.assert_called_once_with(host="127.0.0.5", port=2379, timeout=etcd_cluster.TIMEOUT, ca_cert="/srv/pki/ca.crt")
+
+
+def test_settings_from_the_pillar_model(etcd_cluster):
+    settings = etcd_cluster._settings()
+    assert settings["endpoints"] == [("etcd", "127.0.0.5", 2379), ("etcd02", "127.0.0.7", 2379), ("etcd03", "127.0.0.8", 2379)]
+    assert settings["ca_file"] is None
+    assert settings["auth"] is False
+    # Patroni's role covers its cluster's keys only
+    assert settings["prefix"] == "/db/postgres/"
+    assert settings["role"] == "pgha-postgres"
+    assert etcd_cluster._prefix_end(settings["prefix"].encode()) == b"/db/postgres0"
 
 
 # ---------------------------------------------------------------------------

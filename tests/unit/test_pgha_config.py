@@ -149,11 +149,13 @@ def test_mapdata_production_derivations(production_pillar):
     assert data["pg_nodes"] == ["postgres01", "postgres02", "postgres03"]
     assert data["etcd_nodes"] == ["etcd"]
     assert data["haproxy_nodes"] == ["haproxy"]
-    # etcd: the seed's single member, named after its minion id
-    assert data["etcd"]["initial_cluster"] == "etcd=http://10.131.0.5:2380"
+    # etcd: the seed's single member, named after its minion id; https (tls on)
+    assert data["etcd"]["initial_cluster"] == "etcd=https://10.131.0.5:2380"
     assert data["etcd"]["hosts"] == ["10.131.0.5:2379"]
-    assert data["etcd"]["client_urls"] == {"etcd": "http://10.131.0.5:2379"}
-    assert data["etcd"]["peer_urls"] == {"etcd": "http://10.131.0.5:2380"}
+    assert data["etcd"]["client_urls"] == {"etcd": "https://10.131.0.5:2379"}
+    assert data["etcd"]["peer_urls"] == {"etcd": "https://10.131.0.5:2380"}
+    assert data["etcd"]["tls"]["ca_file"] == "/etc/pgha/pki/etcd-ca.crt"
+    assert data["etcd"]["auth"] == {"enabled": True}
     assert data["etcd"]["token"] == "etcd-cluster"
     # Patroni REST API of each PostgreSQL node
     assert data["restapi_urls"] == {
@@ -172,6 +174,14 @@ def test_mapdata_production_derivations(production_pillar):
     # root empty: paths unchanged
     assert data["lookup"]["root"] == ""
     assert data["lookup"]["patroni"]["config_file"] == "/etc/patroni/config.yml"
+
+
+def test_mapdata_etcd_without_tls_is_http(production_pillar):
+    pillar = patched(production_pillar, {"etcd": {"tls": {"enabled": False}}})
+    data = load_module(pillar, minion_id="etcd").mapdata()
+    assert data["etcd"]["scheme"] == "http"
+    assert data["etcd"]["client_urls"] == {"etcd": "http://10.131.0.5:2379"}
+    assert data["etcd"]["initial_cluster"] == "etcd=http://10.131.0.5:2380"
 
 
 def test_mapdata_bootstrap_leader_defaults_to_first_postgresql_node(production_pillar):
@@ -211,7 +221,7 @@ def test_mapdata_three_etcd_members(production_pillar):
     data = load_module(pillar, minion_id="etcd").mapdata()
     assert data["etcd_nodes"] == ["etcd", "postgres01", "postgres02"]
     assert data["etcd"]["initial_cluster"] == (
-        "etcd=http://10.131.0.5:2380,postgres01=http://10.131.0.15:2380,postgres02=http://10.131.0.32:2380"
+        "etcd=https://10.131.0.5:2380,postgres01=https://10.131.0.15:2380,postgres02=https://10.131.0.32:2380"
     )
     assert data["etcd"]["hosts"] == ["10.131.0.5:2379", "10.131.0.15:2379", "10.131.0.32:2379"]
 
@@ -220,7 +230,7 @@ def test_mapdata_ipv6_addresses_are_bracketed(production_pillar):
     pillar = patched(production_pillar, {"nodes": {"etcd": {"address": "fd00::5"}, "postgres01": {"address": "fd00::15"}}})
     data = load_module(pillar).mapdata()
     assert data["etcd"]["hosts"] == ["[fd00::5]:2379"]
-    assert data["etcd"]["initial_cluster"] == "etcd=http://[fd00::5]:2380"
+    assert data["etcd"]["initial_cluster"] == "etcd=https://[fd00::5]:2380"
     assert data["restapi_urls"]["postgres01"] == "http://[fd00::15]:8008"
 
 
@@ -265,6 +275,10 @@ def test_mapdata_rooted_paths(production_pillar, minion_id):
     assert lookup["supervisor"]["socket"] == f"{root}/run/pgha/supervisord.sock"
     assert lookup["supervisor"]["pidfile"] == f"{root}/run/pgha/supervisord.pid"
     assert lookup["supervisor"]["log_dir"] == f"{root}/var/log/pgha"
+    # so do etcd's TLS files
+    assert data["etcd"]["tls"]["ca_file"] == f"{root}/etc/pgha/pki/etcd-ca.crt"
+    assert data["etcd"]["tls"]["cert_file"] == f"{root}/etc/pgha/pki/etcd.crt"
+    assert data["etcd"]["tls"]["key_file"] == f"{root}/etc/pgha/pki/etcd.key"
     # programs, binaries and names stay where the packages put them
     assert lookup["postgresql"]["bin_dir"] == "/usr/lib/postgresql/15/bin"
     assert lookup["patroni"]["binary"] == "/usr/bin/patroni"
@@ -462,6 +476,11 @@ def test_lab_true_still_needs_every_secret(production_pillar):
         pytest.param({"patroni": {"tags": {"failover_priority": 1}}}, id="free-form-tags"),
         pytest.param({"nodes": {"pg04.example.com": {"address": "10.131.0.40", "roles": ["postgresql"]}}}, id="fqdn-minion-id"),
         pytest.param({"haproxy": {"stats_port": 7000, "stats_bind_address": "*"}}, id="stats-elsewhere"),
+        pytest.param(
+            {"etcd": {"auth": {"enabled": False}}, "secrets": {"etcd_root_password": DELETE, "etcd_patroni_password": DELETE}},
+            id="etcd-auth-off-needs-no-etcd-secrets",
+        ),
+        pytest.param({"etcd": {"tls": {"enabled": False, "ca_file": "not checked when off"}}}, id="etcd-tls-off"),
     ],
 )
 def test_valid_variations(production_pillar, patch):
@@ -604,6 +623,20 @@ INVALID = [
     ("etcd-state-invalid", {"etcd": {"initial_cluster_state": "old"}}, "pgha:etcd:initial_cluster_state", r"new or existing"),
     ("etcd-token-empty", {"etcd": {"token": ""}}, "pgha:etcd:token", r"non-empty string"),
     ("lab-not-bool", {"lab": "yes"}, "pgha:lab", r"true or false"),
+    # etcd authentication and TLS
+    ("etcd-auth-enabled-string", {"etcd": {"auth": {"enabled": "yes"}}}, "pgha:etcd:auth:enabled", r"true or false"),
+    ("etcd-auth-not-a-map", {"etcd": {"auth": True}}, "pgha:etcd:auth", r"must be a map"),
+    ("etcd-auth-unknown-key", {"etcd": {"auth": {"user": "root"}}}, "pgha:etcd:auth:user", r"unknown key"),
+    ("etcd-root-password-missing", {"secrets": {"etcd_root_password": DELETE}}, "pgha:secrets:etcd_root_password", r"required"),
+    ("etcd-patroni-password-empty", {"secrets": {"etcd_patroni_password": ""}}, "pgha:secrets:etcd_patroni_password", r"required"),
+    ("etcd-patroni-password-demo", {"secrets": {"etcd_patroni_password": "patroni"}}, "pgha:secrets:etcd_patroni_password", r"demo password"),
+    ("etcd-patroni-user-root", {"users": {"etcd_patroni": "root"}}, "pgha:users:etcd_patroni", r"must not be root"),
+    ("etcd-tls-enabled-int", {"etcd": {"tls": {"enabled": 1}}}, "pgha:etcd:tls:enabled", r"true or false"),
+    ("etcd-tls-relative-ca", {"etcd": {"tls": {"enabled": True, "ca_file": "pki/ca.crt"}}}, "pgha:etcd:tls:ca_file", r"absolute path"),
+    ("etcd-tls-cert-is-dir", {"etcd": {"tls": {"enabled": True, "cert_file": "/etc/pgha/pki/"}}}, "pgha:etcd:tls:cert_file", r"absolute path of a file"),
+    ("etcd-tls-key-is-cert", {"etcd": {"tls": {"enabled": True, "key_file": "/etc/pgha/pki/etcd.crt"}}}, "pgha:etcd:tls:key_file", r"same file as etcd:tls:cert_file"),
+    ("etcd-tls-unknown-key", {"etcd": {"tls": {"ca": "/etc/ca.crt"}}}, "pgha:etcd:tls:ca", r"unknown key"),
+    ("etcd-listen-localhost-string", {"etcd": {"listen_localhost": "no"}}, "pgha:etcd:listen_localhost", r"true or false"),
 ]
 
 

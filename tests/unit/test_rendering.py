@@ -144,6 +144,17 @@ class SaltEnv:
         assert not failed, failed
         return results
 
+    def place_pki(self, nodes: dict[str, list[str]]) -> None:
+        """What an operator's PKI puts on the hosts (pgha:etcd:tls): files the states only check."""
+        for minion_id, roles in nodes.items():
+            pki = self.path(minion_id, "/etc/pgha/pki")
+            pki.mkdir(parents=True, exist_ok=True)
+            (pki / "etcd-ca.crt").write_text("-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n")
+            if "etcd" in roles:
+                (pki / "etcd.crt").write_text("-----BEGIN CERTIFICATE-----\nmember\n-----END CERTIFICATE-----\n")
+                (pki / "etcd.key").write_text("-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n")
+                (pki / "etcd.key").chmod(0o644)
+
     def root(self, minion_id: str) -> pathlib.Path:
         return self.hosts / minion_id
 
@@ -173,7 +184,11 @@ def salt_root(tmp_path_factory) -> pathlib.Path:
     return root
 
 
+PKI_NODES = {"postgres01": ["postgresql"], "etcd": ["etcd"]}
+
+
 def _render_all(env: SaltEnv) -> dict:
+    env.place_pki(PKI_NODES)
     return {
         "patroni": env.apply("pgha.patroni.config", "postgres01"),
         "haproxy": env.apply("pgha.haproxy.config", "haproxy"),
@@ -204,6 +219,17 @@ def invalid(tmp_path_factory, salt_root) -> tuple[SaltEnv, subprocess.CompletedP
         salt_root,
     )
     return env, env.call("state.sls", "pgha.patroni.config", minion_id="postgres01")
+
+
+@pytest.fixture(scope="module")
+def tls_missing(tmp_path_factory, salt_root) -> tuple[SaltEnv, subprocess.CompletedProcess]:
+    """etcd TLS on (production pillar) and the etcd host's key not there."""
+    env = SaltEnv(tmp_path_factory.mktemp("pgha-tls-missing"), ["pgha.production"], {"pgha": {"secrets": TEST_SECRETS}}, salt_root)
+    env.place_pki(PKI_NODES)
+    env.path("etcd", "/etc/pgha/pki/etcd.key").unlink()
+    before = sorted(str(path) for path in env.hosts.rglob("*"))
+    env.before = before
+    return env, env.call("state.sls", "pgha.etcd", minion_id="etcd")
 
 
 # ---------------------------------------------------------------------------
@@ -264,6 +290,8 @@ def test_production_states_change_only_files(production):
             if key.startswith("pkg_|-"):
                 # nothing installed, nothing refreshed: the packages were there
                 assert value["changes"] == {}, (role, key, value)
+            elif key.startswith("test_|-"):
+                assert value["changes"] == {}, (role, key, value)
             else:
                 assert key.startswith("file_|-"), (role, key)
                 name = key.split("_|-")[2]
@@ -289,6 +317,11 @@ def test_patroni_etcd3(production):
     config = patroni_config(production)
     assert config["etcd3"]["hosts"] == ["10.131.0.5:2379"]
     assert "etcd" not in config  # the v3 API, as the seed
+    # hardening: over TLS, verified against the CA, logged in as its own user
+    assert config["etcd3"]["protocol"] == "https"
+    assert config["etcd3"]["cacert"] == str(production.path("postgres01", "/etc/pgha/pki/etcd-ca.crt"))
+    assert config["etcd3"]["username"] == "patroni"
+    assert config["etcd3"]["password"] == TEST_SECRETS["etcd_patroni_password"]
 
 
 def test_patroni_dcs_timings(production):
@@ -441,24 +474,47 @@ def test_haproxy_accepts_the_config(production):
 def test_etcd_env(production):
     values = etcd_env(production)
     assert values["ETCD_NAME"] == "etcd"
-    assert values["ETCD_LISTEN_PEER_URLS"] == "http://10.131.0.5:2380"
-    assert values["ETCD_LISTEN_CLIENT_URLS"].split(",") == ["http://localhost:2379", "http://10.131.0.5:2379"]
-    assert values["ETCD_INITIAL_ADVERTISE_PEER_URLS"] == "http://10.131.0.5:2380"
-    assert values["ETCD_INITIAL_CLUSTER"] == "etcd=http://10.131.0.5:2380"
-    assert values["ETCD_ADVERTISE_CLIENT_URLS"] == "http://10.131.0.5:2379"
+    assert values["ETCD_LISTEN_PEER_URLS"] == "https://10.131.0.5:2380"
+    assert values["ETCD_LISTEN_CLIENT_URLS"].split(",") == ["https://localhost:2379", "https://10.131.0.5:2379"]
+    assert values["ETCD_INITIAL_ADVERTISE_PEER_URLS"] == "https://10.131.0.5:2380"
+    assert values["ETCD_INITIAL_CLUSTER"] == "etcd=https://10.131.0.5:2380"
+    assert values["ETCD_ADVERTISE_CLIENT_URLS"] == "https://10.131.0.5:2379"
     assert values["ETCD_INITIAL_CLUSTER_TOKEN"] == "etcd-cluster"
     assert values["ETCD_INITIAL_CLUSTER_STATE"] == "new"
     assert values["ETCD_DATA_DIR"] == str(production.path("etcd", "/var/lib/etcd/default"))
 
 
+def test_etcd_env_tls(production):
+    values = etcd_env(production)
+    pki = production.path("etcd", "/etc/pgha/pki")
+    assert values["ETCD_CERT_FILE"] == values["ETCD_PEER_CERT_FILE"] == str(pki / "etcd.crt")
+    assert values["ETCD_KEY_FILE"] == values["ETCD_PEER_KEY_FILE"] == str(pki / "etcd.key")
+    # members authenticate each other with certificates of the CA
+    assert values["ETCD_PEER_TRUSTED_CA_FILE"] == str(pki / "etcd-ca.crt")
+    assert values["ETCD_PEER_CLIENT_CERT_AUTH"] == "true"
+
+
 def test_etcd_files_modes(production):
     assert mode_owner(production.path("etcd", "/etc/default/etcd"))[0] == "0o644"
     assert mode_owner(production.path("etcd", "/var/lib/etcd/default")) == ("0o700", "etcd", "etcd")
+    # the member's private key: etcd's alone (it was 0644, root, as placed)
+    assert mode_owner(production.path("etcd", "/etc/pgha/pki/etcd.key")) == ("0o600", "etcd", "etcd")
+
+
+def test_etcd_tls_files_missing_fail_before_any_change(tls_missing):
+    env, proc = tls_missing
+    assert proc.returncode != 0, proc.stdout
+    text = "\n".join(json.loads(proc.stdout)["local"])
+    assert "pgha:etcd:tls:key_file: " + str(env.path("etcd", "/etc/pgha/pki/etcd.key")) + " is not a file on etcd" in text
+    # the files that are there are not named
+    assert "pgha:etcd:tls:cert_file" not in text
+    assert sorted(str(path) for path in env.hosts.rglob("*")) == env.before
 
 
 def test_each_minion_got_only_its_files(production):
     assert sorted(p.name for p in production.hosts.iterdir()) == ["etcd", "haproxy", "postgres01"]
     assert not production.path("etcd", "/etc/patroni").exists()
+    assert not production.path("etcd", "/etc/haproxy").exists()
     assert not production.path("haproxy", "/etc/default/etcd").exists()
     assert not production.path("postgres01", "/etc/haproxy").exists()
 
@@ -474,9 +530,12 @@ def test_production_secrets_only_where_needed(production):
     patroni = production.path("postgres01", "/etc/patroni/config.yml").read_text()
     haproxy = production.path("haproxy", "/etc/haproxy/haproxy.cfg").read_text()
     etcd = production.path("etcd", "/etc/default/etcd").read_text()
-    for key in ("restapi_password", "replication_password", "superuser_password"):
+    for key in ("restapi_password", "replication_password", "superuser_password", "etcd_patroni_password"):
         assert TEST_SECRETS[key] in patroni
     assert TEST_SECRETS["admin_password"] not in patroni
+    # etcd's root password stays in pillar: only the orchestration's auth step uses it
+    assert not any(TEST_SECRETS["etcd_root_password"] in path.read_text(errors="replace")
+                   for path in production.hosts.rglob("*") if path.is_file())
     assert TEST_SECRETS["haproxy_stats_password"] not in patroni
     assert [secret for secret in TEST_SECRETS.values() if secret in haproxy] == [TEST_SECRETS["haproxy_stats_password"]]
     assert not any(secret in etcd for secret in TEST_SECRETS.values())
@@ -492,6 +551,8 @@ def test_lab_patroni(lab):
     assert config["restapi"]["listen"] == "127.0.0.15:8008"
     assert config["postgresql"]["listen"] == "127.0.0.15:5432"
     assert config["etcd3"]["hosts"] == ["127.0.0.5:2379"]
+    assert config["etcd3"]["protocol"] == "https"
+    assert config["etcd3"]["username"] == "patroni"
     dcs = config["bootstrap"]["dcs"]
     assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (20, 2, 5)
     assert dcs["synchronous_mode"] is True
@@ -521,9 +582,9 @@ def test_lab_haproxy(lab):
 def test_lab_etcd(lab):
     values = etcd_env(lab)
     # localhost:2379 stays free in the lab
-    assert values["ETCD_LISTEN_CLIENT_URLS"] == "http://127.0.0.5:2379"
-    assert values["ETCD_LISTEN_PEER_URLS"] == "http://127.0.0.5:2380"
-    assert values["ETCD_INITIAL_CLUSTER"] == "etcd=http://127.0.0.5:2380"
+    assert values["ETCD_LISTEN_CLIENT_URLS"] == "https://127.0.0.5:2379"
+    assert values["ETCD_LISTEN_PEER_URLS"] == "https://127.0.0.5:2380"
+    assert values["ETCD_INITIAL_CLUSTER"] == "etcd=https://127.0.0.5:2380"
 
 
 def test_lab_addresses_are_loopback(lab):

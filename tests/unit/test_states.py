@@ -21,7 +21,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 PATRONI_WRITES = ("patroni.switchover", "patroni.failover", "patroni.edit_config", "patroni.restart",
                   "patroni.pause", "patroni.resume")
-ETCD_WRITES = ("etcd_cluster.member_add", "etcd_cluster.member_remove")
+ETCD_WRITES = ("etcd_cluster.member_add", "etcd_cluster.member_remove", "etcd_cluster.member_update")
 
 MEMBERS = [
     {"name": "postgres01", "role": "leader", "state": "running", "timeline": 3, "lag": 0},
@@ -362,3 +362,54 @@ def test_member_absent_refused(etcd_salt):
     etcd_salt["etcd_cluster.member_remove"].side_effect = CommandExecutionError("not enough started members")
     ret = etcd_state(etcd_salt).member_absent("etcd02")
     assert ret["result"] is False and ret["changes"] == {}
+
+
+def test_member_peer_url_as_recorded(etcd_salt):
+    for test in (True, False):
+        ret = etcd_state(etcd_salt, test=test).member_peer_url("etcd02", "http://127.0.0.7:2380")
+        assert ret["result"] is True and ret["changes"] == {}
+    assert_no_writes(etcd_salt, ETCD_WRITES)
+
+
+def test_member_peer_url_updated_after_tls(etcd_salt):
+    ret = etcd_state(etcd_salt, test=True).member_peer_url("etcd02", "https://127.0.0.7:2380")
+    assert ret["result"] is None
+    assert ret["changes"] == {"peer_urls": {"old": ["http://127.0.0.7:2380"], "new": ["https://127.0.0.7:2380"]}}
+    assert_no_writes(etcd_salt, ETCD_WRITES)
+    ret = etcd_state(etcd_salt).member_peer_url("etcd02", "https://127.0.0.7:2380")
+    assert ret["result"] is True and ret["changes"]["peer_urls"]["new"] == ["https://127.0.0.7:2380"]
+    etcd_salt["etcd_cluster.member_update"].assert_called_once_with("etcd02", "https://127.0.0.7:2380")
+    etcd_salt["etcd_cluster.member_add"].assert_not_called()
+
+
+def test_member_peer_url_never_adds_a_member(etcd_salt):
+    ret = etcd_state(etcd_salt).member_peer_url("etcd09", "https://127.0.0.9:2380")
+    assert ret["result"] is False and "etcd09 is not a member" in ret["comment"]
+    assert_no_writes(etcd_salt, ETCD_WRITES)
+
+
+def test_member_peer_url_update_refused(etcd_salt):
+    etcd_salt["etcd_cluster.member_update"].side_effect = CommandExecutionError("etcd_cluster: no endpoint answered")
+    ret = etcd_state(etcd_salt).member_peer_url("etcd02", "https://127.0.0.7:2380")
+    assert ret["result"] is False and ret["changes"] == {} and "no endpoint answered" in ret["comment"]
+
+
+def test_auth_configured_in_place(etcd_salt):
+    etcd_salt["etcd_cluster.auth_ensure"] = MagicMock(return_value={"enabled": True, "changes": []})
+    ret = etcd_state(etcd_salt).auth_configured("postgres")
+    assert_shape(ret)
+    assert ret["result"] is True and ret["changes"] == {}
+    etcd_salt["etcd_cluster.auth_ensure"].assert_called_once_with(test=False)
+
+
+def test_auth_configured_test_mode_predicts(etcd_salt):
+    etcd_salt["etcd_cluster.auth_ensure"] = MagicMock(return_value={"enabled": False, "changes": ["authentication enabled"]})
+    ret = etcd_state(etcd_salt, test=True).auth_configured("postgres")
+    assert ret["result"] is None and ret["changes"] == {"etcd_auth": ["authentication enabled"]}
+    etcd_salt["etcd_cluster.auth_ensure"].assert_called_once_with(test=True)
+
+
+def test_auth_configured_error(etcd_salt):
+    etcd_salt["etcd_cluster.auth_ensure"] = MagicMock(side_effect=CommandExecutionError("etcd refuses the password of its user root"))
+    ret = etcd_state(etcd_salt).auth_configured("postgres")
+    assert ret["result"] is False and "refuses the password" in ret["comment"]

@@ -7,6 +7,7 @@
 include:
   - {{ tplroot }}.root
   - {{ tplroot }}.etcd.package
+  - {{ tplroot }}.etcd.tls
 
 pgha-etcd-data-dir-managed:
   file.directory:
@@ -30,3 +31,4 @@ pgha-etcd-env-file-managed:
     - dir_mode: '0755'
     - require:
       - pkg: pgha-etcd-package-installed
+      - test: pgha-etcd-tls-checked

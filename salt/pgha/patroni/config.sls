@@ -10,6 +10,7 @@ include:
   - {{ tplroot }}.root
   - {{ tplroot }}.patroni.package
   - {{ tplroot }}.postgresql.package
+  - {{ tplroot }}.etcd.tls
 
 pgha-patroni-data-dir-managed:
   file.directory:
@@ -68,3 +69,4 @@ pgha-patroni-config-file-managed:
       - file: pgha-patroni-data-dir-managed
       - file: pgha-patroni-dirs-managed
       - file: pgha-patroni-post-bootstrap-file-managed
+      - test: pgha-etcd-tls-checked
