@@ -208,8 +208,9 @@ def members() -> list[dict]:
 def health() -> dict:
     """
     Each endpoint's health: reachable, whether it is the raft leader, raft
-    term and index, database size, version; and ``healthy`` for the whole
-    (every endpoint reachable and all agreeing on one leader).
+    term and index, database size, version; ``healthy`` for the whole
+    (every endpoint reachable and all agreeing on one leader); ``tls``: the
+    endpoints were reached over https, verified against the CA.
 
     CLI Example:
 
@@ -242,7 +243,7 @@ def health() -> dict:
             entry["error"] = str(exc) or type(exc).__name__
         endpoints[name] = entry
     healthy = bool(endpoints) and all(e["reachable"] for e in endpoints.values()) and len(leaders) == 1 and None not in leaders
-    return {"healthy": healthy, "endpoints": endpoints}
+    return {"healthy": healthy, "tls": settings["ca_file"] is not None, "endpoints": endpoints}
 
 
 def wait_healthy(timeout: int = 60, interval: float = 1.0) -> dict:

@@ -635,7 +635,8 @@ def format_status(data: dict) -> str:
     if not data["members"]:
         lines.append("  (no Patroni member answered)")
     etcd = data["etcd"]
-    lines.append(f"etcd: {'healthy' if etcd.get('healthy') else 'NOT HEALTHY'}")
+    over = {True: " (https)", False: " (http)"}.get(etcd.get("tls"), "")
+    lines.append(f"etcd: {'healthy' if etcd.get('healthy') else 'NOT HEALTHY'}{over}")
     for name, entry in sorted(etcd.get("endpoints", {}).items()):
         if entry.get("reachable"):
             lines.append(

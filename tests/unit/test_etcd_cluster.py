@@ -220,6 +220,7 @@ def test_members_no_endpoint(etcd_cluster, clients):
 def test_health(etcd_cluster, clients):
     seen = etcd_cluster.health()
     assert seen["healthy"] is True
+    assert seen["tls"] is False
     assert seen["endpoints"]["etcd"] == {"endpoint": "127.0.0.5:2379", "reachable": True, "leader": "etcd",
                                          "is_leader": True, "raft_term": 4, "raft_index": 1234, "db_size": 20480,
                                          "version": "3.4.23"}

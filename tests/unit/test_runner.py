@@ -549,7 +549,7 @@ def status_data(etcd_healthy: bool = True) -> dict:
             member("postgres03", role="replica", timeline=5, lag=None, streaming=False),
         ],
         "leader": "postgres01",
-        "etcd": {"healthy": etcd_healthy, "endpoints": endpoints},
+        "etcd": {"healthy": etcd_healthy, "tls": True, "endpoints": endpoints},
         "haproxy": {"postgres01": "UP", "postgres02": "DOWN", "postgres03": "DOWN 1/2"},
     }
 
@@ -570,7 +570,7 @@ def sections(text: str) -> dict[str, list[list[str]]]:
 def test_format_status_table(mod):
     text = mod.format_status(status_data())
     table = sections(text)
-    assert list(table) == ["Patroni members", "etcd: healthy", "HAProxy backends (listen postgres)"]
+    assert list(table) == ["Patroni members", "etcd: healthy (https)", "HAProxy backends (listen postgres)"]
     rows = table["Patroni members"]
     assert rows[0] == ["member", "role", "state", "TL", "lag", "(bytes)", "streaming"]
     assert rows[1:] == [
@@ -578,7 +578,7 @@ def test_format_status_table(mod):
         ["postgres02", "sync_standby", "running", "6", "0", "yes"],
         ["postgres03", "replica", "running", "5", "NO"],  # unknown lag: empty cell
     ]
-    etcd_rows = table["etcd: healthy"]
+    etcd_rows = table["etcd: healthy (https)"]
     assert [row[0] for row in etcd_rows] == ["etcd01", "etcd02", "etcd03"]
     assert etcd_rows[0][:4] == ["etcd01", "10.131.0.21:2379", "leader", "etcd02"]
     assert table["HAProxy backends (listen postgres)"] == [
@@ -594,7 +594,9 @@ def test_format_status_unhealthy_etcd_and_no_members(mod):
     data["members"] = []
     data["etcd"]["error"] = "pgha: minion etcd01 did not answer etcd_cluster.health within 30 s"
     text = mod.format_status(data)
-    assert "etcd: NOT HEALTHY" in text
+    assert "etcd: NOT HEALTHY (https)" in text
+    data["etcd"]["tls"] = False
+    assert "etcd: NOT HEALTHY (http)" in mod.format_status(data)
     assert "etcd: healthy" not in text
     assert "(no Patroni member answered)" in text
     etcd03 = next(line for line in text.splitlines() if "etcd03" in line)
