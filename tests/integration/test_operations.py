@@ -48,7 +48,9 @@ def test_etcd_members(salt_master, orchestration):
     ret = call(salt_master, "etcd", "etcd_cluster.members")
     assert ret.returncode == 0, ret.stdout
     assert [m["name"] for m in ret.data] == ["etcd"]
-    assert ret.data[0]["client_urls"] == [f"http://{ADDRESSES['etcd']}:2379"]
+    # the lab pillar turns etcd TLS on: clients and peers on https
+    assert ret.data[0]["client_urls"] == [f"https://{ADDRESSES['etcd']}:2379"]
+    assert ret.data[0]["peer_urls"] == [f"https://{ADDRESSES['etcd']}:2380"]
 
 
 def test_check_fails_with_a_replica_stopped(salt_master, orchestration):
