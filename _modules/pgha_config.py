@@ -347,6 +347,9 @@ def _check_haproxy(cfg: dict, errors: list) -> None:
         errors.append(f"{_key('haproxy', 'check')}: must be a map with inter, fall, rise")
     else:
         _check_duration(check.get("inter"), ("haproxy", "check", "inter"), errors)
+        for key in ("fastinter", "downinter"):
+            if check.get(key) is not None:
+                _check_duration(check.get(key), ("haproxy", "check", key), errors)
         _check_int(check.get("fall"), ("haproxy", "check", "fall"), errors, 1)
         _check_int(check.get("rise"), ("haproxy", "check", "rise"), errors, 1)
     timeout = haproxy.get("timeout")

@@ -14,6 +14,7 @@ master (matplotlib, optional, draws the drill's timeline).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import csv
 import io
@@ -256,15 +257,24 @@ def write_check(timeout: int = 60) -> dict:
 
 
 class Writer(threading.Thread):
-    """Inserts numbered rows through HAProxy, one transaction each, recording every outcome."""
+    """
+    Inserts numbered rows through HAProxy, one transaction each, recording
+    every outcome. A connection attempt is given up after ``connect_timeout``
+    seconds (libpq's own connect_timeout cannot go below 2 s, which would
+    measure the failover in 2 s steps): while HAProxy has no server to send
+    it to, a new connection waits, and the writer tries again at once.
+    """
 
-    def __init__(self, dsn: str, run: str, pause: float = 0.02):
+    def __init__(self, dsn: str, run: str, pause: float = 0.02, connect_timeout: float = 0.5):
         super().__init__(daemon=True, name="pgha-drill-writer")
-        self.dsn, self.run_id, self.pause = dsn, run, pause
+        self.dsn, self.run_id, self.pause, self.connect_timeout = dsn, run, pause, connect_timeout
         self.records: list[dict] = []
         self.stopping = threading.Event()
 
     def run(self) -> None:
+        asyncio.run(self._write())
+
+    async def _write(self) -> None:
         conn = None
         seq = 0
         while not self.stopping.is_set():
@@ -272,25 +282,31 @@ class Writer(threading.Thread):
             record = {"seq": seq, "sent": time.time(), "acked": None, "server": None, "error": None}
             try:
                 if conn is None:
-                    conn = psycopg.connect(self.dsn, autocommit=True, options="-c statement_timeout=2000")
-                row = conn.execute(
+                    conn = await asyncio.wait_for(
+                        psycopg.AsyncConnection.connect(self.dsn, autocommit=True, options="-c statement_timeout=2000"),
+                        self.connect_timeout,
+                    )
+                cursor = await conn.execute(
                     "INSERT INTO pgha_drill (run, seq) VALUES (%s, %s) RETURNING host(inet_server_addr())",
                     (self.run_id, seq),
-                ).fetchone()
+                )
+                row = await cursor.fetchone()
                 record["acked"], record["server"] = time.time(), row[0]
-            except psycopg.Error as exc:
-                record["error"] = type(exc).__name__
+            except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
+                # Only the connection attempt is timed out here: an INSERT sent
+                # is never abandoned on the client side (no write left in doubt by us).
+                record["error"] = "ConnectTimeout" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
                 if conn is not None:
                     try:
-                        conn.close()
+                        await conn.close()
                     except psycopg.Error:
                         pass
                 conn = None
-                time.sleep(0.05)
+                await asyncio.sleep(0.05)
             self.records.append(record)
-            time.sleep(self.pause)
+            await asyncio.sleep(self.pause)
         if conn is not None:
-            conn.close()
+            await conn.close()
 
 
 def analyse(records: list[dict], fault_at: float, new_address: str | None, old_address: str | None,
@@ -397,6 +413,8 @@ def failover_drill(mode: str = "stop", timeout: int | None = None, report: bool 
     is false (acknowledged writes lost, no new leader, HAProxy did not follow,
     or a member did not rejoin on the new timeline). A JSON report and a
     timeline picture are written under pillar ``pgha:drill:report_dir``.
+    The writer gives a connection attempt 0.5 s (``writer_connect_timeout_s``)
+    before trying again, so rto_s is measured to about half a second.
 
     CLI Example:
 
@@ -433,7 +451,7 @@ def failover_drill(mode: str = "stop", timeout: int | None = None, report: bool 
             "CREATE TABLE IF NOT EXISTS pgha_drill (run text NOT NULL, seq bigint NOT NULL, "
             "at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (run, seq))"
         )
-    writer = Writer(_dsn(topo, connect_timeout=1), run_id)
+    writer = Writer(_dsn(topo), run_id)
     writer.start()
     time.sleep(2.0)
 
@@ -558,6 +576,7 @@ def failover_drill(mode: str = "stop", timeout: int | None = None, report: bool 
         "rejoin_s": round(marks["rejoin"] - rejoin_from, 3) if "rejoin" in marks else None,
         "replicas_streaming": replicas_streaming,
         "synchronous_mode": bool(topo["patroni"].get("synchronous_mode")),
+        "writer_connect_timeout_s": writer.connect_timeout,
         "haproxy_before": haproxy_before,
         "haproxy_after": haproxy_servers(topo),
         "members_after": final,

@@ -58,6 +58,9 @@ pgha:
       inter: 1s
       fall: 2
       rise: 1
+      # a promoted replica is seen within 250 ms, a failing leader sooner
+      fastinter: 250ms
+      downinter: 250ms
   drill:
     enabled: true
     mode: stop

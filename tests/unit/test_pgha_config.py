@@ -557,6 +557,8 @@ INVALID = [
     # haproxy
     ("check-inter-not-duration", {"haproxy": {"check": {"inter": "soon"}}}, "pgha:haproxy:check:inter", r"duration"),
     ("check-inter-negative", {"haproxy": {"check": {"inter": "-3s"}}}, "pgha:haproxy:check:inter", r"duration"),
+    ("check-fastinter-not-duration", {"haproxy": {"check": {"fastinter": "quick"}}}, "pgha:haproxy:check:fastinter", r"duration"),
+    ("check-downinter-negative", {"haproxy": {"check": {"downinter": "-1s"}}}, "pgha:haproxy:check:downinter", r"duration"),
     ("check-fall-zero", {"haproxy": {"check": {"fall": 0}}}, "pgha:haproxy:check:fall", r"at least 1"),
     ("check-rise-string", {"haproxy": {"check": {"rise": "two"}}}, "pgha:haproxy:check:rise", r"must be an integer"),
     ("check-not-a-map", {"haproxy": {"check": "inter 3s"}}, "pgha:haproxy:check", r"must be a map"),

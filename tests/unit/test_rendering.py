@@ -573,7 +573,7 @@ def test_lab_haproxy(lab):
     postgres = sections["listen postgres"]
     assert "bind 127.0.0.3:5432" in postgres
     assert "bind 127.0.0.3:8080" in sections["listen stats"]
-    assert "default-server inter 1s fall 2 rise 1 on-marked-down shutdown-sessions" in postgres
+    assert "default-server inter 1s fastinter 250ms downinter 250ms fall 2 rise 1 on-marked-down shutdown-sessions" in postgres
     assert [line for line in postgres if line.startswith("server ")] == [
         f"server {name} {address}:5432 maxconn 100 check port 8008" for name, address in LAB_SERVERS.items()
     ]

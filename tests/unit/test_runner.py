@@ -21,6 +21,7 @@ import json
 import pathlib
 import socket
 import threading
+import time
 from typing import ClassVar
 from unittest.mock import MagicMock
 
@@ -933,3 +934,47 @@ def test_cluster_view_none_when_no_member_answers(mod):
     topo = {"pg_nodes": ["postgres01", "postgres02"], "restapi_urls": {"postgres01": dead, "postgres02": dead}}
     assert mod._cluster_view(topo) is None
     assert mod.members_from_view(mod._cluster_view(topo)) == []
+
+
+# ---------------------------------------------------------------------------
+# the drill's writer
+# ---------------------------------------------------------------------------
+
+
+def test_writer_gives_up_a_hanging_connection_within_its_own_timeout(mod):
+    """
+    HAProxy with no server to send a connection to keeps it waiting; libpq's
+    connect_timeout cannot go below 2 s. The writer must try again after its
+    own 0.3 s here, several times a second.
+    """
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)  # accepts (the kernel does), never answers
+    port = server.getsockname()[1]
+    dsn = f"host=127.0.0.1 port={port} user=x password=y dbname=postgres connect_timeout=10"
+    writer = mod.Writer(dsn, "unit", pause=0.0, connect_timeout=0.3)
+    try:
+        writer.start()
+        time.sleep(1.6)
+    finally:
+        writer.stopping.set()
+        writer.join(timeout=5)
+        server.close()
+    assert not writer.is_alive()
+    records = writer.records
+    assert len(records) >= 3, records
+    assert all(r["error"] == "ConnectTimeout" and r["acked"] is None for r in records)
+    gaps = [b["sent"] - a["sent"] for a, b in zip(records, records[1:])]
+    assert max(gaps) < 1.0, gaps
+
+
+def test_writer_records_refused_connections(mod):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    writer = mod.Writer(f"host=127.0.0.1 port={port} user=x dbname=postgres", "unit", pause=0.0)
+    writer.start()
+    time.sleep(0.5)
+    writer.stopping.set()
+    writer.join(timeout=5)
+    assert writer.records and all(r["error"] == "OperationalError" for r in writer.records)
