@@ -76,6 +76,15 @@ def healthy(name: str, timeout: int = 60) -> dict:
     return ret
 
 
+def _members(ret: dict) -> list[dict] | None:
+    """The cluster's members; None, with ``ret`` failed and saying why, when etcd does not answer."""
+    try:
+        return __salt__["etcd_cluster.members"]()
+    except CommandExecutionError as exc:
+        ret.update(result=False, comment=str(exc))
+        return None
+
+
 def _find(found: list[dict], name: str) -> dict | None:
     return next((member for member in found if member["name"] == name or member["id"] == str(name).lower()), None)
 
@@ -93,10 +102,8 @@ def member_present(name: str, peer_url: str) -> dict:
         Its peer URL, e.g. ``http://10.131.0.7:2380``.
     """
     ret = _ret(name)
-    try:
-        found = __salt__["etcd_cluster.members"]()
-    except CommandExecutionError as exc:
-        ret.update(result=False, comment=str(exc))
+    found = _members(ret)
+    if found is None:
         return ret
     by_url = next((member for member in found if peer_url in member["peer_urls"]), None)
     by_name = _find(found, name)
@@ -147,10 +154,8 @@ def member_peer_url(name: str, peer_url: str) -> dict:
         Its peer URL, e.g. ``https://10.131.0.5:2380``.
     """
     ret = _ret(name)
-    try:
-        found = __salt__["etcd_cluster.members"]()
-    except CommandExecutionError as exc:
-        ret.update(result=False, comment=str(exc))
+    found = _members(ret)
+    if found is None:
         return ret
     member = next((m for m in found if m["name"] == name), None)
     if member is None:
@@ -182,10 +187,8 @@ def member_absent(name: str) -> dict:
         The member's name or id.
     """
     ret = _ret(name)
-    try:
-        found = __salt__["etcd_cluster.members"]()
-    except CommandExecutionError as exc:
-        ret.update(result=False, comment=str(exc))
+    found = _members(ret)
+    if found is None:
         return ret
     member = _find(found, name)
     if not member:
