@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import logging
+import os
 import re
 from typing import Any
 
@@ -609,3 +610,37 @@ def mapdata(show_secrets: bool = False, saltenv: str = "base", pillar: dict | No
         )
     data = build(cfg, __grains__.get("id") or __opts__.get("id"))
     return data if show_secrets else mask(data)
+
+
+def check_host(saltenv: str = "base") -> dict:
+    """
+    What this host must have before the formula's states run, beyond the
+    pillar: with ``pgha:etcd:tls`` on, the CA on etcd and PostgreSQL nodes and
+    the member certificate and key on etcd nodes (the operator's PKI places
+    them; pgha never creates them). Returns ``{"ready": bool, "errors": [...]}``,
+    each error naming the pillar key, the path and this minion; non-zero exit
+    when not ready. The orchestration runs it on every minion before any state.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' pgha_config.check_host
+    """
+    data = mapdata(saltenv=saltenv)
+    errors = []
+    tls = data["etcd"]["tls"]
+    if tls["enabled"]:
+        needed = []
+        if {"etcd", "postgresql"} & set(data["roles"]):
+            needed.append("ca_file")
+        if "etcd" in data["roles"]:
+            needed += ["cert_file", "key_file"]
+        errors += [
+            f"{_key('etcd', 'tls', key)}: {tls[key]} is not a file on {data['id']}"
+            for key in needed
+            if not os.path.isfile(tls[key])
+        ]
+    if errors:
+        __context__["retcode"] = 1
+    return {"ready": not errors, "errors": errors}

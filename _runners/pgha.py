@@ -292,10 +292,10 @@ class Writer(threading.Thread):
                 )
                 row = await cursor.fetchone()
                 record["acked"], record["server"] = time.time(), row[0]
-            except (psycopg.Error, OSError, asyncio.TimeoutError) as exc:
+            except (psycopg.Error, OSError, TimeoutError) as exc:
                 # Only the connection attempt is timed out here: an INSERT sent
                 # is never abandoned on the client side (no write left in doubt by us).
-                record["error"] = "ConnectTimeout" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
+                record["error"] = "ConnectTimeout" if isinstance(exc, TimeoutError) else type(exc).__name__
                 if conn is not None:
                     try:
                         await conn.close()

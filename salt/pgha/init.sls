@@ -51,6 +51,18 @@ pgha-orch-pillar-valid:
     - require:
       - salt: pgha-orch-sync-minions
 
+# What the hosts need beyond the pillar (etcd TLS files from the PKI), on
+# every minion, before any state changes anything.
+pgha-orch-hosts-ready:
+  salt.function:
+    - name: pgha_config.check_host
+    - tgt: {{ ids | json }}
+    - tgt_type: list
+    - expect_minions: True
+    - failhard: True
+    - require:
+      - salt: pgha-orch-pillar-valid
+
 pgha-orch-etcd-applied:
   salt.state:
     - tgt: {{ by_role.etcd | json }}
@@ -59,7 +71,7 @@ pgha-orch-etcd-applied:
     - expect_minions: True
     - failhard: True
     - require:
-      - salt: pgha-orch-pillar-valid
+      - salt: pgha-orch-hosts-ready
 
 pgha-orch-etcd-healthy:
   salt.function:

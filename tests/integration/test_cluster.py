@@ -16,6 +16,7 @@ STAGES = [
     "pgha-orch-sync-master",
     "pgha-orch-sync-minions",
     "pgha-orch-pillar-valid",
+    "pgha-orch-hosts-ready",
     "pgha-orch-etcd-applied",
     "pgha-orch-etcd-healthy",
     "pgha-orch-etcd-members",

@@ -734,3 +734,49 @@ def test_validate_null_pgha_with_override():
     module = load_module({"pgha": None})
     result = module.validate(pillar={"pgha": {"patroni": {"ttl": 10}}})
     assert result["valid"] is False
+
+
+# ---------------------------------------------------------------------------
+# check_host: what a host needs beyond the pillar
+# ---------------------------------------------------------------------------
+
+
+def _host_with_pki(tmp_path, minion_id: str, files: tuple[str, ...]) -> None:
+    pki = tmp_path / minion_id / "etc" / "pgha" / "pki"
+    pki.mkdir(parents=True)
+    for name in files:
+        (pki / name).write_text("PEM")
+
+
+@pytest.mark.parametrize(
+    ("minion_id", "present", "missing"),
+    [
+        ("etcd", ("etcd-ca.crt", "etcd.crt", "etcd.key"), []),
+        ("etcd", ("etcd-ca.crt",), ["cert_file", "key_file"]),
+        ("postgres01", ("etcd-ca.crt",), []),
+        ("postgres01", (), ["ca_file"]),
+        ("haproxy", (), []),  # HAProxy never talks to etcd
+    ],
+)
+def test_check_host_tls_files(production_pillar, tmp_path, minion_id, present, missing):
+    _host_with_pki(tmp_path, minion_id, present)
+    pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"}})
+    module = load_module(pillar, minion_id=minion_id)
+    result = module.check_host()
+    assert result["ready"] is (not missing)
+    assert [error.split(": ")[0] for error in result["errors"]] == [f"pgha:etcd:tls:{key}" for key in missing]
+    for error in result["errors"]:
+        assert error.endswith(f" is not a file on {minion_id}")
+        assert str(tmp_path / minion_id) in error
+    assert module.__context__.get("retcode") == (1 if missing else None)
+
+
+def test_check_host_tls_off_needs_nothing(production_pillar, tmp_path):
+    pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"}, "etcd": {"tls": {"enabled": False}}})
+    assert load_module(pillar, minion_id="etcd").check_host() == {"ready": True, "errors": []}
+
+
+def test_check_host_refuses_an_invalid_pillar(production_pillar):
+    pillar = patched(production_pillar, {"patroni": {"ttl": 5}})
+    with pytest.raises(CommandExecutionError, match="pgha:patroni:ttl"):
+        load_module(pillar, minion_id="etcd").check_host()

@@ -17,6 +17,7 @@ import csv
 import http.server
 import importlib.util
 import io
+import itertools
 import json
 import pathlib
 import socket
@@ -964,7 +965,7 @@ def test_writer_gives_up_a_hanging_connection_within_its_own_timeout(mod):
     records = writer.records
     assert len(records) >= 3, records
     assert all(r["error"] == "ConnectTimeout" and r["acked"] is None for r in records)
-    gaps = [b["sent"] - a["sent"] for a, b in zip(records, records[1:])]
+    gaps = [b["sent"] - a["sent"] for a, b in itertools.pairwise(records)]
     assert max(gaps) < 1.0, gaps
 
 

@@ -2,27 +2,16 @@
 # vim: ft=sls
 # etcd's TLS material (pillar pgha:etcd:tls), when enabled. The certificates
 # come from the operator's PKI: this checks, before anything changes, that
-# each file this host needs is there (the CA on etcd and PostgreSQL nodes,
-# the member certificate and key on etcd nodes) and keeps the key readable by
-# etcd only. Nothing is created.
+# each file this host needs is there (pgha_config.check_host: the CA on etcd
+# and PostgreSQL nodes, the member certificate and key on etcd nodes) and
+# keeps the key readable by etcd only. Nothing is created.
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata with context %}
 {%- set tls = mapdata.etcd.tls %}
 {%- if tls.enabled %}
-{%-   set needed = [] %}
-{%-   if 'etcd' in mapdata.roles or 'postgresql' in mapdata.roles %}
-{%-     do needed.append(('ca_file', tls.ca_file)) %}
-{%-   endif %}
-{%-   if 'etcd' in mapdata.roles %}
-{%-     do needed.append(('cert_file', tls.cert_file)) %}
-{%-     do needed.append(('key_file', tls.key_file)) %}
-{%-   endif %}
-{%-   set missing = [] %}
-{%-   for key, path in needed if not salt['file.file_exists'](path) %}
-{%-     do missing.append('pgha:etcd:tls:' ~ key ~ ': ' ~ path ~ ' is not a file on ' ~ mapdata.id) %}
-{%-   endfor %}
-{%-   if missing %}
-{{ raise("pgha: etcd TLS is enabled but its files are missing, nothing was changed:\n  " ~ (missing | join('\n  ')) ~ "\nPlace them from your PKI (see README, 'etcd authentication and TLS').") }}
+{%-   set host = salt['pgha_config.check_host'](saltenv=saltenv) %}
+{%-   if not host.ready %}
+{{ raise("pgha: etcd TLS is enabled but its files are missing, nothing was changed:\n  " ~ (host.errors | join('\n  ')) ~ "\nPlace them from your PKI (see README, 'etcd authentication and TLS').") }}
 {%-   endif %}
 {%-   if 'etcd' in mapdata.roles %}
 
