@@ -473,9 +473,10 @@ def switchover(candidate: str | None = None, scheduled_at: str | None = None) ->
         body["candidate"] = candidate
     if scheduled_at:
         body["scheduled_at"] = scheduled_at
+    requested_at = time.time()
     answer = _api("/switchover", member=current, method="POST", data=body, ok=(200, 202), auth=True,
                   timeout=SWITCH_TIMEOUT)
-    return {"old_leader": current, "candidate": candidate, "message": answer}
+    return {"old_leader": current, "candidate": candidate, "message": answer, "requested_at": requested_at}
 
 
 def failover(candidate: str) -> dict:

@@ -104,11 +104,12 @@ def stop(service: str) -> dict:
         salt postgres01 pgha_service.stop patroni
     """
     unit = _unit(service)
+    stopping_at = time.time()
     if _manager() == "supervisord":
         _supervisorctl("stop", unit)
     else:
         _run(["systemctl", "stop", unit])
-    return status(service)
+    return dict(status(service), stopping_at=stopping_at)
 
 
 def start(service: str) -> dict:

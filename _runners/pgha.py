@@ -459,18 +459,23 @@ def failover_drill(mode: str = "stop", timeout: int | None = None, report: bool 
     problems: list[str] = []
     fault_error: list[str] = []
 
+    fault_done: dict = {}
+
     def fault() -> None:
         try:
             if mode == "stop":
-                _call(old_leader, "pgha_service.stop", "patroni", timeout=int(timeout))
+                answer = _call(old_leader, "pgha_service.stop", "patroni", timeout=int(timeout))
             elif mode == "crash":
-                _call(old_leader, "pgha_service.crash", "patroni", timeout=int(timeout))
+                answer = _call(old_leader, "pgha_service.crash", "patroni", timeout=int(timeout))
             else:
-                _call(old_leader, "patroni.switchover", candidate=candidate, timeout=int(timeout))
+                answer = _call(old_leader, "patroni.switchover", candidate=candidate, timeout=int(timeout))
         except CommandExecutionError as exc:
             fault_error.append(str(exc))
+            return
+        if isinstance(answer, dict):
+            fault_done.update(answer)
 
-    marks["fault"] = time.time()
+    marks["dispatch"] = marks["fault"] = time.time()
     fault_thread = threading.Thread(target=fault, daemon=True)
     fault_thread.start()
 
@@ -495,6 +500,12 @@ def failover_drill(mode: str = "stop", timeout: int | None = None, report: bool 
         time.sleep(POLL)
     fault_thread.join(timeout)
     problems.extend(fault_error)
+    # The fault's own moment, as the old leader's host saw it (stop issued,
+    # postmaster killed, switchover requested), rather than when Salt was
+    # asked to deliver it; the dispatch time when the host did not say.
+    on_host = fault_done.get("stopping_at") or fault_done.get("killed_at") or fault_done.get("requested_at")
+    if isinstance(on_host, (int, float)) and marks["dispatch"] <= on_host <= time.time():
+        marks["fault"] = on_host
     if not new_leader:
         problems.append(f"no new leader within {timeout:.0f} s of the fault")
     elif "haproxy_switch" not in marks:
@@ -568,6 +579,8 @@ def failover_drill(mode: str = "stop", timeout: int | None = None, report: bool 
         "rto_s": measures["rto_s"],
         "write_gap_s": measures["write_gap_s"],
         "promotion_s": since_fault("promotion"),
+        # Salt's delivery of the fault, left out of the times above
+        "fault_dispatch_s": round(marks["fault"] - marks["dispatch"], 3),
         "haproxy_switch_s": since_fault("haproxy_switch"),
         "acked": measures["acked"],
         "lost": measures["lost"],

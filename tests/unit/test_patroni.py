@@ -18,6 +18,7 @@ import io
 import json
 import pathlib
 import threading
+import time
 import urllib.error
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -397,7 +398,10 @@ def test_health_of_an_unknown_member(patroni, api):
 def test_switchover_posts_to_the_leader(patroni, api):
     healthy_cluster(api)
     api.on("POST", "http://127.0.0.15:8008/switchover", (200, 'Successfully switched over to "postgres02"'))
+    before = time.time()
     result = patroni.switchover(candidate="postgres02")
+    requested_at = result.pop("requested_at")
+    assert before <= requested_at <= time.time()
     assert result == {"old_leader": "postgres01", "candidate": "postgres02",
                       "message": 'Successfully switched over to "postgres02"'}
     (write,) = api.writes()
