@@ -384,7 +384,11 @@ def _auth_converge(client, settings: dict, test: bool) -> dict:
     or to be made with ``test``). Passwords are never part of the result.
     """
     stub = etcdrpc.AuthStub(client.channel)
-    token = _authenticate(client, "root", settings["root_password"], "pgha:secrets:etcd_root_password")
+    if settings["auth"]:
+        # _client logged in as root already: no token means authentication is off in etcd
+        token = dict(client.metadata or ()).get("token")
+    else:
+        token = _authenticate(client, "root", settings["root_password"], "pgha:secrets:etcd_root_password")
     enabled = token is not None
     metadata = (("token", token),) if token else None
     changes: list[str] = []
