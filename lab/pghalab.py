@@ -176,10 +176,10 @@ def pki(ca_dir: str, host_root, nodes: dict[str, dict], repo: str = REPO) -> Non
         _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
                  "-keyout", ca_key, "-out", ca_crt, "-days", "3650", "-subj", "/CN=pgha lab etcd CA")
     paths = tls_paths(repo)
+    with open(ca_crt, encoding="utf-8") as handle:
+        ca_text = handle.read()
     for node_id, node in nodes.items():
         root = host_root(node_id)
-        with open(ca_crt, encoding="utf-8") as handle:
-            ca_text = handle.read()
         write(root + paths["ca_file"], ca_text)
         if "etcd" not in node.get("roles", []):
             continue
