@@ -10,21 +10,17 @@ pgha pillar, through ``pgha_config.mapdata``) and runs ``patronictl`` with the
 node's own configuration file. GET requests are never authenticated; write
 requests use the REST API credentials of the pillar (``pgha:users:restapi``,
 ``pgha:secrets:restapi_password``). An error answer of Patroni becomes a
-``CommandExecutionError`` carrying Patroni's own message. Needs ``patronictl``
-on the minion.
+``CommandExecutionError`` carrying Patroni's own message. The REST client,
+the member model and the health rules are the shared ones of
+``_utils/pgha_cluster.py``. Needs ``patronictl`` on the minion.
 """
 
 from __future__ import annotations
 
-import base64
 import copy
-import html
 import json
 import logging
-import re
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
 import salt.utils.path
@@ -34,7 +30,6 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "patroni"
 
-HTTP_TIMEOUT = 3.0
 # Patroni answers POST /switchover and /failover once the new leader holds the
 # leader key: it polls for up to 2 * max(10, loop_wait) seconds.
 SWITCH_TIMEOUT = 90.0
@@ -42,15 +37,6 @@ SWITCH_TIMEOUT = 90.0
 # 300 s by default, unless the request gives its own timeout).
 RESTART_TIMEOUT = 330.0
 CTL_TIMEOUT = 30
-# Hints for answers whose text (Python's default error page) says little.
-HINTS = {
-    401: "the REST API refused the credentials: compare pgha:users:restapi and pgha:secrets:restapi_password "
-    "with restapi:authentication in Patroni's configuration file",
-    403: "the REST API refused this client (restapi allowlist or client certificate)",
-    409: "the configuration in the DCS changed meanwhile; run the command again",
-    502: "the DCS holds no configuration for this cluster (is it bootstrapped, is etcd reachable?)",
-    503: "Patroni could not do it now (see its message; is the DCS reachable and the cluster initialised?)",
-}
 _NOT_PENDING = "restart conditions are not satisfied"
 
 
@@ -61,7 +47,7 @@ def __virtual__():
 
 
 # ---------------------------------------------------------------------------
-# plumbing
+# plumbing: the shared REST client (_utils/pgha_cluster.py)
 # ---------------------------------------------------------------------------
 
 
@@ -71,124 +57,22 @@ def _map() -> dict:
     return __context__["patroni.map"]
 
 
-def _auth_header() -> dict:
-    cfg = _map()
-    token = f"{cfg['users']['restapi']}:{cfg['secrets']['restapi_password']}".encode()
-    return {"Authorization": "Basic " + base64.b64encode(token).decode()}
+def _api():
+    """The members' REST APIs, this node asked first."""
+    return __utils__["pgha_cluster.patroni_api_of"](_map())
 
 
-def _member_url(member: str | None) -> str:
-    cfg = _map()
-    urls = cfg["restapi_urls"]
-    name = member or cfg["id"]
-    if name not in urls:
-        raise CommandExecutionError(
-            f"patroni: {name!r} is not a PostgreSQL node of the pgha pillar (members: {', '.join(sorted(urls))})"
-        )
-    return urls[name]
+def _first() -> list[str]:
+    return [_map()["id"]]
 
 
-def _request(url: str, method: str = "GET", data: Any = None, auth: bool = False,
-             timeout: float = HTTP_TIMEOUT) -> tuple[int, Any]:
-    """One REST API call. Returns (status, body parsed as JSON when it is)."""
-    body = json.dumps(data).encode() if data is not None else None
-    headers = {"Content-Type": "application/json"} if body is not None else {}
-    if auth:
-        headers.update(_auth_header())
-    req = urllib.request.Request(url, data=body, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            status, raw = resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    except TimeoutError as exc:
-        raise CommandExecutionError(
-            f"patroni: REST API {url} gave no answer within {timeout:g} s ({method}); "
-            "if it was a change, check its outcome with patroni.members before retrying"
-        ) from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise CommandExecutionError(f"patroni: REST API {url} unreachable: {getattr(exc, 'reason', exc)}") from exc
-    text = raw.decode(errors="replace")
-    try:
-        return status, json.loads(text)
-    except ValueError:
-        return status, text.strip()
+def _cluster_members() -> list[dict]:
+    """The members as ``GET /cluster`` lists them (no replication list)."""
+    return __utils__["pgha_cluster.parse_members"](_api().cluster(first=_first()))
 
 
-def _message(body: Any) -> str:
-    """Patroni's own words from an answer: its text, or the message of an error page."""
-    if isinstance(body, (dict, list)):
-        return json.dumps(body, sort_keys=True)
-    text = str(body or "").strip()
-    if "<html" in text.lower() or "<p>" in text.lower():
-        found = re.search(r"Message:\s*(.*?)\s*</p>", text, re.DOTALL)
-        text = html.unescape(found.group(1)).strip() if found else re.sub(r"<[^>]+>", " ", text)
-        text = " ".join(text.split())
-    return text or "(empty answer)"
-
-
-def _raise_for(status: int, body: Any, method: str, path: str, where: str, ok: tuple) -> None:
-    if status in ok:
-        return
-    hint = HINTS.get(status)
-    raise CommandExecutionError(
-        f"patroni: {method} {path} on {where} answered {status}: {_message(body)}" + (f" ({hint})" if hint else "")
-    )
-
-
-def _api(path: str, member: str | None = None, method: str = "GET", data: Any = None,
-         ok: tuple = (200,), auth: bool = False, timeout: float = HTTP_TIMEOUT) -> Any:
-    url = _member_url(member) + path
-    status, body = _request(url, method=method, data=data, auth=auth, timeout=timeout)
-    _raise_for(status, body, method, path, member or _map()["id"], ok)
-    return body
-
-
-def _member_order(first: str | None = None) -> list[str]:
-    """The members to ask, in order: ``first``, this node, then the others."""
-    cfg = _map()
-    order = [first] if first else []
-    if cfg["id"] in cfg["restapi_urls"] and cfg["id"] not in order:
-        order.append(cfg["id"])
-    order += [name for name in cfg["pg_nodes"] if name not in order]
-    return order
-
-
-def _any_member(path: str, method: str = "GET", data: Any = None, ok: tuple = (200,), auth: bool = False,
-                timeout: float = HTTP_TIMEOUT, first: str | None = None) -> tuple[str, Any]:
-    """
-    A cluster-wide call (the DCS answers, whichever member relays it): ask the
-    members in turn, moving on only when one is unreachable. Returns (member,
-    body); an error answer is raised, not retried elsewhere.
-    """
-    problems = []
-    for name in _member_order(first):
-        try:
-            status, body = _request(_member_url(name) + path, method=method, data=data, auth=auth, timeout=timeout)
-        except CommandExecutionError as exc:
-            problems.append(str(exc))
-            continue
-        _raise_for(status, body, method, path, name, ok)
-        return name, body
-    raise CommandExecutionError(f"patroni: no member answered {method} {path}: " + "; ".join(problems))
-
-
-def _cluster() -> dict:
-    """GET /cluster from the first member that answers (this node first)."""
-    cfg = _map()
-    order = [cfg["id"]] if cfg["id"] in cfg["restapi_urls"] else []
-    order += [name for name in cfg["pg_nodes"] if name not in order]
-    problems = []
-    for name in order:
-        try:
-            status, body = _request(cfg["restapi_urls"][name] + "/cluster")
-        except CommandExecutionError as exc:
-            problems.append(str(exc))
-            continue
-        if status == 200 and isinstance(body, dict):
-            return body
-        problems.append(f"{name}: GET /cluster answered {status}")
-    raise CommandExecutionError("patroni: no member answered GET /cluster: " + "; ".join(problems))
+def _leader_of(members: list[dict]) -> dict | None:
+    return __utils__["pgha_cluster.leader_of"](members)
 
 
 def _config_diff(current: dict, settings: dict) -> dict:
@@ -236,53 +120,6 @@ def _is_true(value: Any) -> bool:
 # ---------------------------------------------------------------------------
 
 
-def parse_members(cluster: dict, replication: list | None = None) -> list[dict]:
-    """
-    Members from a /cluster document, normalised: name, role (leader,
-    replica, sync_standby), state, host, port, timeline, lag (bytes, None
-    when unknown) and, when the leader's replication list is given,
-    ``streaming`` (the member streams from the leader).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call patroni.parse_members '{"members": [{"name": "postgres01", "role": "leader", "state": "running"}]}'
-    """
-    streaming = {
-        entry.get("application_name"): entry.get("state") == "streaming" for entry in (replication or [])
-    }
-    members = []
-    for raw in cluster.get("members", []):
-        lag = raw.get("lag")
-        role = raw.get("role")
-        members.append(
-            {
-                "name": raw.get("name"),
-                "role": "leader" if role in ("leader", "standby_leader") else role,
-                "state": raw.get("state"),
-                "host": raw.get("host"),
-                "port": raw.get("port"),
-                "timeline": raw.get("timeline"),
-                "lag": lag if isinstance(lag, int) else (0 if role in ("leader", "standby_leader") else None),
-                "streaming": streaming.get(raw.get("name"), False) if replication is not None else None,
-                "pending_restart": bool(raw.get("pending_restart", False)),
-                "tags": raw.get("tags", {}),
-            }
-        )
-    return sorted(members, key=lambda member: member["name"] or "")
-
-
-def _leader_of(members: list[dict]) -> dict | None:
-    leaders = [m for m in members if m["role"] == "leader" and m["state"] == "running"]
-    return leaders[0] if len(leaders) == 1 else None
-
-
-# ---------------------------------------------------------------------------
-# public functions
-# ---------------------------------------------------------------------------
-
-
 def members() -> list[dict]:
     """
     The cluster's members with role, state, timeline, lag (bytes) and whether
@@ -294,23 +131,7 @@ def members() -> list[dict]:
 
         salt postgres01 patroni.members
     """
-    cluster = _cluster()
-    parsed = parse_members(cluster)
-    leader = _leader_of(parsed)
-    replication = None
-    if leader:
-        try:
-            replication = _api("/patroni", member=leader["name"]).get("replication", [])
-        except CommandExecutionError as exc:
-            log.warning("patroni: cannot read the leader's replication list: %s", exc)
-    parsed = parse_members(cluster, replication)
-    if leader:
-        # A replica's timeline from /cluster may lag behind on some versions;
-        # the leader's own is authoritative.
-        for member in parsed:
-            if member["role"] == "leader" and member["timeline"] is None:
-                member["timeline"] = _api("/patroni", member=member["name"]).get("timeline")
-    return parsed
+    return _api().members(first=_first())
 
 
 def leader() -> str | None:
@@ -323,43 +144,8 @@ def leader() -> str | None:
 
         salt postgres01 patroni.leader
     """
-    found = _leader_of(parse_members(_cluster()))
+    found = _leader_of(_cluster_members())
     return found["name"] if found else None
-
-
-def health_problems(found: list[dict], expected: int | None = None, max_lag: int = 0) -> list[str]:
-    """
-    What keeps a member list (as ``patroni.members`` returns it) from being
-    healthy; empty when it is.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-call patroni.health_problems "$(salt-call --out=json patroni.members | jq -c .local)" expected=3
-    """
-    problems = []
-    leaders = [m for m in found if m["role"] == "leader"]
-    if len(leaders) != 1:
-        return [f"expected exactly one leader, saw {len(leaders)} ({', '.join(m['name'] for m in leaders) or 'none'})"]
-    lead = leaders[0]
-    if lead["state"] != "running":
-        problems.append(f"leader {lead['name']} is {lead['state']}, not running")
-    if expected is not None and len(found) != expected:
-        problems.append(f"expected {expected} members, saw {len(found)} ({', '.join(m['name'] for m in found)})")
-    for member in found:
-        if member is lead:
-            continue
-        name = member["name"]
-        if member["state"] not in ("running", "streaming"):
-            problems.append(f"{name} is {member['state']}")
-        if member["timeline"] != lead["timeline"]:
-            problems.append(f"{name} is on timeline {member['timeline']}, the leader {lead['name']} on {lead['timeline']}")
-        if member["streaming"] is False:
-            problems.append(f"{name} does not stream from the leader {lead['name']}")
-        if member["lag"] is None or member["lag"] > max_lag:
-            problems.append(f"{name} lags {member['lag']} bytes (bound {max_lag})")
-    return problems
 
 
 def wait_leader(timeout: int = 120, interval: float = 1.0, member: str | None = None) -> dict:
@@ -377,7 +163,7 @@ def wait_leader(timeout: int = 120, interval: float = 1.0, member: str | None = 
     seen = "nothing yet"
     while True:
         try:
-            found = parse_members(_cluster())
+            found = _cluster_members()
             lead = _leader_of(found)
             if lead and (member is None or lead["name"] == member):
                 return {"leader": lead["name"], "timeline": lead["timeline"], "members": found}
@@ -409,7 +195,7 @@ def wait_healthy(members: int | None = None, max_lag: int = 0, timeout: int = 12
     while True:
         try:
             found = __salt__["patroni.members"]()
-            problems = health_problems(found, members, int(max_lag))
+            problems = __utils__["pgha_cluster.health_problems"](found, members, int(max_lag))
             if not problems:
                 lead = _leader_of(found)
                 return {"leader": lead["name"], "timeline": lead["timeline"], "members": found}
@@ -437,8 +223,8 @@ def health(member: str | None = None) -> dict:
     """
     cfg = _map()
     name = member or cfg["id"]
-    status = _api("/patroni", member=name, ok=(200, 503))
-    found = {m["name"]: m for m in parse_members(_cluster())}.get(name, {})
+    status = _api().call(name, "/patroni", ok=(200, 503))
+    found = {m["name"]: m for m in _cluster_members()}.get(name, {})
     return {
         "name": name,
         "role": found.get("role") or status.get("role"),
@@ -474,8 +260,8 @@ def switchover(candidate: str | None = None, scheduled_at: str | None = None) ->
     if scheduled_at:
         body["scheduled_at"] = scheduled_at
     requested_at = time.time()
-    answer = _api("/switchover", member=current, method="POST", data=body, ok=(200, 202), auth=True,
-                  timeout=SWITCH_TIMEOUT)
+    answer = _api().call(current, "/switchover", method="POST", body=body, ok=(200, 202), auth=True,
+                         timeout=SWITCH_TIMEOUT)
     return {"old_leader": current, "candidate": candidate, "message": answer, "requested_at": requested_at}
 
 
@@ -494,7 +280,8 @@ def failover(candidate: str) -> dict:
     """
     if not candidate:
         raise CommandExecutionError("patroni: failover needs a candidate (candidate=<member>)")
-    _member_url(candidate)
+    api = _api()
+    api.url(candidate)
     try:
         current = leader()
     except CommandExecutionError as exc:
@@ -502,8 +289,8 @@ def failover(candidate: str) -> dict:
         current = None
     if current == candidate:
         raise CommandExecutionError(f"patroni: {candidate} already leads the cluster; nothing to fail over")
-    _, answer = _any_member("/failover", method="POST", data={"candidate": candidate}, ok=(200, 202),
-                            auth=True, timeout=SWITCH_TIMEOUT, first=candidate)
+    _, answer = api.any_member("/failover", method="POST", body={"candidate": candidate}, ok=(200, 202),
+                               auth=True, timeout=SWITCH_TIMEOUT, first=[candidate])
     return {"old_leader": current, "candidate": candidate, "message": answer}
 
 
@@ -530,12 +317,12 @@ def restart(member: str | None = None, pending_only: bool = False, timeout: int 
     if timeout:
         body["timeout"] = int(timeout)
     http_timeout = float(timeout) + 30 if timeout else RESTART_TIMEOUT
-    status, answer = _request(_member_url(name) + "/restart", method="POST", data=body, auth=True,
-                              timeout=http_timeout)
-    if pending_only and status == 503 and _NOT_PENDING in _message(answer):
+    status, answer = _api().raw(name, "/restart", method="POST", body=body, auth=True, timeout=http_timeout)
+    text = __utils__["pgha_cluster.message"](answer)
+    if pending_only and status == 503 and _NOT_PENDING in text:
         return {"member": name, "restarted": False, "message": "no restart pending"}
-    _raise_for(status, answer, "POST", "/restart", name, (200,))
-    return {"member": name, "restarted": True, "message": _message(answer)}
+    __utils__["pgha_cluster.raise_for"](status, answer, "POST", "/restart", name, (200,))
+    return {"member": name, "restarted": True, "message": text}
 
 
 def reload(member: str | None = None) -> dict:
@@ -551,8 +338,8 @@ def reload(member: str | None = None) -> dict:
         salt postgres01 patroni.reload member=postgres02
     """
     name = member or _map()["id"]
-    answer = _api("/reload", member=name, method="POST", data={}, ok=(200, 202), auth=True)
-    return {"member": name, "message": _message(answer)}
+    answer = _api().call(name, "/reload", method="POST", body={}, ok=(200, 202), auth=True)
+    return {"member": name, "message": __utils__["pgha_cluster.message"](answer)}
 
 
 def reinit(member: str, force: bool = False) -> dict:
@@ -569,8 +356,8 @@ def reinit(member: str, force: bool = False) -> dict:
     """
     if not member:
         raise CommandExecutionError("patroni: reinit needs the member to rebuild (patroni.reinit <member>)")
-    answer = _api("/reinitialize", member=member, method="POST", data={"force": bool(force)}, ok=(200,), auth=True)
-    return {"member": member, "message": _message(answer)}
+    answer = _api().call(member, "/reinitialize", method="POST", body={"force": bool(force)}, ok=(200,), auth=True)
+    return {"member": member, "message": __utils__["pgha_cluster.message"](answer)}
 
 
 def show_config() -> dict:
@@ -583,9 +370,9 @@ def show_config() -> dict:
 
         salt postgres01 patroni.show_config
     """
-    name, config = _any_member("/config")
+    name, config = _api().any_member("/config", first=_first())
     if not isinstance(config, dict):
-        raise CommandExecutionError(f"patroni: GET /config on {name} did not answer a JSON object: {_message(config)}")
+        raise CommandExecutionError(f"patroni: GET /config on {name} did not answer a JSON object: {config!r:.200}")
     return config
 
 
@@ -628,9 +415,9 @@ def edit_config(settings: dict) -> dict:
     predicted = _config_diff(before, settings)
     if not predicted["old"] and not predicted["new"]:
         return {"old": {}, "new": {}}
-    name, after = _any_member("/config", method="PATCH", data=settings, auth=True)
+    name, after = _api().any_member("/config", method="PATCH", body=settings, auth=True, first=_first())
     if not isinstance(after, dict):
-        raise CommandExecutionError(f"patroni: PATCH /config on {name} did not answer a JSON object: {_message(after)}")
+        raise CommandExecutionError(f"patroni: PATCH /config on {name} did not answer a JSON object: {after!r:.200}")
     return {"old": predicted["old"], "new": _pick(after, predicted["new"])}
 
 
@@ -666,7 +453,7 @@ def resume() -> dict:
 def _set_pause(paused: bool) -> dict:
     if _is_true(show_config().get("pause")) == paused:
         return {"paused": paused, "changed": False}
-    _any_member("/config", method="PATCH", data={"pause": paused}, auth=True)
+    _api().any_member("/config", method="PATCH", body={"pause": paused}, auth=True, first=_first())
     return {"paused": paused, "changed": True}
 
 
@@ -683,9 +470,9 @@ def history() -> list[dict]:
 
         salt postgres01 patroni.history
     """
-    name, lines = _any_member("/history")
+    name, lines = _api().any_member("/history", first=_first())
     if not isinstance(lines, list):
-        raise CommandExecutionError(f"patroni: GET /history on {name} did not answer a list: {_message(lines)}")
+        raise CommandExecutionError(f"patroni: GET /history on {name} did not answer a list: {lines!r:.200}")
     keys = ("timeline", "lsn", "reason", "timestamp", "new_leader")
     entries = []
     for line in lines:

@@ -14,14 +14,9 @@ the haproxy binary on the minion.
 
 from __future__ import annotations
 
-import base64
-import csv
-import io
 import logging
 import re
 import socket
-import urllib.error
-import urllib.request
 
 import salt.utils.path
 from salt.exceptions import CommandExecutionError
@@ -32,9 +27,7 @@ __virtualname__ = "pgha_haproxy"
 
 PROXY = "postgres"
 SOCKET_TIMEOUT = 3.0
-HTTP_TIMEOUT = 3.0
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_ANY_ADDRESS = ("*", "0.0.0.0", "::", "", None)
 
 
 def __virtual__():
@@ -82,69 +75,9 @@ def _socket_command(command: str) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def _request(url: str, auth: tuple[str, str] | None = None, timeout: float = HTTP_TIMEOUT) -> tuple[int, str]:
-    """One GET of the stats page. Returns (status, text)."""
-    headers = {}
-    if auth:
-        token = f"{auth[0]}:{auth[1]}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(token).decode()
-    req = urllib.request.Request(url, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read().decode(errors="replace")
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
-    except (urllib.error.URLError, OSError) as exc:
-        raise CommandExecutionError(f"pgha_haproxy: stats page {url} unreachable: {getattr(exc, 'reason', exc)}") from exc
-
-
-def _stats_url() -> str:
-    cfg = _map()
-    haproxy = cfg["haproxy"]
-    host = haproxy.get("stats_bind_address")
-    if host in _ANY_ADDRESS:
-        # Bound on every address: ask this node's own (the HAProxy node).
-        host = (cfg.get("node") or {}).get("address") or haproxy.get("write_address") or "127.0.0.1"
-    host = f"[{host}]" if ":" in str(host) else host
-    return f"http://{host}:{haproxy['stats_port']}/;csv"
-
-
-def _stats_page() -> str:
-    cfg = _map()
-    url = _stats_url()
-    status, text = _request(url, auth=(cfg["users"]["haproxy_stats"], cfg["secrets"]["haproxy_stats_password"]))
-    if status == 401:
-        raise CommandExecutionError(
-            f"pgha_haproxy: stats page {url} refused the credentials: compare pgha:users:haproxy_stats and "
-            "pgha:secrets:haproxy_stats_password with 'stats auth' in haproxy.cfg"
-        )
-    if status != 200:
-        raise CommandExecutionError(f"pgha_haproxy: stats page {url} answered {status}: {text.strip()[:200]}")
-    return text
-
-
-def _int(value: str | None) -> int | None:
-    return int(value) if value not in (None, "") and str(value).lstrip("-").isdigit() else None
-
-
-def _parse_stats(text: str, proxy: str = PROXY) -> dict:
-    """Server name -> its state, from HAProxy's CSV statistics, for one proxy."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("# ")))
-    found = {}
-    for row in reader:
-        if row.get("pxname") != proxy or row.get("svname") in ("FRONTEND", "BACKEND", None):
-            continue
-        found[row["svname"]] = {
-            "status": row.get("status") or "",
-            "address": row.get("addr") or None,
-            "weight": _int(row.get("weight")),
-            "check_status": row.get("check_status") or None,
-            "check_code": _int(row.get("check_code")),
-            "check_desc": row.get("check_desc") or None,
-            "sessions": _int(row.get("scur")),
-            "last_change_s": _int(row.get("lastchg")),
-        }
-    return found
+def _parse(text: str) -> dict:
+    """This proxy's servers from HAProxy's CSV statistics (the shared parser)."""
+    return __utils__["pgha_cluster.parse_haproxy_stats"](text).get(PROXY, {})
 
 
 def _server_name(server: str) -> str:
@@ -193,10 +126,11 @@ def servers() -> dict:
     except CommandExecutionError as socket_problem:
         log.info("pgha_haproxy: %s; reading the stats page instead", socket_problem)
         try:
-            text = _stats_page()
+            found = __utils__["pgha_cluster.haproxy_stats_page"](_map()).get(PROXY, {})
         except CommandExecutionError as page_problem:
             raise CommandExecutionError(f"{socket_problem}; and {page_problem}") from page_problem
-    found = _parse_stats(text)
+    else:
+        found = _parse(text)
     if not found:
         raise CommandExecutionError(
             f"pgha_haproxy: HAProxy has no proxy {PROXY!r} with servers; is this the pgha HAProxy node?"

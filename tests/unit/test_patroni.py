@@ -1,33 +1,31 @@
 """
 Unit tests of the patroni execution module (_modules/patroni.py).
 
-The module is loaded from its path with its dunders injected. The REST API
-is mocked at the module's ``_request`` (one function every call goes
-through): the tests assert on the exact method, URL, body, authentication
-and timeout sent, on the parsing of Patroni 3.0.2's answers (shapes taken
-from a live 3.0.2 cluster) and on each error path. ``_request`` itself is
-tested against a mocked ``urllib.request.urlopen``.
+The loader's dunders come from ``configure_loader_modules``, ``__utils__``
+holding the real shared REST client (_utils/pgha_cluster.py). HTTP is
+mocked at the shared ``request`` (one function every call goes through):
+the tests assert on the exact method, URL, body, authentication and timeout
+sent, on the parsing of Patroni's answers (shapes taken from a live 3.0.2
+cluster) and on each error path; a last group talks real HTTP to a stand-in
+REST API on 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import base64
 import http.server
-import importlib.util
-import io
 import json
-import pathlib
 import threading
 import time
-import urllib.error
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from unittest.mock import MagicMock, patch
 
 import pytest
+from pgha_test_helpers import load, utils
 from salt.exceptions import CommandExecutionError
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+patroni_module = load("_modules", "patroni")
 
 URLS = {
     "postgres01": "http://127.0.0.15:8008",
@@ -114,7 +112,7 @@ class Call:
 
 
 class FakeAPI:
-    """Stands in for patroni._request: answers by (method, url), records every call."""
+    """Stands in for the shared HTTP request (pgha_cluster.request): answers by (method, url), records every call."""
 
     def __init__(self) -> None:
         self.routes: dict = {}
@@ -124,11 +122,12 @@ class FakeAPI:
         self.routes[(method, url)] = list(answers)
         return self
 
-    def __call__(self, url, method="GET", data=None, auth=False, timeout=3.0):
-        self.calls.append(Call(method, url, json.loads(json.dumps(data)) if data is not None else None, auth, timeout))
+    def __call__(self, url, method="GET", body=None, auth=None, timeout=3.0, cafile=None):
+        self.calls.append(Call(method, url, json.loads(json.dumps(body)) if body is not None else None,
+                               auth == ("patroni", "rest-s3cret"), timeout))
         answers = self.routes.get((method, url))
         if not answers:
-            raise CommandExecutionError(f"patroni: REST API {url} unreachable: [Errno 111] Connection refused")
+            raise CommandExecutionError(f"{url} unreachable: [Errno 111] Connection refused")
         answer = answers.pop(0) if len(answers) > 1 else answers[0]
         if isinstance(answer, Exception):
             raise answer
@@ -139,28 +138,35 @@ class FakeAPI:
 
 
 @pytest.fixture
-def patroni(monkeypatch):
-    spec = importlib.util.spec_from_file_location("pgha_unit_patroni", ROOT / "_modules" / "patroni.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.__salt__ = {
-        "pgha_config.mapdata": MagicMock(return_value=json.loads(json.dumps(MAP))),
-        "patroni.members": module.members,
-        "cmd.run_all": MagicMock(),
+def configure_loader_modules():
+    return {
+        patroni_module: {
+            "__salt__": {
+                "pgha_config.mapdata": MagicMock(return_value=json.loads(json.dumps(MAP))),
+                "patroni.members": patroni_module.members,
+                "cmd.run_all": MagicMock(),
+            },
+            "__utils__": utils("pgha_cluster"),
+            "__context__": {},
+            "__opts__": {"test": False, "id": "postgres01"},
+            "__grains__": {"id": "postgres01"},
+            # Salt's deferred log handler would flush into pytest's closed streams at exit
+            "log": MagicMock(),
+        }
     }
-    module.__context__ = {}
-    module.__opts__ = {"test": False, "id": "postgres01"}
-    module.__grains__ = {"id": "postgres01"}
-    module.__pillar__ = {}
-    monkeypatch.setattr(module.time, "sleep", MagicMock())  # waits do not sleep (restored after the test)
-    module.log = MagicMock()  # Salt's deferred log handler would flush into pytest's closed streams at exit
-    return module
 
 
 @pytest.fixture
-def api(patroni):
+def patroni(monkeypatch):
+    """The module, its dunders in place; waits do not sleep (restored after the test)."""
+    monkeypatch.setattr(patroni_module.time, "sleep", MagicMock())
+    return patroni_module
+
+
+@pytest.fixture
+def api(patroni, monkeypatch):
     fake = FakeAPI()
-    patroni._request = fake
+    monkeypatch.setattr(load("_utils", "pgha_cluster"), "request", fake)
     return fake
 
 
@@ -196,110 +202,9 @@ def test_mapdata_is_read_once_with_secrets(patroni, api):
     patroni.__salt__["pgha_config.mapdata"].assert_called_once_with(show_secrets=True)
 
 
-class FakeResponse(io.BytesIO):
-    status = 200
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        self.close()
-
-
-def test_request_sends_json_body_and_basic_auth(patroni):
-    seen = {}
-
-    def urlopen(req, timeout):
-        seen.update(url=req.full_url, method=req.get_method(), body=req.data, headers=dict(req.header_items()),
-                    timeout=timeout)
-        return FakeResponse(b'{"ttl": 30}')
-
-    with patch("urllib.request.urlopen", urlopen):
-        status, body = patroni._request("http://127.0.0.15:8008/config", method="PATCH", data={"ttl": 30},
-                                        auth=True, timeout=7)
-    assert (status, body) == (200, {"ttl": 30})
-    assert seen["url"] == "http://127.0.0.15:8008/config"
-    assert seen["method"] == "PATCH"
-    assert json.loads(seen["body"]) == {"ttl": 30}
-    assert seen["headers"]["Authorization"] == AUTH
-    assert seen["headers"]["Content-type"] == "application/json"
-    assert seen["timeout"] == 7
-
-
-def test_request_get_has_no_auth_and_no_body(patroni):
-    seen = {}
-
-    def urlopen(req, timeout):
-        seen.update(body=req.data, headers=dict(req.header_items()))
-        return FakeResponse(b"reload scheduled")
-
-    with patch("urllib.request.urlopen", urlopen):
-        assert patroni._request("http://127.0.0.15:8008/cluster") == (200, "reload scheduled")
-    assert seen["body"] is None
-    assert "Authorization" not in seen["headers"]
-
-
-def test_request_returns_error_status_and_text(patroni):
-    def urlopen(req, timeout):
-        raise urllib.error.HTTPError(req.full_url, 412, "Precondition Failed", {},
-                                     io.BytesIO(b"failover is not possible: no good candidates have been found"))
-
-    with patch("urllib.request.urlopen", urlopen):
-        status, body = patroni._request("http://127.0.0.15:8008/failover", method="POST", data={"candidate": "x"})
-    assert status == 412
-    assert body == "failover is not possible: no good candidates have been found"
-
-
-def test_request_unreachable(patroni):
-    def urlopen(req, timeout):
-        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
-
-    with patch("urllib.request.urlopen", urlopen), pytest.raises(CommandExecutionError, match="unreachable"):
-        patroni._request("http://127.0.0.15:8008/cluster")
-
-
-def test_request_timeout_says_no_answer(patroni):
-    def urlopen(req, timeout):
-        raise TimeoutError("timed out")
-
-    with patch("urllib.request.urlopen", urlopen), pytest.raises(CommandExecutionError, match="no answer within 90 s"):
-        patroni._request("http://127.0.0.15:8008/switchover", method="POST", data={}, timeout=90)
-
-
-def test_message_of_an_error_page(patroni):
-    assert patroni._message(error_page(503)) == "Service Unavailable."
-    assert patroni._message("reload scheduled") == "reload scheduled"
-    assert patroni._message({"a": 1}) == '{"a": 1}'
-    assert patroni._message("") == "(empty answer)"
-
-
 # ---------------------------------------------------------------------------
 # reading the cluster (existing functions)
 # ---------------------------------------------------------------------------
-
-
-def test_parse_members_normalises(patroni):
-    parsed = patroni.parse_members(cluster_doc(lag=42), status_doc(("postgres02",))["replication"])
-    assert [m["name"] for m in parsed] == ["postgres01", "postgres02", "postgres03"]
-    leader, streaming, silent = parsed
-    assert leader["role"] == "leader" and leader["lag"] == 0 and leader["timeline"] == 3
-    assert streaming["lag"] == 42 and streaming["streaming"] is True
-    assert silent["streaming"] is False
-    assert patroni.parse_members(cluster_doc())[1]["streaming"] is None
-
-
-def test_health_problems(patroni):
-    healthy = patroni.parse_members(cluster_doc(), status_doc()["replication"])
-    assert patroni.health_problems(healthy, expected=3) == []
-    assert "expected 4 members" in patroni.health_problems(healthy, expected=4)[0]
-    behind = patroni.parse_members(cluster_doc(lag=10), status_doc()["replication"])
-    assert any("lags 10 bytes" in p for p in patroni.health_problems(behind, max_lag=0))
-    assert patroni.health_problems(behind, max_lag=10) == []
-    split = patroni.parse_members(cluster_doc(), status_doc()["replication"])
-    split[2]["timeline"] = 2
-    assert any("postgres03 is on timeline 2" in p for p in patroni.health_problems(split))
-    headless = [dict(m, role="replica") for m in healthy]
-    assert "exactly one leader, saw 0" in patroni.health_problems(headless)[0]
 
 
 def test_members_reads_cluster_and_leader_replication(patroni, api):

@@ -1,28 +1,24 @@
 """
 Unit tests of the pgha_haproxy execution module (_modules/pgha_haproxy.py).
 
-The module is loaded from its path with its dunders injected. HAProxy's
+The loader's dunders come from ``configure_loader_modules``. HAProxy's
 runtime API is a real UNIX socket served by a thread (the protocol: one
 command line in, the answer, then the connection closes); the stats page is
-mocked at the module's ``_request``. The CSV header is HAProxy 2.6.12's
+mocked at the shared HTTP request (_utils/pgha_cluster.py). The CSV header is HAProxy 2.6.12's
 ``show stat`` header, as the lab's HAProxy prints it.
 """
 
 from __future__ import annotations
 
-import base64
-import importlib.util
-import io
-import pathlib
 import socket
 import threading
-import urllib.error
 from unittest.mock import MagicMock, patch
 
 import pytest
+from pgha_test_helpers import load, utils
 from salt.exceptions import CommandExecutionError
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+haproxy_module = load("_modules", "pgha_haproxy")
 
 HEADER = (
     "pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,"
@@ -89,19 +85,6 @@ def build_map(socket_path: str, stats_bind: str = "127.0.0.3") -> dict:
     }
 
 
-def load(cfg: dict):
-    spec = importlib.util.spec_from_file_location("pgha_unit_pgha_haproxy", ROOT / "_modules" / "pgha_haproxy.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.__salt__ = {"pgha_config.mapdata": MagicMock(return_value=cfg)}
-    module.__context__ = {}
-    module.__opts__ = {"test": False}
-    module.__grains__ = {"id": "haproxy"}
-    module.__pillar__ = {}
-    module.log = MagicMock()
-    return module
-
-
 class AdminSocket:
     """A UNIX socket that answers like HAProxy's runtime API, recording the commands."""
 
@@ -149,8 +132,38 @@ def admin(socket_path):
 
 
 @pytest.fixture
-def haproxy(socket_path):
-    return load(build_map(socket_path))
+def stats_bind() -> str:
+    return "127.0.0.3"
+
+
+@pytest.fixture
+def configure_loader_modules(socket_path, stats_bind):
+    return {
+        haproxy_module: {
+            "__salt__": {"pgha_config.mapdata": MagicMock(return_value=build_map(socket_path, stats_bind))},
+            "__utils__": utils("pgha_cluster"),
+            "__context__": {},
+            "__opts__": {"test": False},
+            "log": MagicMock(),
+        }
+    }
+
+
+@pytest.fixture
+def haproxy():
+    return haproxy_module
+
+
+@pytest.fixture
+def stats_page(monkeypatch):
+    """The stats page, as the shared HTTP request serves it: set its answer."""
+    fake = MagicMock(return_value=(200, ONE_WRITER))
+    monkeypatch.setattr(load("_utils", "pgha_cluster"), "request", fake)
+    return fake
+
+
+def asked(page: MagicMock) -> list[tuple]:
+    return [(call.args[0], call.kwargs.get("auth")) for call in page.call_args_list]
 
 
 AUTH = ("stats", "stats-s3cret")
@@ -189,42 +202,6 @@ def test_socket_command_refused(haproxy, socket_path):
         dead.close()
 
 
-def test_request_sends_basic_auth(haproxy):
-    seen = {}
-
-    class Response(io.BytesIO):
-        status = 200
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *args):
-            self.close()
-
-    def urlopen(req, timeout):
-        seen.update(url=req.full_url, headers=dict(req.header_items()), timeout=timeout)
-        return Response(ONE_WRITER.encode())
-
-    with patch("urllib.request.urlopen", urlopen):
-        assert haproxy._request("http://127.0.0.3:8080/;csv", auth=AUTH) == (200, ONE_WRITER)
-    assert seen["url"] == "http://127.0.0.3:8080/;csv"
-    assert seen["headers"]["Authorization"] == "Basic " + base64.b64encode(b"stats:stats-s3cret").decode()
-
-
-def test_request_http_error_and_unreachable(haproxy):
-    def refused(req, timeout):
-        raise urllib.error.HTTPError(req.full_url, 401, "Unauthorized", {}, io.BytesIO(b"401 Unauthorized"))
-
-    with patch("urllib.request.urlopen", refused):
-        assert haproxy._request("http://127.0.0.3:8080/;csv") == (401, "401 Unauthorized")
-
-    def down(req, timeout):
-        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
-
-    with patch("urllib.request.urlopen", down), pytest.raises(CommandExecutionError, match="unreachable"):
-        haproxy._request("http://127.0.0.3:8080/;csv")
-
-
 # ---------------------------------------------------------------------------
 # servers, writer
 # ---------------------------------------------------------------------------
@@ -247,36 +224,34 @@ def test_servers_from_the_admin_socket(haproxy, admin):
     assert admin.commands == ["show stat"]
 
 
-def test_servers_fall_back_to_the_stats_page(haproxy):
-    haproxy._request = MagicMock(return_value=(200, ONE_WRITER))
+def test_servers_fall_back_to_the_stats_page(haproxy, stats_page):
     found = haproxy.servers()
     assert found["postgres01"]["status"] == "UP"
-    haproxy._request.assert_called_once_with("http://127.0.0.3:8080/;csv", auth=AUTH)
+    assert asked(stats_page) == [("http://127.0.0.3:8080/;csv", AUTH)]
 
 
-def test_stats_page_on_every_address_uses_the_nodes_own(socket_path):
-    module = load(build_map(socket_path, stats_bind="*"))
-    module._request = MagicMock(return_value=(200, ONE_WRITER))
-    module.servers()
-    module._request.assert_called_once_with("http://127.0.0.3:8080/;csv", auth=AUTH)
+@pytest.mark.parametrize("stats_bind", ["*"])
+def test_stats_page_on_every_address_uses_the_nodes_own(haproxy, stats_page, stats_bind):
+    haproxy.servers()
+    assert asked(stats_page) == [("http://127.0.0.3:8080/;csv", AUTH)]
 
 
-def test_stats_page_wrong_credentials(haproxy):
-    haproxy._request = MagicMock(return_value=(401, "401 Unauthorized"))
+def test_stats_page_wrong_credentials(haproxy, stats_page):
+    stats_page.return_value = (401, "401 Unauthorized")
     with pytest.raises(CommandExecutionError) as err:
         haproxy.servers()
     assert "no admin socket" in str(err.value)
     assert "refused the credentials" in str(err.value)
 
 
-def test_servers_nothing_answers(haproxy):
-    haproxy._request = MagicMock(side_effect=CommandExecutionError("pgha_haproxy: stats page x unreachable: refused"))
-    with pytest.raises(CommandExecutionError, match="no admin socket .*; and pgha_haproxy: stats page x unreachable"):
+def test_servers_nothing_answers(haproxy, stats_page):
+    stats_page.side_effect = CommandExecutionError("http://127.0.0.3:8080/;csv unreachable: refused")
+    with pytest.raises(CommandExecutionError, match="no admin socket .*; and pgha: HAProxy's stats page .* unreachable"):
         haproxy.servers()
 
 
-def test_servers_without_the_postgres_proxy(haproxy):
-    haproxy._socket_command = MagicMock(return_value="# " + HEADER + "\n" + row("stats", "FRONTEND") + "\n")
+def test_servers_without_the_postgres_proxy(haproxy, monkeypatch):
+    monkeypatch.setattr(haproxy, "_socket_command", MagicMock(return_value="# " + HEADER + "\n" + row("stats", "FRONTEND") + "\n"))
     with pytest.raises(CommandExecutionError, match="no proxy 'postgres'"):
         haproxy.servers()
 
@@ -285,27 +260,27 @@ def test_writer(haproxy, admin):
     assert haproxy.writer() == "postgres01"
 
 
-def test_writer_in_transition_counts_as_up(haproxy):
-    haproxy._socket_command = MagicMock(return_value=show_stat(
+def test_writer_in_transition_counts_as_up(haproxy, monkeypatch):
+    monkeypatch.setattr(haproxy, "_socket_command", MagicMock(return_value=show_stat(
         server("postgres01", "127.0.0.15:5432", "DOWN", code=503),
         server("postgres02", "127.0.0.32:5432", "UP 1/2", code=503),
-    ))
+    )))
     assert haproxy.writer() == "postgres02"
 
 
-def test_writer_none(haproxy):
-    haproxy._socket_command = MagicMock(return_value=show_stat(
+def test_writer_none(haproxy, monkeypatch):
+    monkeypatch.setattr(haproxy, "_socket_command", MagicMock(return_value=show_stat(
         server("postgres01", "127.0.0.15:5432", "DOWN", code=503),
         server("postgres02", "127.0.0.32:5432", "DRAIN"),
-    ))
+    )))
     assert haproxy.writer() is None
 
 
-def test_writer_two_up_is_an_error(haproxy):
-    haproxy._socket_command = MagicMock(return_value=show_stat(
+def test_writer_two_up_is_an_error(haproxy, monkeypatch):
+    monkeypatch.setattr(haproxy, "_socket_command", MagicMock(return_value=show_stat(
         server("postgres01", "127.0.0.15:5432", "UP"),
         server("postgres02", "127.0.0.32:5432", "UP"),
-    ))
+    )))
     with pytest.raises(CommandExecutionError, match="2 servers are UP \\(postgres01, postgres02\\)"):
         haproxy.writer()
 
@@ -358,8 +333,7 @@ def test_drain_refuses_what_is_not_a_name(haproxy, admin, bad):
     assert admin.commands == []
 
 
-def test_ready_without_admin_socket(haproxy):
+def test_ready_without_admin_socket(haproxy, stats_page):
     # The stats page shows the servers, but only the socket changes them.
-    haproxy._request = MagicMock(return_value=(200, ONE_WRITER))
     with pytest.raises(CommandExecutionError, match="no admin socket"):
         haproxy.ready("postgres01")
