@@ -269,3 +269,44 @@ def _kill(pid: int | None, sig: int) -> None:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def freeze(service: str = "patroni") -> dict:
+    """
+    Freeze a service's main process (SIGSTOP), as a stalled host, a paused
+    VM or a storage hang would: it neither runs nor dies, and its children
+    (PostgreSQL under Patroni) go on. ``thaw`` resumes it. Returns the pid
+    and the moment it was frozen.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 pgha_service.freeze patroni
+    """
+    unit = _unit(service)
+    pid = main_pid(service)
+    if not pid:
+        raise CommandExecutionError(f"pgha_service: {unit} is not running; nothing to freeze")
+    frozen_at = time.time()
+    _kill(pid, signal.SIGSTOP)
+    return {"service": unit, "pid": pid, "frozen_at": frozen_at}
+
+
+def thaw(service: str = "patroni") -> dict:
+    """
+    Resume a frozen service's main process (SIGCONT). Harmless on a
+    process that is not frozen.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 pgha_service.thaw patroni
+    """
+    unit = _unit(service)
+    pid = main_pid(service)
+    if not pid:
+        raise CommandExecutionError(f"pgha_service: {unit} is not running; nothing to thaw")
+    _kill(pid, signal.SIGCONT)
+    return {"service": unit, "pid": pid, "thawed_at": time.time()}

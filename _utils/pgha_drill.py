@@ -1,0 +1,557 @@
+"""
+The engine of pgha's failover drill: a writer commits numbered rows through
+HAProxy while a fault is injected and undone, the cluster is watched
+(promotion, HAProxy's switch, the first write on the new leader, a new
+synchronous standby, the rejoin), every acknowledged row is read back, and
+the outcome is measured and judged.
+
+The engine does not know which fault runs: a fault unit
+(``_utils/pgha_faults.py``) plans it on the cluster it finds, injects it,
+says how long to hold it and undoes it. The runner builds a ``Context``
+(the cluster's model, a way to call minions, the REST client, HAProxy's
+view, the probe role's connection string) and hands both to ``run``.
+Rows go to the formula's own database only (``pgha``, table
+``pgha_drill``); a run's rows are deleted once read back.
+
+Needs psycopg; matplotlib (optional) draws the timeline picture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from salt.exceptions import CommandExecutionError
+
+try:
+    import psycopg
+
+    HAS_PSYCOPG = True
+except ImportError:
+    HAS_PSYCOPG = False
+
+POLL = 0.2
+SETTLE_S = 2.0
+TABLE_DDL = (
+    "CREATE TABLE IF NOT EXISTS pgha_drill (run text NOT NULL, seq bigint NOT NULL, "
+    "at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (run, seq))"
+)
+LEADER_EVENTS = {"promotion", "haproxy_switch", "first_write"}
+
+
+class Context:
+    """
+    What a drill needs from the runner: ``topo``, the cluster's model
+    (pgha_config.mapdata) with the secrets the runner needs; ``call``,
+    call(minion, function, *args, wait=..., **kwargs) -> its return;
+    ``api``, the members' REST APIs (pgha_cluster.PatroniAPI); ``haproxy``,
+    server -> state of the write path's proxy; ``dsn``, the probe role's
+    connection string through the write path; ``timeout``, the bound of every
+    wait, in seconds; ``options``, the fault's own settings (candidate,
+    freeze_s, outage_s, member); ``rules``, the health rules (leader_of,
+    health_problems, follower_problems of pgha_cluster); ``report_dir``,
+    where the JSON report and the picture go (None: no report).
+
+    (A plain class: Salt's loader runs utility modules outside sys.modules,
+    where dataclasses cannot resolve their annotations.)
+    """
+
+    def __init__(self, topo: dict, call: Callable[..., Any], api: Any, haproxy: Callable[[], dict], dsn: str,
+                 timeout: float, options: dict, rules: Any, report_dir: str | None = None):
+        self.topo, self.call, self.api, self.haproxy, self.dsn = topo, call, api, haproxy, dsn
+        self.timeout, self.options, self.rules, self.report_dir = timeout, options, rules, report_dir
+
+
+# ---------------------------------------------------------------------------
+# the writer
+# ---------------------------------------------------------------------------
+
+
+class Writer(threading.Thread):
+    """
+    Inserts numbered rows, one transaction each, recording every attempt:
+    when it was sent, when it was acknowledged (and by which server) or
+    when and why it failed. A connection attempt is given up after
+    ``connect_timeout`` seconds (libpq's own connect_timeout cannot go below
+    2 s): while HAProxy has no server for it, a new connection waits, and
+    the writer tries again at once. An INSERT sent is never abandoned by the
+    client (no write left in doubt by us).
+    """
+
+    def __init__(self, dsn: str, run: str, pause: float = 0.02, connect_timeout: float = 0.5):
+        super().__init__(daemon=True, name="pgha-drill-writer")
+        self.dsn, self.run_id, self.pause, self.connect_timeout = dsn, run, pause, connect_timeout
+        self.records: list[dict] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        asyncio.run(self._write())
+
+    async def _write(self) -> None:
+        conn = None
+        seq = 0
+        while not self.stopping.is_set():
+            seq += 1
+            record = {"seq": seq, "sent": time.time(), "acked": None, "server": None, "error": None, "ended": None}
+            try:
+                if conn is None:
+                    conn = await asyncio.wait_for(
+                        psycopg.AsyncConnection.connect(self.dsn, autocommit=True), self.connect_timeout
+                    )
+                cursor = await conn.execute(
+                    "INSERT INTO pgha_drill (run, seq) VALUES (%s, %s) RETURNING host(inet_server_addr())",
+                    (self.run_id, seq),
+                )
+                row = await cursor.fetchone()
+                record["acked"] = record["ended"] = time.time()
+                record["server"] = row[0]
+            except (psycopg.Error, OSError, TimeoutError) as exc:
+                record["ended"] = time.time()
+                record["error"] = "ConnectTimeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+                conn = await _close(conn)
+                await asyncio.sleep(0.05)
+            self.records.append(record)
+            await asyncio.sleep(self.pause)
+        await _close(conn)
+
+
+async def _close(conn) -> None:
+    if conn is not None:
+        try:
+            await conn.close()
+        except psycopg.Error:
+            pass
+
+
+# ---------------------------------------------------------------------------
+# probes: the formula's own database, the probe role
+# ---------------------------------------------------------------------------
+
+
+def probe_dsn(topo: dict, connect_timeout: int = 2) -> str:
+    """The probe role's connection to the formula's database, through HAProxy's leader port."""
+    return psycopg.conninfo.make_conninfo(
+        host=topo["haproxy"]["write_address"],
+        port=topo["haproxy"]["port"],
+        user=topo["users"]["probe"],
+        password=topo["secrets"].get("probe_password", ""),
+        dbname=topo["probe"]["database"],
+        connect_timeout=connect_timeout,
+        application_name="pgha",
+    )
+
+
+def probe(dsn: str) -> tuple[str, bool]:
+    """The server a connection reaches (its address) and whether it is in recovery."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT host(inet_server_addr()), pg_is_in_recovery()").fetchone()
+    return row[0], row[1]
+
+
+def write_probe(dsn: str) -> str:
+    """One write (a single row kept up to date, table ``pgha_check``); the address of the server that took it."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS pgha_check (id int PRIMARY KEY, at timestamptz NOT NULL)")
+        return conn.execute(
+            "INSERT INTO pgha_check VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET at = now() "
+            "RETURNING host(inet_server_addr())"
+        ).fetchone()[0]
+
+
+def probe_problems(dsn: str, leader_address: str | None) -> list[str]:
+    """What keeps a probe through ``dsn`` from reaching the writable leader (at ``leader_address``)."""
+    try:
+        address, in_recovery = probe(dsn)
+    except psycopg.Error as exc:
+        return [f"the probe role cannot query through HAProxy: {str(exc).strip()}"]
+    if in_recovery:
+        return [f"HAProxy's leader port reached {address}, a server in recovery"]
+    if leader_address and address != leader_address:
+        return [f"HAProxy's leader port reached {address}, not the leader at {leader_address}"]
+    return []
+
+
+def wait_write(dsn: str, leader_address: Callable[[], str | None], timeout: float) -> dict:
+    """
+    Wait, at most ``timeout`` seconds, until a write through ``dsn`` lands on
+    the server at ``leader_address()`` (the leader's, None while there is
+    none). Returns ok, the server's address and the time it took, or what
+    was seen last.
+    """
+    started = time.monotonic()
+    seen = "nothing yet"
+    while time.monotonic() - started < timeout:
+        wanted = leader_address()
+        if not wanted:
+            seen = "no running leader"
+        else:
+            try:
+                server = write_probe(dsn)
+            except psycopg.Error as exc:
+                server, seen = None, f"the write failed: {str(exc).strip()}"
+            if server == wanted:
+                return {"ok": True, "server_address": server, "elapsed_s": round(time.monotonic() - started, 2)}
+            if server:
+                seen = f"the write landed on {server}, the leader is at {wanted}"
+        time.sleep(1)
+    return {"ok": False, "comment": f"expected a write through HAProxy to land on the leader within {timeout:g} s; "
+                                    f"saw: {seen}"}
+
+
+# ---------------------------------------------------------------------------
+# measures
+# ---------------------------------------------------------------------------
+
+
+def _longest_gap(times: list[float], start: float) -> float | None:
+    """The longest interval between consecutive times, counting from the last one before ``start``."""
+    before = [t for t in times if t < start]
+    after = [t for t in times if t >= start]
+    series = ([before[-1]] if before else []) + after
+    gaps = [b - a for a, b in itertools.pairwise(series)]
+    return round(max(gaps), 3) if gaps else None
+
+
+def analyse(records: list[dict], fault_at: float, old_address: str | None, new_address: str | None,
+            present: set[int]) -> dict:
+    """
+    Measures of a drill from the writer's records (pure).
+
+    - ``rto_s``: fault to the first write acknowledged by the new leader (None without one).
+    - ``write_gap_s``: the longest interval without an acknowledgement, from the last one before the fault.
+    - ``acked``, ``lost`` (acknowledged, absent at the end), ``lost_seqs`` (the first 50),
+      ``in_doubt`` (failed attempts whose row is there anyway: committed, acknowledgement lost).
+    - ``failed_writes``: attempts that errored; ``unavailable_s``: first failed attempt to the end of the last.
+    - ``client_stall_s``: the longest any attempt waited (sent to acknowledged or failed), from the fault on.
+    - ``acked_on_old_after_promotion``: acknowledgements by the old leader while the new one was
+      acknowledging too (two writable primaries at once: must be 0).
+    """
+    records = sorted(records, key=lambda r: r["sent"])
+    acked = [r for r in records if r["acked"] is not None]
+    failed = [r for r in records if r["acked"] is None]
+    on_new = sorted(r["acked"] for r in acked if new_address and new_address != old_address
+                    and r["server"] == new_address and r["acked"] >= fault_at)
+    overlap = [r for r in acked if on_new and r["server"] == old_address and on_new[0] < r["acked"] < on_new[-1]]
+    waits = [(r["ended"] or r["sent"]) - r["sent"] for r in records if (r["ended"] or r["sent"]) >= fault_at]
+    lost = sorted(r["seq"] for r in acked if r["seq"] not in present)
+    return {
+        "rto_s": round(on_new[0] - fault_at, 3) if on_new else None,
+        "write_gap_s": _longest_gap(sorted(r["acked"] for r in acked), fault_at),
+        "attempts": len(records),
+        "acked": len(acked),
+        "lost": len(lost),
+        "lost_seqs": lost[:50],
+        "in_doubt": len({r["seq"] for r in failed} & present),
+        "failed_writes": len(failed),
+        "unavailable_s": round((failed[-1]["ended"] or failed[-1]["sent"]) - failed[0]["sent"], 3) if failed else None,
+        "client_stall_s": round(max(waits), 3) if waits else None,
+        "acked_on_old_after_promotion": len(overlap),
+    }
+
+
+# ---------------------------------------------------------------------------
+# watching the cluster
+# ---------------------------------------------------------------------------
+
+
+def _members(ctx: Context) -> list[dict]:
+    try:
+        return ctx.api.members()
+    except CommandExecutionError:
+        return []
+
+
+class _Watch:
+    """The events of a drill, by wall-clock time, as they are seen."""
+
+    def __init__(self, ctx: Context, writer: Writer, old_leader: str, sync_before: set):
+        self.ctx, self.writer, self.old_leader, self.sync_before = ctx, writer, old_leader, sync_before
+        self.marks: dict = {}
+        self.new_leader: str | None = None
+        self.members: list[dict] = []
+
+    def address(self, name: str | None) -> str | None:
+        return self.ctx.topo["nodes"][name]["address"] if name else None
+
+    def look(self) -> None:
+        """One look at the cluster and HAProxy; marks what happened since the last."""
+        now = time.time()
+        self.members = _members(self.ctx)
+        lead = self.ctx.rules.leader_of(self.members)
+        if lead and lead["name"] != self.old_leader and not self.new_leader:
+            self.new_leader = lead["name"]
+            self.marks["promotion"] = now
+        syncs = {m["name"] for m in self.members if m["role"] == "sync_standby"}
+        if "sync_switch" not in self.marks and syncs - self.sync_before:
+            self.marks["sync_switch"] = now
+        if self.new_leader and "haproxy_switch" not in self.marks:
+            try:
+                servers = self.ctx.haproxy()
+            except CommandExecutionError:
+                servers = {}
+            if _routes(servers.get(self.new_leader)) and not _routes(servers.get(self.old_leader)):
+                self.marks["haproxy_switch"] = now
+        new_address = self.address(self.new_leader)
+        if new_address and any(r["server"] == new_address and r["acked"] for r in self.writer.records[-50:]):
+            self.marks.setdefault("first_write", now)
+
+    def until(self, done: Callable[[], bool], deadline: float) -> bool:
+        """Look until ``done()`` or the deadline (monotonic); whether it was done."""
+        while True:
+            self.look()
+            if done():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL)
+
+
+def _routes(state: Any) -> bool:
+    return str(state).startswith("UP")
+
+
+# ---------------------------------------------------------------------------
+# the drill
+# ---------------------------------------------------------------------------
+
+
+def _refused(mode: str, text: str) -> dict:
+    return {"mode": mode, "ok": False, "comment": text, "problems": [text], "restored": []}
+
+
+def run(ctx: Context, fault: Any) -> dict:
+    """
+    One drill of ``fault`` (a unit of ``pgha_faults``) on the cluster of
+    ``ctx``. Returns the report (see the runner's ``failover_drill``); the
+    fault is always undone once injected, whatever fails after.
+    """
+    before = ctx.api.members()
+    lead = ctx.rules.leader_of(before)
+    if not lead:
+        return _refused(fault.mode, "no running leader before the drill: nothing to drill")
+    try:
+        plan = fault.plan(ctx, before, lead)
+    except ValueError as exc:
+        return _refused(fault.mode, str(exc))
+    run_id = f"{fault.mode}-{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(ctx.dsn, autocommit=True) as conn:
+        conn.execute(TABLE_DDL)
+    writer = Writer(ctx.dsn, run_id)
+    writer.start()
+    time.sleep(SETTLE_S)
+    sync_before = {m["name"] for m in before if m["role"] == "sync_standby"}
+    watch = _Watch(ctx, writer, lead["name"], sync_before)
+    result = {"mode": fault.mode, "old_leader": lead["name"], "timeline_before": lead["timeline"],
+              "haproxy_before": _safe(ctx.haproxy), "synchronous_mode": _synchronous(ctx), "problems": [],
+              "restored": [], **plan.get("report", {})}
+    try:
+        _inject_and_hold(ctx, fault, plan, watch, result)
+    finally:
+        _restore(ctx, fault, plan, watch, result)
+    _recover(ctx, fault, plan, watch, result)
+    time.sleep(1.0)
+    writer.stopping.set()
+    writer.join(10)
+    present = _read_back(ctx, run_id, result)
+    _conclude(ctx, fault, watch, writer, present, result)
+    if ctx.report_dir:
+        _report(ctx.report_dir, result, writer.records, watch.marks)
+    return result
+
+
+def _inject_and_hold(ctx: Context, fault: Any, plan: dict, watch: _Watch, result: dict) -> None:
+    """Inject the fault (in a thread: it may block) and watch until the fault unit's hold is over."""
+    done: dict = {}
+
+    def inject() -> None:
+        try:
+            done["at"] = fault.inject(ctx, plan)
+        except CommandExecutionError as exc:
+            done["error"] = str(exc)
+
+    watch.marks["dispatch"] = watch.marks["fault"] = time.time()
+    thread = threading.Thread(target=inject, daemon=True)
+    thread.start()
+    hold_s = float(plan.get("hold_s") or 0)
+    waits_for = set(plan.get("until") or ())
+    started = time.monotonic()
+
+    def held() -> bool:
+        return "error" in done or (time.monotonic() - started >= hold_s and waits_for <= watch.marks.keys())
+
+    watch.until(held, started + hold_s + ctx.timeout)
+    thread.join(ctx.timeout)
+    if "error" in done:
+        result["problems"].append(done["error"])
+    elif thread.is_alive():
+        result["problems"].append(f"injecting {fault.mode} did not finish within {ctx.timeout:.0f} s")
+    # The fault's own moment as the target's host saw it, rather than when Salt was asked to deliver it.
+    on_host = done.get("at")
+    if isinstance(on_host, (int, float)) and watch.marks["dispatch"] <= on_host <= time.time():
+        watch.marks["fault"] = on_host
+    missing = sorted(waits_for - watch.marks.keys())
+    if missing and "error" not in done:
+        result["problems"].append(f"not seen within {ctx.timeout:.0f} s of the fault: {', '.join(missing)}")
+
+
+def _restore(ctx: Context, fault: Any, plan: dict, watch: _Watch, result: dict) -> None:
+    """Undo the fault, whatever happened; say what was restored."""
+    watch.marks["restore"] = time.time()
+    try:
+        restored = fault.restore(ctx, plan)
+    except CommandExecutionError as exc:
+        result["problems"].append(f"undoing {fault.mode} failed: {exc}")
+        return
+    result["restored"].extend(restored or [])
+
+
+def _recover(ctx: Context, fault: Any, plan: dict, watch: _Watch, result: dict) -> None:
+    """Wait until the cluster is healthy again: one leader, every member streaming on its timeline, lag 0."""
+    expected = len(ctx.topo["pg_nodes"])
+    target = plan.get("target")
+    problems: list[str] = []
+
+    def healthy() -> bool:
+        nonlocal problems
+        problems = ctx.rules.health_problems(watch.members, expected, 0)
+        lead = ctx.rules.leader_of(watch.members)
+        if lead and target and "rejoin" not in watch.marks:
+            member = next((m for m in watch.members if m["name"] == target), None)
+            if member and (member is lead or not ctx.rules.follower_problems(member, lead, 0)):
+                watch.marks["rejoin"] = time.time()
+        return not problems
+
+    if watch.until(healthy, time.monotonic() + ctx.timeout):
+        watch.marks.setdefault("rejoin", time.time())
+    else:
+        result["problems"].append(
+            f"the cluster was not healthy within {ctx.timeout:.0f} s of undoing the fault: " + "; ".join(problems)
+        )
+
+
+def _read_back(ctx: Context, run_id: str, result: dict) -> set[int]:
+    """The rows of this run that are there at the end (then deleted: the drill keeps nothing)."""
+    try:
+        with psycopg.connect(ctx.dsn, autocommit=True) as conn:
+            present = {row[0] for row in conn.execute("SELECT seq FROM pgha_drill WHERE run = %s", (run_id,))}
+            conn.execute("DELETE FROM pgha_drill WHERE run = %s", (run_id,))
+            return present
+    except psycopg.Error as exc:
+        result["problems"].append(f"cannot read the written rows back: {str(exc).strip()}")
+        return set()
+
+
+def _since(marks: dict, name: str, start: str = "fault") -> float | None:
+    return round(marks[name] - marks[start], 3) if name in marks and start in marks else None
+
+
+def _conclude(ctx: Context, fault: Any, watch: _Watch, writer: Writer, present: set[int], result: dict) -> None:
+    """Measures, the cluster after, and the verdict."""
+    marks, final = watch.marks, watch.members
+    lead = ctx.rules.leader_of(final)
+    measures = analyse(writer.records, marks["fault"], watch.address(result["old_leader"]),
+                       watch.address(watch.new_leader), present)
+    result.update(measures)
+    result.update(
+        new_leader=watch.new_leader,
+        leader_after=lead["name"] if lead else None,
+        timeline_after=lead["timeline"] if lead else None,
+        promotion_s=_since(marks, "promotion"),
+        haproxy_switch_s=_since(marks, "haproxy_switch"),
+        sync_switch_s=_since(marks, "sync_switch"),
+        fault_dispatch_s=round(marks["fault"] - marks["dispatch"], 3),
+        rejoin_s=_since(marks, "rejoin", "restore" if fault.restores else "promotion"),
+        replicas_streaming=sum(1 for m in final if lead and m is not lead and m["streaming"]
+                               and m["timeline"] == lead["timeline"]),
+        writer_connect_timeout_s=writer.connect_timeout,
+        haproxy_after=_safe(ctx.haproxy),
+        members_after=final,
+        marks=marks,
+    )
+    problems = result["problems"]
+    if measures["lost"]:
+        problems.append(f"{measures['lost']} acknowledged writes lost")
+    if measures["acked_on_old_after_promotion"]:
+        problems.append(f"{measures['acked_on_old_after_promotion']} writes acknowledged by the old leader "
+                        "while the new leader was acknowledging too")
+    problems.extend(fault.judge(ctx, result))
+    result["ok"] = not problems
+
+
+def _synchronous(ctx: Context) -> bool | None:
+    """Whether the cluster runs in synchronous mode now (the DCS's dynamic configuration)."""
+    try:
+        return str(ctx.api.any_member("/config")[1].get("synchronous_mode")).lower() in ("true", "on", "quorum")
+    except (CommandExecutionError, AttributeError):
+        return None
+
+
+def _safe(read: Callable[[], Any]) -> Any:
+    try:
+        return read()
+    except CommandExecutionError as exc:
+        return {"error": str(exc)}
+
+
+# ---------------------------------------------------------------------------
+# the report and its picture
+# ---------------------------------------------------------------------------
+
+
+def _report(directory: str, result: dict, records: list[dict], marks: dict) -> None:
+    os.makedirs(directory, mode=0o750, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(marks["fault"]))
+    base = os.path.join(directory, f"drill-{stamp}-{result['mode']}")
+    title = f"pgha failover drill: {result['mode']}, leader {result['old_leader']} -> {result.get('leader_after')}"
+    result["report"] = base + ".json"
+    result["picture"] = draw(base + ".png", records, marks, title)
+    with open(base + ".json", "w", encoding="utf-8") as handle:
+        json.dump({**result, "records": records}, handle, indent=1, default=str)
+
+
+def draw(path: str, records: list[dict], marks: dict, title: str) -> str | None:
+    """The drill's timeline as a picture: acknowledged writes by server, failed attempts, the events."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    start = marks["fault"]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    series: dict = {}
+    for count, record in enumerate(sorted((r for r in records if r["acked"]), key=lambda r: r["acked"]), start=1):
+        xs, ys = series.setdefault(record["server"], ([], []))
+        xs.append(record["acked"] - start)
+        ys.append(count)
+    for server, (xs, ys) in sorted(series.items()):
+        ax.plot(xs, ys, ".", markersize=2, label=f"acknowledged on {server}")
+    failures = [r["sent"] - start for r in records if r["acked"] is None]
+    if failures:
+        ax.plot(failures, [0] * len(failures), "|", color="red", label="failed attempt")
+    styles = {"fault": "red", "promotion": "orange", "haproxy_switch": "green", "sync_switch": "purple",
+              "restore": "grey", "rejoin": "blue"}
+    for name, color in styles.items():
+        if marks.get(name):
+            ax.axvline(marks[name] - start, color=color, linestyle="--", label=name)
+    ax.set_xlabel("seconds since the fault")
+    ax.set_ylabel("acknowledged writes")
+    ax.set_title(title)
+    ax.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def context(**fields: Any) -> Context:
+    """A drill's ``Context`` (see its fields)."""
+    return Context(**fields)

@@ -1,0 +1,87 @@
+"""
+Unit tests of _utils/pgha_rolling.py: the order of a rolling operation
+(replicas first, the leader last after a switchover), its health gate after
+each step, and that it stops at the first failure and touches nothing on an
+unhealthy cluster.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from pgha_test_helpers import load
+from salt.exceptions import CommandExecutionError
+
+rolling = load("_utils", "pgha_rolling")
+cluster_util = load("_utils", "pgha_cluster")
+
+
+def members(leader: str = "postgres02", lag03: int = 0) -> list[dict]:
+    return [{"name": name, "role": "leader" if name == leader else "replica", "state": "running", "timeline": 2,
+             "lag": lag03 if name == "postgres03" else 0, "streaming": name != leader}
+            for name in ("postgres01", "postgres02", "postgres03")]
+
+
+@pytest.fixture(autouse=True)
+def no_waiting(monkeypatch):
+    monkeypatch.setattr(rolling, "GATE_POLL", 0)
+
+
+def steps(acted: list, seen=None, switchover=None, act=None, timeout: float = 0.05):
+    # the views in turn, the last one for ever after
+    views = itertools.chain(seen, itertools.repeat(seen[-1])) if seen else None
+    return rolling.steps(
+        members=(lambda: next(views)) if views else members,
+        rules=cluster_util.rules(), expected=3, max_lag=0, timeout=timeout,
+        act=act or acted.append,
+        switchover=switchover or (lambda: acted.append("switchover") or {"ok": True, "old_leader": "postgres02",
+                                                                           "new_leader": "postgres01"}),
+    )
+
+
+def test_restart_replicas_first_then_the_leader_after_a_switchover():
+    acted: list = []
+    result = rolling.run(steps(acted), "restart")
+    assert acted == ["postgres01", "postgres03", "switchover", "postgres02"]
+    assert result["ok"] is True and result["done"] == ["postgres01", "postgres03", "postgres02"]
+    assert result["steps"][2] == {"switchover": {"old_leader": "postgres02", "new_leader": "postgres01",
+                                                 "rto_s": None, "lost": None, "ok": True}}
+
+
+def test_reload_needs_no_switchover_and_only_limits():
+    acted: list = []
+    assert rolling.run(steps(acted), "reload")["ok"] is True
+    assert acted == ["postgres01", "postgres03", "postgres02"]
+    acted.clear()
+    assert rolling.run(steps(acted), "restart", only={"postgres03"})["done"] == ["postgres03"]
+    assert acted == ["postgres03"]
+
+
+def test_an_unhealthy_cluster_is_not_touched():
+    acted: list = []
+    result = rolling.run(steps(acted, seen=[members(lag03=4096)]), "restart")
+    assert result["ok"] is False and acted == []
+    assert "nothing was touched" in result["comment"] and "postgres03 lags 4096 bytes" in result["comment"]
+
+
+def test_a_failed_gate_stops_the_run():
+    acted: list = []
+    unhealthy = members(lag03=4096)
+    result = rolling.run(steps(acted, seen=[members(), unhealthy]), "restart")
+    assert acted == ["postgres01"]
+    assert result["ok"] is False and result["done"] == []
+    assert result["comment"].startswith("after the restart of postgres01: ")
+
+
+def test_a_failed_step_or_switchover_stops_the_run():
+    def act(name: str) -> None:
+        raise CommandExecutionError("pgha: minion postgres01 did not answer patroni.restart within 180 s")
+
+    result = rolling.run(steps([], act=act), "restart")
+    assert result["ok"] is False and "the restart of postgres01 failed: pgha: minion" in result["comment"]
+    acted: list = []
+    result = rolling.run(steps(acted, switchover=lambda: {"ok": False, "problems": ["no new leader took over"]}),
+                         "restart")
+    assert acted == ["postgres01", "postgres03"] and result["done"] == ["postgres01", "postgres03"]
+    assert "switchover before the restart of postgres02 failed: ['no new leader took over']" in result["comment"]
