@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -28,14 +29,18 @@ __virtualname__ = "pgha_config"
 
 ROLES = ("etcd", "postgresql", "haproxy")
 SERVICE_MANAGERS = ("systemd", "supervisord")
-DRILL_MODES = ("stop", "crash", "switchover")
 SECRET_KEYS = (
     "superuser_password",
     "replication_password",
     "admin_password",
     "restapi_password",
     "haproxy_stats_password",
+    "probe_password",
 )
+# Keys that existed once: what became of them.
+RETIRED_KEYS = {
+    "lab": "removed: demo passwords are refused everywhere (the lab generates its own passwords); delete this key",
+}
 # Required only when etcd:auth:enabled.
 ETCD_SECRET_KEYS = ("etcd_root_password", "etcd_patroni_password")
 # Passwords printed in the seed and other well-known demo values.
@@ -412,18 +417,24 @@ def _check_misc(cfg: dict, by_role: dict, errors: list) -> None:
         errors.append(f"{_key('lookup', 'root')}: must be empty or an absolute path (got {root!r})")
     drill = cfg.get("drill") or {}
     _check_bool(drill.get("enabled"), ("drill", "enabled"), errors)
-    if drill.get("mode") not in DRILL_MODES:
-        errors.append(f"{_key('drill', 'mode')}: must be one of {', '.join(DRILL_MODES)} (got {drill.get('mode')!r})")
+    modes = __utils__["pgha_faults.modes"]()
+    if drill.get("mode") not in modes:
+        errors.append(f"{_key('drill', 'mode')}: must be one of {', '.join(modes)} (got {drill.get('mode')!r})")
     _check_int(drill.get("timeout"), ("drill", "timeout"), errors, 10)
+    for key in ("freeze_s", "outage_s"):
+        if drill.get(key) is not None:
+            _check_int(drill.get(key), ("drill", key), errors, 1)
     gates = cfg.get("gates") or {}
     _check_int(gates.get("timeout"), ("gates", "timeout"), errors, 10)
     _check_int(gates.get("max_lag_bytes"), ("gates", "max_lag_bytes"), errors, 0)
-    _check_bool(cfg.get("lab"), ("lab",), errors)
+    database = (cfg.get("probe") or {}).get("database")
+    if not isinstance(database, str) or not _IDENTIFIER.fullmatch(database) or database in ("postgres", "template0", "template1"):
+        errors.append(f"{_key('probe', 'database')}: must be a database name of letters, digits and _ of the formula's own, "
+                      f"not postgres or a template (got {database!r})")
 
 
 def _check_secrets(cfg: dict, errors: list) -> None:
     secrets = cfg.get("secrets") or {}
-    lab = cfg.get("lab") is True
     etcd = cfg.get("etcd") if isinstance(cfg.get("etcd"), dict) else {}
     auth = etcd.get("auth") if isinstance(etcd.get("auth"), dict) else {}
     required = SECRET_KEYS + (ETCD_SECRET_KEYS if auth.get("enabled") is True else ())
@@ -435,11 +446,8 @@ def _check_secrets(cfg: dict, errors: list) -> None:
             errors.append(f"{_key('secrets', key)}: must be one line")
         elif key == "haproxy_stats_password" and _UNSAFE_SECRET_CHARS & set(value):
             errors.append(f"{_key('secrets', key)}: must not contain spaces, tabs, #, quotes or backslashes (HAProxy's stats auth line)")
-        elif value.lower() in DEMO_PASSWORDS and not lab:
-            errors.append(
-                f"{_key('secrets', key)}: a well-known demo password; choose another "
-                "(allowed only with pgha:lab: true)"
-            )
+        elif value.lower() in DEMO_PASSWORDS:
+            errors.append(f"{_key('secrets', key)}: a well-known demo password; choose another")
 
 
 def _with_maps(cfg: Any, known: Any, path: tuple) -> Any:
@@ -450,15 +458,15 @@ def _with_maps(cfg: Any, known: Any, path: tuple) -> Any:
     return {key: _with_maps(value, known.get(key), path + (key,)) for key, value in cfg.items()}
 
 
-def check(cfg: dict, given: dict, known: dict) -> list[str]:
+def _check(cfg: dict, given: dict, known: dict) -> list[str]:
     """
     All problems of a configuration, as 'pgha:key:path: problem' lines.
 
     ``cfg`` is the merged configuration, ``given`` the pillar as written (for
     unknown keys) and ``known`` the defaults' tree (the keys that exist).
     """
-    errors: list[str] = []
-    _unknown_keys(given, known, (), errors)
+    errors: list[str] = [f"{_key(key)}: {why}" for key, why in RETIRED_KEYS.items() if key in (given or {})]
+    _unknown_keys({k: v for k, v in given.items() if k not in RETIRED_KEYS}, known, (), errors)
     for key, default in known.items():
         if isinstance(default, dict) and not isinstance(cfg.get(key), dict):
             errors.append(f"{_key(key)}: must be a map (got {cfg.get(key)!r})")
@@ -498,7 +506,7 @@ def _rooted(lookup: dict, root: str) -> dict:
 
 
 
-def build(cfg: dict, minion_id: str) -> dict:
+def _build(cfg: dict, minion_id: str) -> dict:
     """Derive the map of one minion from a merged configuration (assumed valid)."""
     data = copy.deepcopy(cfg)
     nodes = data["nodes"]
@@ -535,15 +543,15 @@ def _host(address: str) -> str:
     return f"[{address}]" if ":" in str(address) else str(address)
 
 
-def mask(data: Any) -> Any:
+def _mask(data: Any) -> Any:
     """A copy of data with every secret replaced by a mask."""
     if isinstance(data, dict):
         return {
-            key: {name: MASK for name in value} if key == "secrets" and isinstance(value, dict) else mask(value)
+            key: {name: MASK for name in value} if key == "secrets" and isinstance(value, dict) else _mask(value)
             for key, value in data.items()
         }
     if isinstance(data, list):
-        return [mask(item) for item in data]
+        return [_mask(item) for item in data]
     return data
 
 
@@ -577,7 +585,7 @@ def validate(pillar: dict | None = None, saltenv: str = "base") -> dict:
         errors = ["pgha: must be a map"]
     else:
         known = defaults(saltenv)
-        errors = check(_merge(known, given), given, known)
+        errors = _check(_merge(known, given), given, known)
     if errors:
         __context__["retcode"] = 1
     return {"valid": not errors, "errors": errors}
@@ -598,18 +606,25 @@ def mapdata(show_secrets: bool = False, saltenv: str = "base", pillar: dict | No
 
         salt postgres01 pgha_config.mapdata
     """
+    # Computed once per run (a highstate renders a dozen templates that each ask):
+    # __context__ lives as long as the job.
+    key = f"pgha_config.mapdata.{saltenv}.{json.dumps(pillar, sort_keys=True, default=str)}"
+    if key not in __context__:
+        __context__[key] = _model(saltenv, pillar)
+    data = copy.deepcopy(__context__[key])
+    return data if show_secrets else _mask(data)
+
+
+def _model(saltenv: str, pillar: dict | None) -> dict:
     given = _pillar_cfg(pillar)
     if not isinstance(given, dict):
         raise CommandExecutionError("pgha: the pillar key pgha must be a map")
     known = defaults(saltenv)
     cfg = _merge(known, given)
-    errors = check(cfg, given, known)
+    errors = _check(cfg, given, known)
     if errors:
-        raise CommandExecutionError(
-            "pgha: the pillar is invalid, nothing was changed:\n  " + "\n  ".join(errors)
-        )
-    data = build(cfg, __grains__.get("id") or __opts__.get("id"))
-    return data if show_secrets else mask(data)
+        raise CommandExecutionError("pgha: the pillar is invalid, nothing was changed:\n  " + "\n  ".join(errors))
+    return _build(cfg, __grains__.get("id") or __opts__.get("id"))
 
 
 def check_host(saltenv: str = "base") -> dict:

@@ -135,6 +135,17 @@ pgha-orch-replicas-streaming:
     - require:
       - salt: pgha-orch-leader-leads
 
+# The formula's probe role and database, on the leader: checks and drills
+# use them, never the users' databases.
+pgha-orch-probe-ready:
+  salt.state:
+    - tgt: {{ leader }}
+    - sls: pgha.postgresql.probe
+    - expect_minions: True
+    - failhard: True
+    - require:
+      - salt: pgha-orch-replicas-streaming
+
 # etcd's users and authentication switch (pgha:etcd:auth), now that every
 # Patroni carries its credentials.
 pgha-orch-etcd-auth:
@@ -144,7 +155,7 @@ pgha-orch-etcd-auth:
     - expect_minions: True
     - failhard: True
     - require:
-      - salt: pgha-orch-replicas-streaming
+      - salt: pgha-orch-probe-ready
 
 pgha-orch-haproxy-applied:
   salt.state:

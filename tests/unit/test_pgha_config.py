@@ -3,21 +3,19 @@ Unit tests of _modules/pgha_config.py: the model (merge, derived values, rooted
 paths), mask(), validate()/mapdata() and a table of invalid pillars, each of
 which must be refused with the wrong key named by its full path.
 
-The module is loaded from its file with importlib; the Salt dunders are plain
-module attributes, and ``cp.get_file_str`` serves the repository's real
-parameters files (salt/pgha/parameters/...).
+The loader's dunders come from ``configure_loader_modules``; each test sets
+the pillar and minion it needs, and ``cp.get_file_str`` serves the
+repository's real parameters files (salt/pgha/parameters/...).
 """
 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import re
-import sys
 from typing import Any
 
 import pytest
-from pgha_test_helpers import MODULE_PATH, SALT_DIR, TEST_SECRETS, read_pillar
+from pgha_test_helpers import SALT_DIR, TEST_SECRETS, load, read_pillar, utils
 from salt.exceptions import CommandExecutionError
 
 # ---------------------------------------------------------------------------
@@ -33,18 +31,32 @@ def _get_file_str(path: str, saltenv: str = "base") -> str | bool:
     return file.read_text() if file.is_file() else False
 
 
+config_module = load("_modules", "pgha_config")
+
+
+@pytest.fixture
+def configure_loader_modules():
+    return {
+        config_module: {
+            "__salt__": {"cp.get_file_str": _get_file_str},
+            "__grains__": {"id": "postgres01", "os_family": "Debian"},
+            "__pillar__": {},
+            "__context__": {},
+            "__opts__": {"id": "postgres01"},
+            "__utils__": utils("pgha_faults"),
+        }
+    }
+
+
 def load_module(pillar: Any = None, minion_id: str = "postgres01", os_family: str = "Debian", get_file_str=None):
-    """A fresh pgha_config module with Salt's dunders injected."""
-    name = f"pgha_config_under_test_{id(object())}"
-    spec = importlib.util.spec_from_file_location(name, MODULE_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.__salt__ = {"cp.get_file_str": get_file_str or _get_file_str}
-    module.__grains__ = {"id": minion_id, "os_family": os_family}
-    module.__pillar__ = pillar if pillar is not None else {}
-    module.__context__ = {}
-    module.__opts__ = {"id": minion_id}
-    sys.modules.pop(name, None)
+    """pgha_config as a minion with this pillar, id and os_family sees it (a run of its own: empty context)."""
+    module = config_module
+    module.__salt__["cp.get_file_str"] = get_file_str or _get_file_str
+    module.__grains__.update(id=minion_id, os_family=os_family)
+    module.__pillar__.clear()
+    module.__pillar__.update(pillar if pillar is not None else {})
+    module.__context__.clear()
+    module.__opts__["id"] = minion_id
     return module
 
 
@@ -346,7 +358,7 @@ def test_mask_nested_and_copy():
         "deep": {"secrets": {"d": "s3"}, "other": "visible"},
     }
     original = copy.deepcopy(data)
-    masked = module.mask(data)
+    masked = module._mask(data)
     assert masked == {
         "secrets": {"a": module.MASK, "b": module.MASK},
         "list": [{"secrets": {"c": module.MASK}}, "plain"],
@@ -358,9 +370,9 @@ def test_mask_nested_and_copy():
 
 def test_mask_leaves_scalars_alone():
     module = load_module()
-    assert module.mask("x") == "x"
-    assert module.mask(3) == 3
-    assert module.mask(None) is None
+    assert module._mask("x") == "x"
+    assert module._mask(3) == 3
+    assert module._mask(None) is None
 
 
 # ---------------------------------------------------------------------------
@@ -437,26 +449,11 @@ def test_errors_never_show_a_secret(production_pillar):
         assert secret not in text
 
 
-@pytest.mark.parametrize(
-    ("key", "value"),
-    [
-        ("admin_password", "admin"),
-        ("superuser_password", "secretpassword"),
-        ("replication_password", "rep-pass"),
-        ("restapi_password", "Patroni"),
-    ],
-)
-def test_demo_password_accepted_with_lab_true(production_pillar, key, value):
-    pillar = patched(production_pillar, {"lab": True, "secrets": {key: value}})
-    result, module = validate(pillar)
-    assert result == {"valid": True, "errors": []}
-    assert "retcode" not in module.__context__
-
-
-def test_lab_true_still_needs_every_secret(production_pillar):
-    pillar = patched(production_pillar, {"lab": True, "secrets": {"admin_password": ""}})
-    result, _ = validate(pillar)
-    assert any(error.startswith("pgha:secrets:admin_password:") for error in result["errors"])
+def test_the_retired_lab_key_is_refused_with_what_to_do(production_pillar):
+    result, _ = validate(patched(production_pillar, {"lab": True, "secrets": {"admin_password": "admin"}}))
+    assert result["valid"] is False
+    assert "pgha:lab: removed: demo passwords are refused everywhere" in result["errors"][0]
+    assert any(error.startswith("pgha:secrets:admin_password: a well-known demo password") for error in result["errors"])
 
 
 @pytest.mark.parametrize(
@@ -600,7 +597,8 @@ INVALID = [
     ("demo-password-secretpassword", {"secrets": {"superuser_password": "secretpassword"}}, "pgha:secrets:superuser_password", r"demo password"),
     ("demo-password-rep-pass", {"secrets": {"replication_password": "rep-pass"}}, "pgha:secrets:replication_password", r"demo password"),
     ("demo-password-any-case", {"secrets": {"haproxy_stats_password": "Admin"}}, "pgha:secrets:haproxy_stats_password", r"demo password"),
-    ("demo-password-lab-false", {"lab": False, "secrets": {"restapi_password": "patroni"}}, "pgha:secrets:restapi_password", r"pgha:lab: true"),
+    ("demo-password-patroni", {"secrets": {"restapi_password": "patroni"}}, "pgha:secrets:restapi_password", r"demo password; choose another"),
+    ("probe-password-missing", {"secrets": {"probe_password": DELETE}}, "pgha:secrets:probe_password", r"required"),
     ("secret-key-typo", {"secrets": {"superuser_pasword": "x-Very-Long-1"}}, "pgha:secrets:superuser_pasword", r"unknown key"),
     ("secrets-not-a-map", {"secrets": "hunter2"}, "pgha:secrets", r"must be a map"),
     # unknown keys and sections of the wrong type
@@ -615,7 +613,7 @@ INVALID = [
     # lookup, drill, gates, users, etcd, lab
     ("service-manager-invalid", {"lookup": {"service_manager": "upstart"}}, "pgha:lookup:service_manager", r"systemd, supervisord"),
     ("root-relative", {"lookup": {"root": "srv/{id}"}}, "pgha:lookup:root", r"absolute path"),
-    ("drill-mode-invalid", {"drill": {"mode": "nuke"}}, "pgha:drill:mode", r"stop, crash, switchover"),
+    ("drill-mode-invalid", {"drill": {"mode": "nuke"}}, "pgha:drill:mode", r"stop, crash, switchover, freeze, dcs-outage, sync-standby-loss"),
     ("drill-enabled-string", {"drill": {"enabled": "yes"}}, "pgha:drill:enabled", r"true or false"),
     ("drill-timeout-too-small", {"drill": {"timeout": 5}}, "pgha:drill:timeout", r"at least 10"),
     ("gates-timeout-too-small", {"gates": {"timeout": 1}}, "pgha:gates:timeout", r"at least 10"),
@@ -624,7 +622,12 @@ INVALID = [
     ("user-name-quote", {"users": {"replication": 'rep"licator'}}, "pgha:users:replication", r"user name"),
     ("etcd-state-invalid", {"etcd": {"initial_cluster_state": "old"}}, "pgha:etcd:initial_cluster_state", r"new or existing"),
     ("etcd-token-empty", {"etcd": {"token": ""}}, "pgha:etcd:token", r"non-empty string"),
-    ("lab-not-bool", {"lab": "yes"}, "pgha:lab", r"true or false"),
+    ("lab-retired", {"lab": False}, "pgha:lab", r"removed: demo passwords are refused everywhere"),
+    ("drill-freeze-too-short", {"drill": {"freeze_s": 0}}, "pgha:drill:freeze_s", r"at least 1"),
+    ("drill-outage-not-int", {"drill": {"outage_s": "40s"}}, "pgha:drill:outage_s", r"integer"),
+    ("probe-database-postgres", {"probe": {"database": "postgres"}}, "pgha:probe:database", r"not postgres or a template"),
+    ("probe-database-bad-name", {"probe": {"database": "pg ha"}}, "pgha:probe:database", r"database name"),
+    ("probe-user-invalid", {"users": {"probe": "pgha-probe"}}, "pgha:users:probe", r"user name"),
     # etcd authentication and TLS
     ("etcd-auth-enabled-string", {"etcd": {"auth": {"enabled": "yes"}}}, "pgha:etcd:auth:enabled", r"true or false"),
     ("etcd-auth-not-a-map", {"etcd": {"auth": True}}, "pgha:etcd:auth", r"must be a map"),
