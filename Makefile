@@ -8,16 +8,16 @@ DEB_PACKAGES := postgresql-15 patroni python3-etcd3 python3-psycopg2 etcd-server
 .PHONY: lab lab-down lab-clean lab-status test unit bench deps venv lint
 
 lab: deps venv
-	$(VENV)/bin/python lab/pghalab.py up
+	$(VENV)/bin/python -m lab up
 
 lab-down:
-	@if [ -x $(VENV)/bin/python ]; then $(VENV)/bin/python lab/pghalab.py down; else $(PYTHON) lab/pghalab.py down; fi
+	@if [ -x $(VENV)/bin/python ]; then $(VENV)/bin/python -m lab down; else $(PYTHON) -m lab down; fi
 
 lab-clean:
-	@if [ -x $(VENV)/bin/python ]; then $(VENV)/bin/python lab/pghalab.py clean; else $(PYTHON) lab/pghalab.py clean; fi
+	@if [ -x $(VENV)/bin/python ]; then $(VENV)/bin/python -m lab clean; else $(PYTHON) -m lab clean; fi
 
 lab-status:
-	$(VENV)/bin/python lab/pghalab.py status
+	$(VENV)/bin/python -m lab status
 
 test: deps venv
 	$(VENV)/bin/python -m pytest tests -ra
@@ -26,10 +26,10 @@ unit: venv
 	$(VENV)/bin/python -m pytest tests/unit -ra
 
 bench: deps venv
-	$(VENV)/bin/python bench/bench.py
+	$(VENV)/bin/python -m bench
 
 lint: venv
-	$(VENV)/bin/ruff check _modules _states _runners lab tests bench
+	$(VENV)/bin/ruff check _modules _states _runners _utils lab tests bench
 
 # Debian packages: apt-get only when one is missing. Installing must not start
 # the distribution's services (Patroni runs PostgreSQL; the formula starts the rest).

@@ -1,61 +1,53 @@
 """
 The pgha benchmark, on the lab: the orchestration from nothing, an
-idempotent highstate, and failover drills (stop, crash, switchover), each
-several times, with synchronous replication on and off.
+idempotent highstate, and failover drills of every mode, each several
+times, with synchronous replication on and off.
 
-Writes bench/results.json (every run) and bench/results.md (median, min and
-max per case). Run it with `make bench`; BENCH_RUNS sets the drills per case
-(default 5). It rebuilds the lab from nothing first (`make lab-clean`).
+Writes bench/results.json (every run), bench/results.md (median, min and max
+per case) and the same table into the README between its bench markers. Run
+it with `make bench` (python -m bench); BENCH_RUNS sets the drills per case
+(default 5), BENCH_MODES the modes (comma-separated; default all but
+etcd-member-loss, which needs three etcd members). It rebuilds the lab from
+nothing first (`make lab-clean`). `python -m bench --report` rewrites the
+tables from bench/results.json.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "lab"))
-
-import pghalab
+from lab import MINIONS, REPO
+from lab.processes import Lab
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
-MODES = ("stop", "crash", "switchover")
-FIELDS = ("rto_s", "write_gap_s", "promotion_s", "haproxy_switch_s", "rejoin_s", "lost", "acked")
+MODES = tuple(os.environ.get("BENCH_MODES", "stop,crash,switchover,freeze,dcs-outage,sync-standby-loss").split(","))
+# Modes that need synchronous replication (a synchronous standby to lose).
+SYNC_ONLY = ("sync-standby-loss",)
+FIELDS = ("rto_s", "write_gap_s", "promotion_s", "haproxy_switch_s", "sync_switch_s", "rejoin_s", "failed_writes",
+          "unavailable_s", "client_stall_s")
+COLUMNS = ("rto_s", "write_gap_s", "failed_writes", "unavailable_s", "client_stall_s", "promotion_s",
+           "haproxy_switch_s", "rejoin_s")
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 def salt(tool: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [os.path.join(REPO, ".venv", "bin", tool), "-c", os.path.join(REPO, ".lab", "etc", "salt"), *args],
-        capture_output=True, text=True, timeout=timeout, check=False,
-    )
+    return Lab().salt(tool, *args, check=False, timeout=timeout)
 
 
 def set_synchronous(enabled: bool) -> None:
-    """Patroni's dynamic configuration, through the REST API of the first member that accepts it."""
-    values = pghalab.secrets_file(os.path.join(REPO, ".lab", "pillar", "lab_secrets.sls"))
-    token = base64.b64encode(f"patroni:{values['restapi_password']}".encode()).decode()
-    body = json.dumps({"synchronous_mode": enabled}).encode()
-    for address in ("127.0.0.15", "127.0.0.32", "127.0.0.6"):
-        req = urllib.request.Request(
-            f"http://{address}:8008/config", data=body, method="PATCH",
-            headers={"Authorization": "Basic " + token, "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(req, timeout=5) as resp:
-                if resp.status == 200:
-                    break
-        except OSError:
-            continue
+    """Patroni's dynamic configuration, through the operator's own function."""
+    ret = salt("salt", "postgres01", "patroni.edit_config", json.dumps({"synchronous_mode": enabled}), "--out=json")
+    if ret.returncode != 0:
+        raise SystemExit(f"bench: cannot set synchronous_mode={enabled}: {ret.stdout}{ret.stderr}")
     time.sleep(5)
 
 
-def healthy(timeout: float = 120) -> bool:
+def healthy(timeout: float = 180) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if salt("salt-run", "pgha.check", "--out=json", timeout=120).returncode == 0:
@@ -71,103 +63,135 @@ def stats(values: list) -> dict:
     return {"median": round(statistics.median(values), 3), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def write_report(results: dict) -> None:
-    """bench/results.json and the markdown table bench/results.md, from the runs."""
-    drills = results["drills"]
-    summary = []
-    for synchronous in (True, False):
-        for mode in MODES:
-            runs = [d for d in drills if d["mode"] == mode and d["synchronous_mode"] == synchronous]
-            row = {"synchronous_mode": synchronous, "mode": mode, "runs": len(runs),
-                   "ok": sum(1 for d in runs if d["ok"]), "lost_total": sum(d["lost"] or 0 for d in runs)}
-            for field in ("rto_s", "promotion_s", "haproxy_switch_s", "write_gap_s", "rejoin_s"):
-                row[field] = stats([d.get(field) for d in runs])
-            summary.append(row)
-    results["summary"] = summary
-    with open(os.path.join(REPO, "bench", "results.json"), "w", encoding="utf-8") as handle:
-        json.dump(results, handle, indent=1)
-    lines = [
-        (
-            f"Lab from nothing (`make lab` with packages installed): {results['lab_from_nothing_s']} s "
-            f"({results['orchestration_line']}); idempotent `salt '*' state.apply`: median "
-            f"{results['state_apply_s']['median']} s, changes {results['state_apply_changes']}."
-        ),
-        "",
-        "| sync | mode | runs | ok | lost | rto_s | promotion_s | haproxy_switch_s | write_gap_s | rejoin_s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-
-    def cell(value: dict) -> str:
-        return "-" if value["median"] is None else f"{value['median']} ({value['min']}-{value['max']})"
-
-    for row in summary:
-        lines.append(
-            f"| {'on' if row['synchronous_mode'] else 'off'} | {row['mode']} | {row['runs']} | {row['ok']} | "
-            f"{row['lost_total']} | {cell(row['rto_s'])} | {cell(row['promotion_s'])} | "
-            f"{cell(row['haproxy_switch_s'])} | {cell(row['write_gap_s'])} | {cell(row['rejoin_s'])} |"
-        )
-    lines += ["", "Cells: median (min-max) in seconds over the runs; lost: acknowledged writes missing, all runs."]
-    with open(os.path.join(REPO, "bench", "results.md"), "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
-
-def main() -> int:
-    results: dict = {"runs_per_case": RUNS, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    lab = [sys.executable, os.path.join(REPO, "lab", "pghalab.py")]
-
+def lab_from_nothing(results: dict) -> bool:
     print("orchestration from nothing (make lab-clean, then the lab's `up`)", flush=True)
-    subprocess.run([*lab, "clean"], check=True, capture_output=True)
+    lab = [sys.executable, "-m", "lab"]
+    subprocess.run([*lab, "clean"], check=True, capture_output=True, cwd=REPO)
     started = time.monotonic()
-    up = subprocess.run([*lab, "up"], capture_output=True, text=True, check=False)
+    up = subprocess.run([*lab, "up"], capture_output=True, text=True, check=False, cwd=REPO)
     results["lab_from_nothing_s"] = round(time.monotonic() - started, 1)
-    orchestration = [line for line in up.stdout.splitlines() if line.startswith("orchestration: exit")]
-    results["orchestration_line"] = orchestration[-1] if orchestration else None
+    line = [text for text in up.stdout.splitlines() if text.startswith("orchestration: exit")]
+    results["orchestration_line"] = line[-1] if line else None
+    print(f"  {results['lab_from_nothing_s']} s; {results['orchestration_line']}", flush=True)
     if up.returncode != 0:
         print(up.stdout[-4000:])
-        return 1
-    print(f"  {results['lab_from_nothing_s']} s; {results['orchestration_line']}", flush=True)
+    return up.returncode == 0
 
-    applies = []
-    while len(applies) < 3:
+
+def idempotent_highstates(results: dict, count: int = 3) -> None:
+    applies, changes = [], []
+    while len(applies) < count:
         started = time.monotonic()
-        ret = salt("salt", "*", "state.apply", "--out=json", "--static", "-t", "120")
+        ret = salt("salt", "*", "state.apply", "--out=json", "--static")
         elapsed = round(time.monotonic() - started, 2)
         data = json.loads(ret.stdout or "{}")
         refused = {minion: states for minion, states in data.items() if not isinstance(states, dict)}
-        if refused or len(data) != len(pghalab.MINIONS):
+        if refused or len(data) != len(MINIONS):
             # e.g. a minion still busy with the orchestration's last job: say so, try again
             print(f"  state.apply did not run everywhere ({sorted(data)}): {refused}", flush=True)
             time.sleep(10)
             continue
         applies.append(elapsed)
-        changed = sum(1 for states in data.values() for state in states.values() if state.get("changes"))
-        results.setdefault("state_apply_changes", []).append(changed)
+        changes.append(sum(1 for states in data.values() for state in states.values() if state.get("changes")))
     results["state_apply_s"] = stats(applies)
-    print(f"  idempotent state.apply: {results['state_apply_s']}, changes {results['state_apply_changes']}", flush=True)
+    results["state_apply_runs_s"] = applies
+    results["state_apply_changes"] = changes
+    print(f"  idempotent state.apply: {results['state_apply_s']}, changes {changes}", flush=True)
 
-    drills: list = []
+
+def one_drill(mode: str, synchronous: bool, attempt: int) -> dict:
+    ret = salt("salt-run", "pgha.failover_drill", f"mode={mode}", "--out=json", timeout=1200)
+    try:
+        drill = json.loads(ret.stdout)
+    except ValueError:
+        drill = {"ok": False, "problems": [ret.stdout[-500:] + ret.stderr[-500:]]}
+    entry = {"synchronous_mode": synchronous, "mode": mode, "attempt": attempt, "exit": ret.returncode,
+             **{k: drill.get(k) for k in ("ok", "old_leader", "new_leader", "leader_after", "timeline_before",
+                                          "timeline_after", "problems", "restored", "acked", "lost", *FIELDS)}}
+    print(f"  sync={synchronous!s:<5} {mode:<18} #{attempt}: ok={entry['ok']} lost={entry['lost']} "
+          f"failed={entry['failed_writes']} rto={entry['rto_s']} gap={entry['write_gap_s']} "
+          f"stall={entry['client_stall_s']} rejoin={entry['rejoin_s']}", flush=True)
+    return entry
+
+
+def drills(results: dict) -> None:
+    runs: list = []
     for synchronous in (True, False):
         set_synchronous(synchronous)
         for mode in MODES:
-            for attempt in range(RUNS):
+            if mode in SYNC_ONLY and not synchronous:
+                continue
+            for attempt in range(1, RUNS + 1):
                 if not healthy():
                     print("  cluster not healthy before a drill: stopping", flush=True)
-                    break
-                ret = salt("salt-run", "pgha.failover_drill", f"mode={mode}", "--out=json")
-                try:
-                    drill = json.loads(ret.stdout)
-                except ValueError:
-                    drill = {"ok": False, "problems": [ret.stdout[-500:] + ret.stderr[-500:]]}
-                entry = {"synchronous_mode": synchronous, "mode": mode, "attempt": attempt + 1,
-                         "exit": ret.returncode, **{k: drill.get(k) for k in ("ok", "old_leader", "new_leader",
-                                                                              "timeline_before", "timeline_after",
-                                                                              "problems", *FIELDS)}}
-                drills.append(entry)
-                print(f"  sync={synchronous!s:<5} {mode:<10} #{attempt + 1}: ok={entry['ok']} rto={entry['rto_s']} "
-                      f"gap={entry['write_gap_s']} lost={entry['lost']} rejoin={entry['rejoin_s']}", flush=True)
+                    results["drills"] = runs
+                    return
+                runs.append(one_drill(mode, synchronous, attempt))
     set_synchronous(True)
-    results["drills"] = drills
+    results["drills"] = runs
+
+
+def summary(results: dict) -> list[dict]:
+    rows = []
+    for synchronous in (True, False):
+        for mode in dict.fromkeys(d["mode"] for d in results["drills"]):
+            runs = [d for d in results["drills"] if d["mode"] == mode and d["synchronous_mode"] == synchronous]
+            if not runs:
+                continue
+            row = {"synchronous_mode": synchronous, "mode": mode, "runs": len(runs),
+                   "ok": sum(1 for d in runs if d["ok"]), "lost_total": sum(d["lost"] or 0 for d in runs)}
+            row.update({field: stats([d.get(field) for d in runs]) for field in COLUMNS})
+            rows.append(row)
+    return rows
+
+
+def table(results: dict) -> str:
+    """The markdown the README and bench/results.md show."""
+    def cell(value: dict) -> str:
+        return "-" if value["median"] is None else f"{value['median']} ({value['min']}-{value['max']})"
+
+    lines = [
+        (f"Lab from nothing (`make lab` with packages installed): {results['lab_from_nothing_s']} s "
+        f"({results['orchestration_line']}); idempotent `salt '*' state.apply`: median "
+        f"{results['state_apply_s']['median']} s (runs {results.get('state_apply_runs_s')}), "
+        f"changes {results['state_apply_changes']}."),
+        "",
+        "| sync | mode | runs | ok | lost | " + " | ".join(COLUMNS) + " |",
+        "|---" * (5 + len(COLUMNS)) + "|",
+    ]
+    for row in results["summary"]:
+        lines.append(f"| {'on' if row['synchronous_mode'] else 'off'} | {row['mode']} | {row['runs']} | {row['ok']} | "
+                     f"{row['lost_total']} | " + " | ".join(cell(row[field]) for field in COLUMNS) + " |")
+    lines += ["", ("Cells: median (min-max) over the runs, in seconds (failed_writes: attempts); lost: acknowledged "
+                  "writes missing, all runs together.")]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(results: dict) -> None:
+    """bench/results.json, bench/results.md and the README's table, from the runs."""
+    results["summary"] = summary(results)
+    with open(os.path.join(REPO, "bench", "results.json"), "w", encoding="utf-8") as handle:
+        json.dump(results, handle, indent=1)
+    text = table(results)
+    with open(os.path.join(REPO, "bench", "results.md"), "w", encoding="utf-8") as handle:
+        handle.write(text)
+    readme = os.path.join(REPO, "README.md")
+    with open(readme, encoding="utf-8") as handle:
+        current = handle.read()
+    if README_START in current and README_END in current:
+        head, rest = current.split(README_START, 1)
+        tail = rest.split(README_END, 1)[1]
+        with open(readme, "w", encoding="utf-8") as handle:
+            handle.write(f"{head}{README_START}\n{text}{README_END}{tail}")
+    print(text)
+
+
+def main() -> int:
+    results: dict = {"runs_per_case": RUNS, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if not lab_from_nothing(results):
+        return 1
+    idempotent_highstates(results)
+    drills(results)
     write_report(results)
     return 0
 

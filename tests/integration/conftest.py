@@ -17,9 +17,10 @@ import socket
 import tempfile
 import time
 
-import pghalab
 import pytest
 import yaml
+
+from lab import config, pki, processes
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ADDRESSES = {
@@ -56,7 +57,7 @@ def test_root():
     os.makedirs(root, mode=0o755)
     os.chmod(root, 0o755)
     yield root
-    pghalab.Lab(lab=root).down()
+    processes.Lab(lab=root).down()
     if os.environ.get("PGHA_KEEP_TEST_ROOT"):
         print(f"\nkept the test hosts' files in {root}")
     else:
@@ -65,7 +66,7 @@ def test_root():
 
 @pytest.fixture(scope="session")
 def cluster_secrets():
-    return {name: secrets.token_urlsafe(16) for name in pghalab.SECRET_NAMES}
+    return {name: secrets.token_urlsafe(16) for name in config.secret_names()}
 
 
 @pytest.fixture(scope="session")
@@ -84,7 +85,7 @@ def pillar_dir(test_root, cluster_secrets):
     # etcd over TLS (pillar pgha.lab): the certificates on the hosts, as a PKI would place them.
     with open(os.path.join(REPO, "pillar", "pgha", "lab.sls"), encoding="utf-8") as handle:
         roles = {node_id: node["roles"] for node_id, node in yaml.safe_load(handle)["pgha"]["nodes"].items()}
-    pghalab.pki(
+    pki.place(
         os.path.join(test_root, "pki"),
         lambda node_id: os.path.join(test_root, "hosts", node_id),
         {node_id: {"address": address, "roles": roles[node_id]} for node_id, address in ADDRESSES.items()},
@@ -99,10 +100,10 @@ def pillar_dir(test_root, cluster_secrets):
 
 @pytest.fixture(scope="session")
 def extmods_root(test_root):
-    """The repository's _modules, _states and _runners, without the rest of the tree (.venv, .lab)."""
+    """The repository's _modules, _states, _runners and _utils, without the rest of the tree (.venv, .lab)."""
     path = os.path.join(test_root, "formula-root")
     os.makedirs(path)
-    for name in ("_modules", "_states", "_runners"):
+    for name in ("_modules", "_states", "_runners", "_utils"):
         os.symlink(os.path.join(REPO, name), os.path.join(path, name))
     return path
 

@@ -24,6 +24,7 @@ STAGES = [
     "pgha-orch-leader-leads",
     "pgha-orch-replicas-applied",
     "pgha-orch-replicas-streaming",
+    "pgha-orch-probe-ready",
     "pgha-orch-etcd-auth",
     "pgha-orch-haproxy-applied",
     "pgha-orch-haproxy-routes-writes",

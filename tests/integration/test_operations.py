@@ -10,6 +10,8 @@ import glob
 import json
 import os
 
+import psycopg
+import pytest
 from conftest import ADDRESSES
 
 OUTPUTS: list[str] = []
@@ -161,3 +163,60 @@ def test_rolling_reload_and_restart(salt_master, orchestration):
     assert restarted["ok"] and len(restarted["done"]) == 3
     assert any("switchover" in step for step in restarted["steps"])
     wait_healthy(salt_master)
+
+
+def _postgres_db(cluster_secrets) -> dict:
+    """Every table of the users' database `postgres` with its row count (as the superuser, through HAProxy)."""
+    with psycopg.connect(host=ADDRESSES["haproxy"], port=5432, user="postgres", dbname="postgres",
+                         password=cluster_secrets["superuser_password"], connect_timeout=5, autocommit=True) as conn:
+        tables = [row[0] for row in conn.execute(
+            "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1")]
+        return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables}
+
+
+def test_switchover_and_drill_leave_the_users_database_as_they_found_it(salt_master, orchestration, cluster_secrets):
+    wait_healthy(salt_master)
+    before = _postgres_db(cluster_secrets)
+    ret = run(salt_master, "pgha.switchover", "--out=json")
+    assert ret.returncode == 0, ret.stdout
+    wait_healthy(salt_master)
+    ret = run(salt_master, "pgha.failover_drill", "mode=stop", "--out=json")
+    assert ret.returncode == 0, ret.stdout
+    assert _postgres_db(cluster_secrets) == before
+
+
+def test_the_probe_role_writes_only_into_the_formulas_database(orchestration, cluster_secrets):
+    probe = {"host": ADDRESSES["haproxy"], "port": 5432, "user": "pgha_probe",
+             "password": cluster_secrets["probe_password"], "connect_timeout": 5, "autocommit": True}
+    with psycopg.connect(dbname="pgha", **probe) as conn:
+        assert conn.execute("SELECT rolsuper, rolcreaterole, rolcreatedb FROM pg_roles "
+                            "WHERE rolname = current_user").fetchone() == (False, False, False)
+        assert conn.execute("SELECT count(*) FROM pgha_check").fetchone()[0] == 1  # the write gate's one row
+    with psycopg.connect(dbname="postgres", **probe) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("CREATE TABLE pgha_probe_was_here (id int)")
+
+
+def test_bad_arguments_answer_one_line_and_touch_nothing(salt_master, orchestration):
+    wait_healthy(salt_master)
+    leader = next(m["name"] for m in call(salt_master, "postgres01", "patroni.members").data if m["role"] == "leader")
+    for args, expected in (
+        (("pgha.failover_drill", "mode=stop", "timeout=-5"), "timeout must be between 10 and 3600 seconds (got -5)"),
+        (("pgha.restart", "timeout=abc"), "timeout must be a number of seconds (got 'abc')"),
+        (("pgha.failover_drill", "mode=nuke"), "mode must be one of stop, crash, switchover"),
+    ):
+        ret = run(salt_master, *args)  # --out=json here; without it, the one line and its exit code
+        assert ret.returncode != 0, ret.stdout
+        function = args[0]
+        assert set(ret.data) == {function, "retcode"}, ret.data
+        assert expected in ret.data[function] and "\n" not in ret.data[function]
+        assert "Traceback" not in ret.stdout + ret.stderr
+    assert run(salt_master, "pgha.check").returncode == 0
+    assert next(m["name"] for m in call(salt_master, "postgres01", "patroni.members").data
+                if m["role"] == "leader") == leader
+
+
+def test_helpers_are_not_commands(salt_master, orchestration):
+    for helper in ("pgha.parse_haproxy_csv", "pgha.members_from_view", "pgha._drill", "pgha._topology"):
+        ret = run(salt_master, helper)
+        assert ret.returncode != 0 or "is not available" in ret.stdout, (helper, ret.stdout)

@@ -1,0 +1,1 @@
+"""The pgha benchmark on the lab (`make bench`, or `python -m bench`); see bench/__main__.py."""

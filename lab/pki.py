@@ -1,0 +1,90 @@
+"""
+The lab's stand-in for an operator's PKI: a CA (kept in the lab's ``pki``
+directory, 0700) and, for each etcd node, a certificate for its address
+(usable for server and client authentication, so peers can authenticate each
+other), placed where the formula expects them under each host's root; the CA
+goes to every host. Kept across runs. Needs openssl.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+
+import yaml
+
+from lab import REPO
+from lab.config import write
+
+
+def tls_paths(repo: str = REPO) -> dict[str, str]:
+    """Where the formula looks for etcd's TLS files (defaults.yaml), on each host."""
+    with open(os.path.join(repo, "salt", "pgha", "parameters", "defaults.yaml"), encoding="utf-8") as handle:
+        tls = yaml.safe_load(handle)["etcd"]["tls"]
+    return {key: tls[key] for key in ("ca_file", "cert_file", "key_file")}
+
+
+def _openssl(*args: str) -> None:
+    ret = subprocess.run(["openssl", *args], capture_output=True, text=True, check=False)
+    if ret.returncode != 0:
+        raise SystemExit(f"lab: openssl {args[0]} failed: {ret.stderr.strip()}")
+
+
+def _certified_for(crt: str, address: str) -> bool:
+    ret = subprocess.run(["openssl", "x509", "-in", crt, "-noout", "-ext", "subjectAltName"],
+                         capture_output=True, text=True, check=False)
+    return f"IP Address:{address}" in ret.stdout
+
+
+def _ca(ca_dir: str) -> tuple[str, str]:
+    os.makedirs(ca_dir, mode=0o700, exist_ok=True)
+    os.chmod(ca_dir, 0o700)
+    ca_key, ca_crt = os.path.join(ca_dir, "ca.key"), os.path.join(ca_dir, "ca.crt")
+    if not (os.path.exists(ca_key) and os.path.exists(ca_crt)):
+        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                 "-keyout", ca_key, "-out", ca_crt, "-days", "3650", "-subj", "/CN=pgha lab CA")
+    return ca_key, ca_crt
+
+
+def _issue(ca_dir: str, name: str, address: str, ca: tuple[str, str]) -> tuple[str, str]:
+    """A key and a certificate for ``address`` (and 127.0.0.1, localhost), signed by the lab's CA; kept."""
+    key, crt = os.path.join(ca_dir, f"{name}.key"), os.path.join(ca_dir, f"{name}.crt")
+    if os.path.exists(key) and os.path.exists(crt) and _certified_for(crt, address):
+        return key, crt
+    ext = os.path.join(ca_dir, f"{name}.ext")
+    write(ext, "\n".join([
+        f"subjectAltName=IP:{address},IP:127.0.0.1,DNS:localhost",
+        "extendedKeyUsage=serverAuth,clientAuth",
+        "keyUsage=digitalSignature,keyEncipherment",
+        "basicConstraints=CA:FALSE",
+        "",
+    ]), mode=0o600)
+    csr = os.path.join(ca_dir, f"{name}.csr")
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
+    _openssl("x509", "-req", "-in", csr, "-CA", ca[1], "-CAkey", ca[0], "-CAcreateserial",
+             "-out", crt, "-days", "3650", "-extfile", ext)
+    return key, crt
+
+
+def place(ca_dir: str, host_root: Callable[[str], str], nodes: dict[str, dict], repo: str = REPO) -> str:
+    """
+    The CA on every host and each etcd node's certificate and key on it, at
+    the formula's default paths under the host's root. Returns the CA's path.
+    """
+    ca = _ca(ca_dir)
+    paths = tls_paths(repo)
+    with open(ca[1], encoding="utf-8") as handle:
+        ca_text = handle.read()
+    for node_id, node in nodes.items():
+        root = host_root(node_id)
+        write(root + paths["ca_file"], ca_text)
+        if "etcd" not in node.get("roles", []):
+            continue
+        key, crt = _issue(ca_dir, node_id, node["address"], ca)
+        with open(crt, encoding="utf-8") as handle:
+            write(root + paths["cert_file"], handle.read())
+        with open(key, encoding="utf-8") as handle:
+            write(root + paths["key_file"], handle.read(), mode=0o600)
+    return ca[1]

@@ -1,0 +1,209 @@
+"""
+The lab's processes, by pid file: the salt-master, the five minions, each
+host's supervisord and the services it runs (etcd, Patroni, PostgreSQL,
+HAProxy). Starting records pids; stopping ends exactly those processes,
+never by name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import time
+
+import yaml
+
+from lab import LAB, MINIONS, REPO, VENV_BIN, config, pki, say
+
+# What other users may do in the lab's directory: traverse to the hosts'
+# roots (PostgreSQL and etcd run as their own users), nothing else. Every
+# directory that holds a secret or a job's return is root's alone.
+LAB_MODE = 0o711
+PRIVATE = ("etc", "master", "minions", "pillar", "pki", "logs", "run", "reports")
+
+
+def read_pid(path: str) -> int | None:
+    """The pid a pid file holds (its first line), None without one."""
+    try:
+        words = pathlib.Path(path).read_text(encoding="utf-8").split()
+    except OSError:
+        return None
+    return int(words[0]) if words and words[0].isdigit() else None
+
+
+def alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def stop_pid(pid: int | None, what: str, grace: float = 60.0) -> None:
+    if not alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if alive(pid):
+        say(f"  {what} (pid {pid}) ignored SIGTERM for {grace:.0f} s: SIGKILL")
+        os.kill(pid, signal.SIGKILL)
+        while alive(pid):
+            time.sleep(0.1)
+
+
+def _is_postgres(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8") as handle:
+            return handle.read().strip() in ("postgres", "postmaster")
+    except OSError:
+        return False
+
+
+class Lab:
+    """One lab (or one test run's hosts): its directory, its processes."""
+
+    def __init__(self, lab: str = LAB, repo: str = REPO, minions: tuple[str, ...] = MINIONS):
+        self.lab, self.repo, self.minions = lab, repo, minions
+        self.conf_dir = os.path.join(lab, "etc", "salt")
+
+    # paths -----------------------------------------------------------------
+    def host_root(self, minion_id: str) -> str:
+        return os.path.join(self.lab, "hosts", minion_id)
+
+    def minion_conf_dir(self, minion_id: str) -> str:
+        return os.path.join(self.lab, "minions", minion_id, "etc")
+
+    def pidfiles(self) -> list[tuple[str, str]]:
+        """Every pid file of the lab: supervisords first (their services), then Salt."""
+        files = [(f"supervisord of {m}", os.path.join(self.host_root(m), "run", "pgha", "supervisord.pid"))
+                 for m in self.minions]
+        files += [(f"salt-minion {m}", os.path.join(self.lab, "run", f"salt-minion-{m}.pid")) for m in self.minions]
+        files.append(("salt-master", os.path.join(self.lab, "run", "salt-master.pid")))
+        return files
+
+    def leftovers(self) -> list[tuple[str, str]]:
+        """PostgreSQL postmasters of the lab's hosts (started by their Patroni)."""
+        return [(f"postgres of {m}", os.path.join(self.host_root(m), "var", "lib", "patroni", "postmaster.pid"))
+                for m in self.minions]
+
+    def salt(self, tool: str, *args: str, check: bool = True, timeout: int | None = None):
+        cmd = [os.path.join(VENV_BIN, tool), "-c", self.conf_dir, *args]
+        return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=timeout)
+
+    # set-up ----------------------------------------------------------------
+    def configure(self) -> dict[str, str]:
+        """Salt's files, the lab's pillar and passwords, the PKI; private where they hold secrets."""
+        os.makedirs(self.lab, exist_ok=True)
+        os.chmod(self.lab, LAB_MODE)
+        for sub in PRIVATE:
+            os.makedirs(os.path.join(self.lab, sub), mode=0o700, exist_ok=True)
+            os.chmod(os.path.join(self.lab, sub), 0o700)
+        os.makedirs(os.path.join(self.lab, "hosts"), mode=0o755, exist_ok=True)
+        config.write(os.path.join(self.conf_dir, "master"), config.master_config(self.lab, self.repo), mode=0o600)
+        for minion_id in self.minions:
+            config.write(os.path.join(self.minion_conf_dir(minion_id), "minion"),
+                         config.minion_config(self.lab, minion_id), mode=0o600)
+        files = config.pillar_files(os.path.join(self.lab, "hosts", "{id}"), os.path.join(self.lab, "reports"))
+        for name, text in files.items():
+            config.write(os.path.join(self.lab, "pillar", name), text, mode=0o600)
+        values = config.secrets_file(os.path.join(self.lab, "pillar", "lab_secrets.sls"))
+        with open(os.path.join(self.repo, "pillar", "pgha", "lab.sls"), encoding="utf-8") as handle:
+            nodes = yaml.safe_load(handle)["pgha"]["nodes"]
+        pki.place(os.path.join(self.lab, "pki"), self.host_root, nodes, self.repo)
+        config.write(os.path.join(self.lab, "pgpass"),
+                     config.pgpass_line("127.0.0.3", 5432, "postgres", values["superuser_password"]), mode=0o600)
+        return values
+
+    def start(self) -> None:
+        master_pid = os.path.join(self.lab, "run", "salt-master.pid")
+        if alive(read_pid(master_pid)):
+            say("  salt-master already running")
+        else:
+            subprocess.run([os.path.join(VENV_BIN, "salt-master"), "-c", self.conf_dir, "-d"], check=True)
+            say(f"  salt-master started (pid {self._wait_pid(master_pid)})")
+        for minion_id in self.minions:
+            pidfile = os.path.join(self.lab, "run", f"salt-minion-{minion_id}.pid")
+            if alive(read_pid(pidfile)):
+                continue
+            subprocess.run([os.path.join(VENV_BIN, "salt-minion"), "-c", self.minion_conf_dir(minion_id), "-d"],
+                           check=True)
+            self._wait_pid(pidfile)
+        self.wait_minions()
+
+    def _wait_pid(self, pidfile: str, timeout: float = 30.0) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = read_pid(pidfile)
+            if alive(pid):
+                return pid
+            time.sleep(0.2)
+        raise SystemExit(f"lab: no live process behind {pidfile} after {timeout:.0f} s; see {self.lab}/logs")
+
+    def wait_minions(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        answered: set = set()
+        while time.monotonic() < deadline:
+            ret = self.salt("salt", "*", "test.ping", "--out=json", "--static", "-t", "10", check=False)
+            try:
+                answered = {k for k, v in json.loads(ret.stdout or "{}").items() if v is True}
+            except ValueError:
+                answered = set()
+            if answered >= set(self.minions):
+                say(f"  {len(self.minions)} minions answer: {', '.join(self.minions)}")
+                return
+            time.sleep(2)
+        raise SystemExit(f"lab: minions {sorted(set(self.minions) - answered)} did not answer within {timeout:.0f} s")
+
+    # tear-down -------------------------------------------------------------
+    def service_pids(self) -> list[tuple[str, int]]:
+        """The services each host's supervisord runs (etcd, patroni, haproxy), by pid."""
+        found = []
+        for minion_id in self.minions:
+            conf = os.path.join(self.host_root(minion_id), "etc", "pgha", "supervisord.conf")
+            pidfile = os.path.join(self.host_root(minion_id), "run", "pgha", "supervisord.pid")
+            if not os.path.exists(conf) or not alive(read_pid(pidfile)):
+                continue
+            ret = subprocess.run(["supervisorctl", "-c", conf, "status"], capture_output=True, text=True, check=False)
+            for line in ret.stdout.splitlines():
+                parts = line.split()
+                if "pid" in parts:
+                    found.append((f"{parts[0]} of {minion_id}", int(parts[parts.index("pid") + 1].rstrip(","))))
+        return found
+
+    def down(self) -> None:
+        services = self.service_pids()
+        for what, pidfile in self.pidfiles():
+            pid = read_pid(pidfile)
+            if alive(pid):
+                say(f"  stopping {what} (pid {pid})")
+                stop_pid(pid, what)
+        for what, pid in services:
+            if alive(pid):
+                say(f"  stopping {what} (pid {pid})")
+                stop_pid(pid, what, grace=30)
+        for what, pidfile in self.leftovers():
+            pid = read_pid(pidfile)
+            if alive(pid) and _is_postgres(pid):
+                say(f"  stopping {what} (pid {pid})")
+                stop_pid(pid, what, grace=30)
+        running = [(what, read_pid(p)) for what, p in self.pidfiles() if alive(read_pid(p))]
+        running += [(what, pid) for what, pid in services if alive(pid)]
+        if running:
+            raise SystemExit(f"lab: still running: {running}")
+        say("lab stopped: no process of the lab is running")
+
+    def running(self) -> bool:
+        return alive(read_pid(os.path.join(self.lab, "run", "salt-master.pid")))

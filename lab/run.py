@@ -1,0 +1,86 @@
+"""
+Running the orchestration on the lab and saying what happened: each stage
+with its time (the whole Salt output goes to ``.lab/logs``), the failed
+states' comments, then the cluster (``salt-run pgha.status``) and the
+drill's outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from lab import say
+from lab.config import write
+from lab.processes import Lab
+
+DRILL_FIELDS = ("mode", "ok", "old_leader", "new_leader", "timeline_before", "timeline_after", "rto_s",
+                "write_gap_s", "failed_writes", "acked", "lost", "rejoin_s", "replicas_streaming", "restored",
+                "report", "picture")
+
+
+def states_of(payload: dict) -> dict:
+    """The per-stage results of an orchestration's JSON output (``{}`` when it did not run)."""
+    states: dict = {}
+    for value in payload.get("data", payload).values():
+        if isinstance(value, dict):
+            states.update(value)
+    return states
+
+
+def failed_details(changes: dict) -> list[str]:
+    """The failed states inside a salt.state step, or a failed function's return."""
+    ret = changes.get("ret")
+    if not isinstance(ret, dict):
+        return [json.dumps(changes, default=str)] if changes else []
+    lines = []
+    for minion, result in ret.items():
+        if not isinstance(result, dict):
+            lines.append(f"{minion}: {result}")
+            continue
+        lines += [f"{minion}: {key.split('_|-')[1]}: {state.get('comment')}"
+                  for key, state in result.items() if isinstance(state, dict) and state.get("result") is False]
+    return lines
+
+
+def orchestrate(lab: Lab) -> tuple[int, dict]:
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    log_path = os.path.join(lab.lab, "logs", f"orchestrate-{stamp}.json")
+    say(f"running: salt-run -c .lab/etc/salt state.orchestrate pgha   (full output: {os.path.relpath(log_path, lab.repo)})")
+    started = time.monotonic()
+    ret = lab.salt("salt-run", "state.orchestrate", "pgha", "--out=json", check=False)
+    elapsed = time.monotonic() - started
+    write(log_path, ret.stdout + ("\n" + ret.stderr if ret.stderr else ""), mode=0o600)
+    try:
+        states = states_of(json.loads(ret.stdout))
+    except ValueError:
+        say(ret.stdout[-3000:] + ret.stderr[-3000:])
+        return ret.returncode or 1, {}
+    if not states:
+        say("orchestration did not run: " + ret.stdout[-2000:])
+    for key, state in sorted(states.items(), key=lambda kv: kv[1].get("__run_num__", 0)):
+        mark = {True: "ok  ", False: "FAIL", None: "skip"}.get(state.get("result"), "?   ")
+        say(f"  {mark} {key.split('_|-')[1]:<36} {state.get('duration', 0) / 1000:7.1f} s")
+        if state.get("result") is False:
+            say("       " + str(state.get("comment", "")).replace("\n", "\n       ")[:4000])
+            for line in failed_details(state.get("changes") or {}):
+                say("       " + line[:2000])
+    say(f"orchestration: exit {ret.returncode} in {elapsed:.1f} s")
+    return ret.returncode, states
+
+
+def show(lab: Lab, states: dict | None = None) -> None:
+    """The cluster as the operator's status shows it, then the drill's outcome."""
+    say("\nsalt-run pgha.status:")
+    ret = lab.salt("salt-run", "pgha.status", check=False, timeout=120)
+    say((ret.stdout or ret.stderr).rstrip())
+    for key, state in (states or {}).items():
+        if "pgha-orch-failover-drill" in key:
+            drill = (state.get("changes") or {}).get("return") or {}
+            say("\nfailover drill:")
+            for field in DRILL_FIELDS:
+                say(f"  {field:<20} {drill.get(field)}")
+            for problem in drill.get("problems", []):
+                say(f"  problem: {problem}")
+    say("\nconnect through HAProxy: PGPASSFILE=.lab/pgpass psql -h 127.0.0.3 -U postgres postgres")
