@@ -3,40 +3,32 @@ etcd authentication and TLS against a real etcd: the etcd_cluster module's
 auth_ensure / auth_status and the etcd_cluster.auth_configured state, on an
 etcd member of its own (127.0.101.5, https for clients and peers, certificates
 from the lab's stand-in PKI). The pillar model (pgha_config.mapdata) is given
-to the module; everything else is the real etcd.
+to the module through ``configure_loader_modules``; everything else is the
+real etcd. The tests run in order: each leaves etcd as the next expects.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import pathlib
-import shutil
 import socket
 import subprocess
 import time
-from unittest.mock import MagicMock
 
-import pghalab
 import pytest
+from pgha_test_helpers import load
 from salt.exceptions import CommandExecutionError
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from lab import pki
+
 ADDRESS = "127.0.101.5"
 ROOT_PW = "Root-auth-9c1d2e3f4a"
 PATRONI_PW = "Pat-auth-5b6c7d8e9f"
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
-    pytest.mark.skipif(not shutil.which("etcd") or not shutil.which("openssl"), reason="etcd or openssl missing (make deps)"),
-]
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-
-def _load(path: pathlib.Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+etcd_module = load("_modules", "etcd_cluster")
+etcd_states = load("_states", "etcd_cluster")
+# What pgha_config.mapdata gives the module; the tests change it in turn.
+MODEL: dict = {}
 
 
 def _listening(port: int) -> bool:
@@ -49,11 +41,11 @@ def _listening(port: int) -> bool:
 def etcd_tls(tmp_path_factory):
     """A one-member etcd over TLS; yields the CA's path on 'the host'."""
     if _listening(2379):
-        pytest.skip(f"{ADDRESS}:2379 is in use")
+        pytest.fail(f"{ADDRESS}:2379 is in use: another test run of this file is up", pytrace=False)
     base = tmp_path_factory.mktemp("etcd-auth")
     hosts = base / "hosts"
-    pghalab.pki(str(base / "ca"), lambda node_id: str(hosts / node_id), {"etcd": {"address": ADDRESS, "roles": ["etcd"]}})
-    paths = {key: str(hosts / "etcd") + value for key, value in pghalab.tls_paths().items()}
+    pki.place(str(base / "ca"), lambda node_id: str(hosts / node_id), {"etcd": {"address": ADDRESS, "roles": ["etcd"]}})
+    paths = {key: str(hosts / "etcd") + value for key, value in pki.tls_paths().items()}
     url = f"https://{ADDRESS}"
     log = open(base / "etcd.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
@@ -72,6 +64,8 @@ def etcd_tls(tmp_path_factory):
     while not _listening(2379):
         assert proc.poll() is None and time.monotonic() < deadline, (base / "etcd.log").read_text()[-2000:]
         time.sleep(0.2)
+    MODEL.clear()
+    MODEL.update(model(paths["ca_file"]))
     yield {"ca_file": paths["ca_file"], "log": base / "etcd.log"}
     proc.terminate()
     proc.wait(timeout=30)
@@ -95,20 +89,25 @@ def model(ca_file: str | None, auth: bool = True, root_pw: str = ROOT_PW, patron
     }
 
 
-@pytest.fixture(scope="module")
-def mods(etcd_tls):
-    module = _load(REPO / "_modules" / "etcd_cluster.py", "pgha_it_etcd_cluster")
-    state = _load(REPO / "_states" / "etcd_cluster.py", "pgha_it_etcd_cluster_state")
-    module.__salt__ = {"pgha_config.mapdata": MagicMock(return_value=model(etcd_tls["ca_file"]))}
-    module.__context__ = {}
-    state.__salt__ = {"etcd_cluster.auth_ensure": module.auth_ensure, "etcd_cluster.health": module.health}
-    state.__opts__ = {"test": False}
-    return module, state
+@pytest.fixture
+def configure_loader_modules(etcd_tls):
+    return {
+        etcd_module: {"__salt__": {"pgha_config.mapdata": lambda **kwargs: dict(MODEL)}, "__context__": {}},
+        etcd_states: {
+            "__salt__": {"etcd_cluster.auth_ensure": etcd_module.auth_ensure, "etcd_cluster.health": etcd_module.health},
+            "__opts__": {"test": False},
+        },
+    }
+
+
+@pytest.fixture
+def mods():
+    return etcd_module, etcd_states
 
 
 def set_model(module, **kwargs) -> None:
-    ca_file = kwargs.pop("ca_file", module.__salt__["pgha_config.mapdata"].return_value["etcd"]["tls"]["ca_file"])
-    module.__salt__["pgha_config.mapdata"].return_value = model(ca_file, **kwargs)
+    ca_file = kwargs.pop("ca_file", MODEL["etcd"]["tls"]["ca_file"] or None)
+    MODEL.update(model(ca_file, **kwargs))
 
 
 def client(ca_file: str, user: str | None = None, password: str | None = None):

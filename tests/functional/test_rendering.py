@@ -10,8 +10,8 @@ Every salt-call runs with its own configuration directory under pytest's tmp
 directory: file_client local, no master, no daemon, no service started. The
 pillar sets `pgha:lookup:root` so every managed file lands under tmp. The SLS
 applied (pgha.<role>.config) manage files only and check that the packages are
-already installed; the tests are skipped when a package is missing, so that
-they never install anything.
+already installed, so that they never install anything; a missing package
+fails them with what to run (tests/functional/conftest.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import os
 import pathlib
 import pwd
 import re
-import shutil
 import stat
 import subprocess
 
@@ -32,8 +31,6 @@ from pgha_test_helpers import PILLAR_DIR, REPO, TEST_SECRETS
 
 SALT_CALL = REPO / ".venv" / "bin" / "salt-call"
 HAPROXY = "/usr/sbin/haproxy"
-PACKAGES = ("postgresql-15", "patroni", "python3-etcd3", "python3-psycopg2", "etcd-server", "etcd-client", "haproxy")
-USERS = ("postgres", "haproxy", "etcd")
 CALL_TIMEOUT = 120
 
 # The lab's passwords: different from production's, still unique strings.
@@ -41,32 +38,6 @@ LAB_SECRETS = {key: value.replace("-pw-", "-lab-") for key, value in TEST_SECRET
 
 SEED_SERVERS = {"postgres01": "10.131.0.15", "postgres02": "10.131.0.32", "postgres03": "10.131.0.6"}
 LAB_SERVERS = {"postgres01": "127.0.0.15", "postgres02": "127.0.0.32", "postgres03": "127.0.0.6"}
-
-
-def _missing_prerequisites() -> str | None:
-    if os.geteuid() != 0:
-        return "rendering sets file owners (postgres, haproxy): run as root"
-    if not SALT_CALL.exists():
-        return f"{SALT_CALL} missing: run `make venv`"
-    for user in USERS:
-        try:
-            pwd.getpwnam(user)
-        except KeyError:
-            return f"user {user} missing (installed by the Debian packages)"
-    if not shutil.which("dpkg-query"):
-        return "not a Debian host"
-    for package in PACKAGES:
-        status = subprocess.run(
-            ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True, check=False
-        ).stdout
-        if "install ok installed" not in status:
-            # pkg.installed would install it: these tests never change the host.
-            return f"Debian package {package} not installed (`make deps`)"
-    return None
-
-
-_REASON = _missing_prerequisites()
-pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
 
 
 # ---------------------------------------------------------------------------

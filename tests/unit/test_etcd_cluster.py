@@ -1,7 +1,7 @@
 """
 Unit tests of the etcd_cluster execution module (_modules/etcd_cluster.py).
 
-The module is loaded from its path with its dunders injected; python-etcd3
+The loader's dunders come from ``configure_loader_modules``; python-etcd3
 clients are replaced by fakes (one per endpoint) that record the calls made
 and raise errors the way python-etcd3 does: its own exception class, raised
 while handling the gRPC error that carries etcd's message.
@@ -9,16 +9,14 @@ while handling the gRPC error that carries etcd's message.
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 from types import SimpleNamespace
 from unittest.mock import MagicMock
 
 import grpc
 import pytest
+from pgha_test_helpers import load
 from salt.exceptions import CommandExecutionError
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 # python-etcd3's generated protobuf code, on protobuf's pure-Python implementation.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:etcd3")
 
@@ -114,30 +112,38 @@ class FakeClient:
         self.closed = True
 
 
+etcd_cluster_module = load("_modules", "etcd_cluster")
+
+
+@pytest.fixture
+def configure_loader_modules():
+    return {
+        etcd_cluster_module: {
+            "__salt__": {"pgha_config.mapdata": MagicMock(return_value=MAP)},
+            "__context__": {},
+            "__opts__": {"test": False},
+            "__grains__": {"id": "etcd"},
+            "log": MagicMock(),
+        }
+    }
+
+
 @pytest.fixture
 def etcd_cluster(monkeypatch):
-    spec = importlib.util.spec_from_file_location("pgha_unit_etcd_cluster", ROOT / "_modules" / "etcd_cluster.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.__salt__ = {"pgha_config.mapdata": MagicMock(return_value=MAP)}
-    module.__context__ = {}
-    module.__opts__ = {"test": False}
-    module.__grains__ = {"id": "etcd"}
-    module.__pillar__ = {}
-    monkeypatch.setattr(module.time, "sleep", MagicMock())
-    module.log = MagicMock()
-    return module
+    """The module, its dunders in place; waits do not sleep (restored after the test)."""
+    monkeypatch.setattr(etcd_cluster_module.time, "sleep", MagicMock())
+    return etcd_cluster_module
 
 
 @pytest.fixture
-def clients(etcd_cluster):
+def clients(etcd_cluster, monkeypatch):
     """host -> FakeClient; the module's _client hands them out."""
     made = {
         "127.0.0.5": FakeClient("127.0.0.5", 2379),
         "127.0.0.7": FakeClient("127.0.0.7", 2379),
         "127.0.0.8": FakeClient("127.0.0.8", 2379),
     }
-    etcd_cluster._client = lambda host, port, settings=None, admin=False: made[host]
+    monkeypatch.setattr(etcd_cluster, "_client", lambda host, port, settings=None, admin=False: made[host])
     return made
 
 
@@ -157,10 +163,10 @@ def etcd_cluster_exceptions():
 # ---------------------------------------------------------------------------
 
 
-def test_virtual(etcd_cluster):
+def test_virtual(etcd_cluster, monkeypatch):
     assert etcd_cluster.__virtual__() == "etcd_cluster"
-    etcd_cluster.HAS_ETCD3 = False
-    etcd_cluster.IMPORT_ERROR = "No module named 'etcd3'"
+    monkeypatch.setattr(etcd_cluster, "HAS_ETCD3", False)
+    monkeypatch.setattr(etcd_cluster, "IMPORT_ERROR", "No module named 'etcd3'")
     result = etcd_cluster.__virtual__()
     assert result[0] is False and "No module named 'etcd3'" in result[1]
 

@@ -2,22 +2,19 @@
 Unit tests of the pgha state modules _states/patroni.py and
 _states/etcd_cluster.py.
 
-Each state module is loaded from its path with its dunders injected;
-``__salt__`` holds mocks of the execution functions. With ``test=True`` a
+The loader's dunders come from ``configure_loader_modules``; ``__salt__``
+holds mocks of the execution functions. With ``test=True`` a
 state must return result None with the changes it would make and call no
 write function; no change means result True in both modes.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 from unittest.mock import MagicMock
 
 import pytest
+from pgha_test_helpers import load
 from salt.exceptions import CommandExecutionError
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 PATRONI_WRITES = ("patroni.switchover", "patroni.failover", "patroni.edit_config", "patroni.restart",
                   "patroni.pause", "patroni.resume")
@@ -37,15 +34,23 @@ ETCD_MEMBERS = [
 ]
 
 
-def load(relpath: str, name: str, salt_functions: dict, test: bool):
-    spec = importlib.util.spec_from_file_location(name, ROOT / relpath)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.__salt__ = salt_functions
-    module.__opts__ = {"test": test}
-    module.__context__ = {}
-    module.__grains__ = {"id": "postgres01"}
-    module.__pillar__ = {}
+patroni_states = load("_states", "patroni")
+etcd_states = load("_states", "etcd_cluster")
+
+
+@pytest.fixture
+def configure_loader_modules():
+    return {
+        module: {"__salt__": {}, "__opts__": {"test": False}, "__context__": {}, "__grains__": {"id": "postgres01"}}
+        for module in (patroni_states, etcd_states)
+    }
+
+
+def _use(module, salt_functions: dict, test: bool):
+    """The state module with these execution functions and test mode (its dunders are this test's own)."""
+    module.__salt__.clear()
+    module.__salt__.update(salt_functions)
+    module.__opts__["test"] = test
     return module
 
 
@@ -75,11 +80,11 @@ def etcd_salt():
 
 
 def patroni_state(functions: dict, test: bool = False):
-    return load("_states/patroni.py", "pgha_unit_patroni_state", functions, test)
+    return _use(patroni_states, functions, test)
 
 
 def etcd_state(functions: dict, test: bool = False):
-    return load("_states/etcd_cluster.py", "pgha_unit_etcd_cluster_state", functions, test)
+    return _use(etcd_states, functions, test)
 
 
 def assert_no_writes(functions: dict, writes: tuple) -> None:
