@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import pathlib
+import types
 
 import yaml
 
@@ -27,3 +29,16 @@ TEST_SECRETS = {
 def read_pillar(name: str) -> dict:
     """The pillar file pillar/pgha/<name>.sls (plain YAML, no Jinja) as a dict."""
     return yaml.safe_load((PILLAR_DIR / "pgha" / f"{name}.sls").read_text())
+
+
+def import_salt_module(relpath: str, name: str) -> types.ModuleType:
+    """
+    One of the formula's Salt modules (``_modules/x.py``, ``_states/x.py``)
+    imported from its file under a name of its own, without Salt's loader:
+    for pytest-salt-factories' ``configure_loader_modules``, which injects
+    the dunders (``__salt__``, ``__opts__``, ...) around each test.
+    """
+    spec = importlib.util.spec_from_file_location(name, REPO / relpath)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
