@@ -10,8 +10,8 @@ pgha pillar, through ``pgha_config.mapdata``) and runs ``patronictl`` with the
 node's own configuration file. GET requests are never authenticated; write
 requests use the REST API credentials of the pillar (``pgha:users:restapi``,
 ``pgha:secrets:restapi_password``). An error answer of Patroni becomes a
-``CommandExecutionError`` carrying Patroni's own message. Needs ``patronictl``
-on the minion.
+``CommandExecutionError`` carrying Patroni's own message. ``list_ctl`` needs
+the node's ``patronictl`` (``pgha:lookup:patroni:patronictl``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-import salt.utils.path
 from salt.exceptions import CommandExecutionError
 
 log = logging.getLogger(__name__)
@@ -55,8 +54,8 @@ _NOT_PENDING = "restart conditions are not satisfied"
 
 
 def __virtual__():
-    if not salt.utils.path.which("patronictl") and not salt.utils.path.which("patroni"):
-        return (False, "patroni: the patroni package (patronictl) is not installed on this minion")
+    # patronictl is pgha:lookup:patroni:patronictl (pgha's virtualenv by default, not on PATH); the REST API
+    # functions need nothing local.
     return __virtualname__
 
 

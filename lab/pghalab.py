@@ -149,6 +149,12 @@ def secrets_file(path: str) -> dict[str, str]:
     return values
 
 
+def patronictl_path(repo: str = REPO) -> str:
+    """Where the formula installs patronictl on a host (defaults.yaml: lookup:patroni:venv_dir), under its root."""
+    with open(os.path.join(repo, "salt", "pgha", "parameters", "defaults.yaml"), encoding="utf-8") as handle:
+        return yaml.safe_load(handle)["lookup"]["patroni"]["venv_dir"] + "/bin/patronictl"
+
+
 def tls_paths(repo: str = REPO) -> dict[str, str]:
     """Where the formula looks for etcd's TLS files (defaults.yaml), on each host."""
     with open(os.path.join(repo, "salt", "pgha", "parameters", "defaults.yaml"), encoding="utf-8") as handle:
@@ -390,6 +396,11 @@ class Lab:
             name = key.split("_|-")[1]
             mark = {True: "ok  ", False: "FAIL", None: "skip"}.get(state.get("result"), "?   ")
             say(f"  {mark} {name:<36} {state.get('duration', 0) / 1000:7.1f} s")
+            if name == "pgha-orch-hosts-ready":
+                hosts = ((state.get("changes") or {}).get("ret") or {}).items()
+                versions = [f"{m} {r['patroni_version']}" for m, r in sorted(hosts)
+                            if isinstance(r, dict) and r.get("patroni_version")]
+                say("       Patroni installed: " + (", ".join(versions) or "none yet"))
             if state.get("result") is False:
                 say("       " + str(state.get("comment", "")).replace("\n", "\n       ")[:4000])
                 for line in failed_details(state.get("changes") or {}):
@@ -401,7 +412,8 @@ class Lab:
     def show(self, states: dict | None = None) -> None:
         cfg = os.path.join(self.host_root("postgres01"), "etc", "patroni", "config.yml")
         say("\npatronictl list:")
-        ret = subprocess.run(["patronictl", "-c", cfg, "list"], capture_output=True, text=True, check=False)
+        ctl = self.host_root("postgres01") + patronictl_path(self.repo)
+        ret = subprocess.run([ctl, "-c", cfg, "list"], capture_output=True, text=True, check=False)
         say(ret.stdout.rstrip() or ret.stderr.rstrip())
         values = secrets_file(os.path.join(self.lab, "pillar", "lab_secrets.sls"))
         token = base64.b64encode(f"stats:{values['haproxy_stats_password']}".encode()).decode()
