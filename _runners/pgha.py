@@ -647,8 +647,19 @@ def _etcd_health(topo: dict) -> dict:
         return {"healthy": False, "error": str(exc), "endpoints": {}}
 
 
+def _running_patroni_version(topo: dict, name: str) -> str | None:
+    """The version of the Patroni that runs on a member (GET /patroni), None when it does not answer."""
+    status, text = _http(topo["restapi_urls"][name] + "/patroni") if name in topo["restapi_urls"] else (0, "")
+    try:
+        return (json.loads(text).get("patroni") or {}).get("version") if status == 200 else None
+    except (ValueError, AttributeError):
+        return None
+
+
 def _status_data(topo: dict) -> dict:
     members = members_from_view(_cluster_view(topo))
+    for entry in members:
+        entry["patroni_version"] = _running_patroni_version(topo, entry["name"])
     return {
         "members": members,
         "leader": next((m["name"] for m in members if m["role"] == "leader"), None),
@@ -659,11 +670,14 @@ def _status_data(topo: dict) -> dict:
 
 def format_status(data: dict) -> str:
     """The status as a text table (pure: unit-tested)."""
-    lines = ["Patroni members", f"  {'member':<14}{'role':<14}{'state':<12}{'TL':>4}{'lag (bytes)':>13}  streaming"]
+    versions = any("patroni_version" in m for m in data["members"])
+    lines = ["Patroni members", f"  {'member':<14}{'role':<14}{'state':<12}{'TL':>4}{'lag (bytes)':>13}  streaming"
+             + ("  Patroni" if versions else "")]
     for m in data["members"]:
         streaming = "-" if m["role"] == "leader" else ("yes" if m["streaming"] else "NO")
         lag = "" if m["lag"] is None else m["lag"]
-        lines.append(f"  {m['name']:<14}{m['role']:<14}{m['state']:<12}{m['timeline'] or '':>4}{lag:>13}  {streaming}")
+        line = f"  {m['name']:<14}{m['role']:<14}{m['state']:<12}{m['timeline'] or '':>4}{lag:>13}  {streaming}"
+        lines.append(f"{line:<70}  {m.get('patroni_version') or '?'}" if versions else line)
     if not data["members"]:
         lines.append("  (no Patroni member answered)")
     etcd = data["etcd"]

@@ -606,6 +606,30 @@ def test_format_status_unhealthy_etcd_and_no_members(mod):
     assert "did not answer etcd_cluster.health" in text
 
 
+def test_format_status_patroni_versions(mod):
+    data = status_data()
+    for entry, version in zip(data["members"], ["4.1.5", "4.1.5", None]):
+        entry["patroni_version"] = version
+    rows = sections(mod.format_status(data))["Patroni members"]
+    assert rows[0][-1] == "Patroni"
+    assert [row[-1] for row in rows[1:]] == ["4.1.5", "4.1.5", "?"]
+
+
+def test_status_data_running_patroni_versions(mod, monkeypatch):
+    topo = {"restapi_urls": {"postgres01": "http://10.131.0.15:8008", "postgres02": "http://10.131.0.32:8008"}}
+    view = {"cluster": {"members": [{"name": "postgres01", "role": "leader", "state": "running", "timeline": 3},
+                                    {"name": "postgres02", "role": "replica", "state": "streaming", "timeline": 3}]},
+            "replication": [{"application_name": "postgres02", "state": "streaming"}]}
+    answers = {"http://10.131.0.15:8008/patroni": (200, json.dumps({"patroni": {"version": "4.1.5", "scope": "postgres"}})),
+               "http://10.131.0.32:8008/patroni": (0, "connection refused")}
+    monkeypatch.setattr(mod, "_cluster_view", lambda topo: view)
+    monkeypatch.setattr(mod, "_http", lambda url, **kwargs: answers[url])
+    monkeypatch.setattr(mod, "_etcd_health", lambda topo: {"healthy": True})
+    monkeypatch.setattr(mod, "haproxy_servers", lambda topo: {})
+    data = mod._status_data(topo)
+    assert [(m["name"], m["patroni_version"]) for m in data["members"]] == [("postgres01", "4.1.5"), ("postgres02", None)]
+
+
 # ---------------------------------------------------------------------------
 # _fail
 # ---------------------------------------------------------------------------
