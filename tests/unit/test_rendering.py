@@ -455,6 +455,10 @@ def test_patroni_install_from_pypi(production):
     assert pip["umask"] == "022"
     assert "env" not in pip
     assert "pgha-patroni-package-installed" not in states
+    # a new Patroni restarts nothing: it says so, when it was installed
+    noted = states["pgha-patroni-restart-pending-noted"]
+    assert noted["onchanges"] == [{"cmd": "pgha-patroni-pip-installed"}]
+    assert "salt-run pgha.restart what=patroni" in noted["text"]
 
 
 def test_patroni_install_offline_options(production):
@@ -492,6 +496,7 @@ def test_patroni_install_package(production):
     env.place_pki(PKI_NODES)
     states = shown(env, "pgha.patroni.service")
     assert states["pgha-patroni-package-installed"]["pkgs"] == ["patroni", "python3-etcd3", "python3-psycopg2"]
+    assert states["pgha-patroni-restart-pending-noted"]["onchanges"] == [{"pkg": "pgha-patroni-package-installed"}]
     assert not any(state_id.startswith("pgha-patroni-venv") for state_id in states)
     # the package's own unit
     assert "pgha-patroni-unit-file-managed" not in states

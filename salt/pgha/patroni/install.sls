@@ -53,9 +53,21 @@ pgha-patroni-pip-installed:
 {%-   endif %}
     - require:
       - cmd: pgha-patroni-venv-created
+{%-   set installed = {'cmd': 'pgha-patroni-pip-installed'} %}
 {%- else %}
 
 pgha-patroni-package-installed:
   pkg.installed:
     - pkgs: {{ patroni.pkgs | json }}
+{%-   set installed = {'pkg': 'pgha-patroni-package-installed'} %}
 {%- endif %}
+
+# Said only when Patroni was just installed or changed.
+pgha-patroni-restart-pending-noted:
+  test.show_notification:
+    - text: >-
+        Patroni {{ mapdata.patroni.version if patroni.install == 'pip' else '(package)' }} installed on
+        {{ mapdata.id }}: a Patroni that was already running keeps its version until it is restarted
+        (salt-run pgha.restart what=patroni; salt-run pgha.status shows the version each member runs)
+    - onchanges:
+      - {{ installed | json }}
