@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import json
 import logging
 import os
 import re
+import urllib.request
 from typing import Any
 
 import salt.utils.yaml
@@ -785,28 +787,45 @@ def patroni_version(data: dict) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _patroni_errors(data: dict, version: str | None, source: str | None) -> list[str]:
+def running_patroni_version(data: dict, timeout: float = 2.0) -> str | None:
+    """The version the Patroni running on this node reports (REST API ``GET /patroni``), None if none answers."""
+    url = data["restapi_urls"][data["id"]] + "/patroni"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            version = (json.loads(resp.read().decode()).get("patroni") or {}).get("version")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return version if version_tuple(version) else None
+
+
+def _patroni_errors(data: dict, installed: tuple, running: str | None) -> list[str]:
     """
-    Why this host's Patroni must not run: with ``install: package``, a
-    version older than 3.1 (unless ``patroni:allow_unsafe_version``); with
-    ``install: pip``, which replaces it with ``patroni:version`` (validated),
-    a jump from before 3.1 straight to 4.x, which a running cluster does not
-    take reliably.
+    Why this host's Patroni must not run. ``installed`` is (version, where
+    it was read) from ``patroni_version``, ``running`` the version the
+    running Patroni reports. With ``install: package``, an installed Patroni
+    older than 3.1 (unless ``patroni:allow_unsafe_version``). With ``install:
+    pip``, which installs ``patroni:version`` (validated), a jump from an
+    installed or running Patroni before 3.1 straight to 4.x, which a running
+    cluster does not take reliably.
     """
-    if version is None or version_tuple(version) >= SAFE_PATRONI:
-        return []
+    version, source = installed
     target = data["patroni"]["version"]
     if data["lookup"]["patroni"]["install"] == "pip":
-        if version == target or version_tuple(target) < (4,):
+        if version_tuple(target) < (4,):
             return []
+        before = [(found, where) for found, where in ((version, source), (running, "running now"))
+                  if found and version_tuple(found) < SAFE_PATRONI]
+        if not before:
+            return []
+        found, where = before[0]
         message = (
-            f"{_key('patroni', 'version')}: {target}, but {data['id']} has Patroni {version} ({source}), older "
+            f"{_key('patroni', 'version')}: {target}, but {data['id']} has Patroni {found} ({where}), older "
             "than 3.1: a running cluster moves to 4.x reliably only from 3.1 or later; set patroni:version to "
             "a 3.x release of 3.1 or later first (e.g. 3.3.11), restart Patroni on every node "
             f"(salt-run pgha.restart what=patroni), then {target}"
         )
         return [message]
-    if data["patroni"]["allow_unsafe_version"]:
+    if version is None or version_tuple(version) >= SAFE_PATRONI or data["patroni"]["allow_unsafe_version"]:
         return []
     message = (
         f"{_key('lookup', 'patroni', 'install')}: package: Patroni {version} on {data['id']} ({source}) is older "
@@ -826,8 +845,11 @@ def check_host(saltenv: str = "base", patroni: bool = True) -> dict:
     later (unless ``patroni:allow_unsafe_version``): the installed one, or
     with ``lookup:patroni:install: package`` the package's candidate; with
     ``install: pip`` the states install ``patroni:version`` (validated), and
-    only a jump from before 3.1 straight to 4.x is refused. Returns ``{"ready": bool, "errors": [...], "patroni_version":
-    "4.1.5" or None}`` (None: not installed yet, or not a PostgreSQL node),
+    only a jump from before 3.1 (installed or running) straight to 4.x is
+    refused. Returns ``{"ready": bool, "errors": [...], "patroni_version":
+    "4.1.5" or None, "patroni_running": "4.1.5" or None}`` (the installed
+    version, None when not installed yet or not a PostgreSQL node; the
+    version the running Patroni reports, None when none answers),
     each error naming the pillar key, the path and this minion; non-zero
     exit when not ready. The orchestration runs it on every minion before
     any state (stage ``pgha-orch-hosts-ready``). ``patroni=False`` checks
@@ -853,10 +875,11 @@ def check_host(saltenv: str = "base", patroni: bool = True) -> dict:
             for key in needed
             if not os.path.isfile(tls[key])
         ]
-    version = None
+    version = running = None
     if patroni and "postgresql" in data["roles"]:
-        version, source = patroni_version(data)
-        errors += _patroni_errors(data, version, source)
+        installed = patroni_version(data)
+        version, running = installed[0], running_patroni_version(data)
+        errors += _patroni_errors(data, installed, running)
     if errors:
         __context__["retcode"] = 1
-    return {"ready": not errors, "errors": errors, "patroni_version": version}
+    return {"ready": not errors, "errors": errors, "patroni_version": version, "patroni_running": running}

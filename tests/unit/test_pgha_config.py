@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import io
+import json
 import os
 import re
 import sys
+import urllib.error
+import urllib.request
 from typing import Any
 from unittest.mock import MagicMock
 
@@ -53,6 +57,28 @@ def load_module(pillar: Any = None, minion_id: str = "postgres01", os_family: st
 @pytest.fixture
 def pgha_config():
     return load_module
+
+
+class FakeRestApi:
+    """urllib.request.urlopen for check_host: nothing leaves the machine; answers by URL, else refused."""
+
+    def __init__(self):
+        self.answers: dict[str, bytes] = {}
+        self.urls: list[str] = []
+
+    def __call__(self, url, timeout=None):
+        self.urls.append(url)
+        if url not in self.answers:
+            raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+        return io.BytesIO(self.answers[url])
+
+
+@pytest.fixture(autouse=True)
+def rest_api(monkeypatch):
+    """Every test: Patroni's REST API faked (check_host asks the running Patroni its version)."""
+    fake = FakeRestApi()
+    monkeypatch.setattr(urllib.request, "urlopen", fake)
+    return fake
 
 
 # ---------------------------------------------------------------------------
@@ -892,7 +918,9 @@ def test_check_host_tls_files(production_pillar, tmp_path, minion_id, present, m
 
 def test_check_host_tls_off_needs_nothing(production_pillar, tmp_path):
     pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"}, "etcd": {"tls": {"enabled": False}}})
-    assert load_module(pillar, minion_id="etcd").check_host() == {"ready": True, "errors": [], "patroni_version": None}
+    assert load_module(pillar, minion_id="etcd").check_host() == {
+        "ready": True, "errors": [], "patroni_version": None, "patroni_running": None
+    }
 
 
 def test_check_host_refuses_an_invalid_pillar(production_pillar):
@@ -926,7 +954,7 @@ def _patroni_host(production_pillar, tmp_path, patch: dict | None = None, minion
 
 def test_check_host_reports_the_installed_patroni(production_pillar, tmp_path):
     module, binary = _patroni_host(production_pillar, tmp_path, version_output="patroni 4.1.5\n")
-    assert module.check_host() == {"ready": True, "errors": [], "patroni_version": "4.1.5"}
+    assert module.check_host() == {"ready": True, "errors": [], "patroni_version": "4.1.5", "patroni_running": None}
     module.__salt__["cmd.run_all"].assert_called_once_with(
         [binary, "--version"], python_shell=False, ignore_retcode=True, timeout=30
     )
@@ -935,7 +963,7 @@ def test_check_host_reports_the_installed_patroni(production_pillar, tmp_path):
 
 def test_check_host_patroni_not_installed_yet(production_pillar, tmp_path):
     module, _ = _patroni_host(production_pillar, tmp_path)
-    assert module.check_host() == {"ready": True, "errors": [], "patroni_version": None}
+    assert module.check_host() == {"ready": True, "errors": [], "patroni_version": None, "patroni_running": None}
     module.__salt__["cmd.run_all"].assert_not_called()
     # with pip, the package manager is not asked
     module.__salt__["pkg.version"].assert_not_called()
@@ -963,7 +991,7 @@ def test_check_host_pip_straight_from_before_3_1_to_4_is_refused(production_pill
 def test_check_host_pip_from_before_3_1_to_3_x_is_the_way(production_pillar, tmp_path):
     patch = {"patroni": {"version": "3.3.11"}}
     module, _ = _patroni_host(production_pillar, tmp_path, patch, version_output="patroni 3.0.2")
-    assert module.check_host() == {"ready": True, "errors": [], "patroni_version": "3.0.2"}
+    assert module.check_host()["errors"] == []
 
 
 def test_check_host_package_too_old_is_refused(production_pillar, tmp_path):
@@ -982,7 +1010,8 @@ def test_check_host_package_too_old_allowed_to_measure(production_pillar, tmp_pa
     binary = f"{tmp_path}/usr-bin/patroni"
     patch = {"lookup": {"patroni": {"install": "package", "binary": binary}}, "patroni": {"allow_unsafe_version": True}}
     module, _ = _patroni_host(production_pillar, tmp_path, patch, version_output="patroni 3.0.2", binary=binary)
-    assert module.check_host() == {"ready": True, "errors": [], "patroni_version": "3.0.2"}
+    result = module.check_host()
+    assert (result["ready"], result["patroni_version"]) == (True, "3.0.2")
 
 
 def test_check_host_package_candidate(production_pillar, tmp_path):
@@ -999,21 +1028,57 @@ def test_check_host_package_candidate(production_pillar, tmp_path):
 def test_check_host_package_installed_recent(production_pillar, tmp_path):
     patch = {"lookup": {"patroni": {"install": "package", "binary": f"{tmp_path}/none/patroni"}}}
     module, _ = _patroni_host(production_pillar, tmp_path, patch, installed="1:4.0.4-1")
-    assert module.check_host() == {"ready": True, "errors": [], "patroni_version": "4.0.4"}
+    result = module.check_host()
+    assert (result["ready"], result["patroni_version"]) == (True, "4.0.4")
     module.__salt__["pkg.latest_version"].assert_not_called()
 
 
 def test_check_host_tls_only(production_pillar, tmp_path):
     module, _ = _patroni_host(production_pillar, tmp_path, version_output="patroni 3.0.2")
-    assert module.check_host(patroni=False) == {"ready": True, "errors": [], "patroni_version": None}
+    result = module.check_host(patroni=False)
+    assert result == {"ready": True, "errors": [], "patroni_version": None, "patroni_running": None}
     module.__salt__["cmd.run_all"].assert_not_called()
 
 
 @pytest.mark.parametrize("minion_id", ["etcd", "haproxy"])
-def test_check_host_no_patroni_on_other_roles(production_pillar, tmp_path, minion_id):
+def test_check_host_no_patroni_on_other_roles(production_pillar, tmp_path, minion_id, rest_api):
     module, _ = _patroni_host(production_pillar, tmp_path, minion_id=minion_id, version_output="patroni 3.0.2")
-    assert module.check_host() == {"ready": True, "errors": [], "patroni_version": None}
+    assert module.check_host() == {"ready": True, "errors": [], "patroni_version": None, "patroni_running": None}
     module.__salt__["cmd.run_all"].assert_not_called()
+    assert rest_api.urls == []
+
+
+def test_check_host_asks_the_running_patroni(production_pillar, tmp_path, rest_api):
+    rest_api.answers["http://10.131.0.15:8008/patroni"] = json.dumps(
+        {"state": "running", "patroni": {"version": "4.1.4", "scope": "postgres", "name": "postgres01"}}
+    ).encode()
+    module, _ = _patroni_host(production_pillar, tmp_path, version_output="patroni 4.1.5")
+    result = module.check_host()
+    assert (result["patroni_version"], result["patroni_running"]) == ("4.1.5", "4.1.4")
+    assert rest_api.urls == ["http://10.131.0.15:8008/patroni"]
+
+
+@pytest.mark.parametrize("body", [b"not json", b'{"patroni": "4.1.5"}', b'{"state": "running"}', b"[]"])
+def test_running_patroni_version_odd_answers(production_pillar, rest_api, body):
+    rest_api.answers["http://10.131.0.15:8008/patroni"] = body
+    module = load_module(production_pillar)
+    assert module.running_patroni_version(module.mapdata()) is None
+
+
+def test_check_host_pip_running_before_3_1_straight_to_4_is_refused(production_pillar, tmp_path, rest_api):
+    # moving a cluster from Debian's package (3.0.2, running) to pip: the virtualenv is not there yet
+    rest_api.answers["http://10.131.0.15:8008/patroni"] = b'{"patroni": {"version": "3.0.2", "scope": "postgres"}}'
+    module, _ = _patroni_host(production_pillar, tmp_path)
+    result = module.check_host()
+    assert (result["patroni_version"], result["patroni_running"]) == (None, "3.0.2")
+    [error] = result["errors"]
+    assert error.startswith("pgha:patroni:version: 4.1.5, but postgres01 has Patroni 3.0.2 (running now), older than 3.1")
+
+
+def test_check_host_pip_running_before_3_1_to_3_x(production_pillar, tmp_path, rest_api):
+    rest_api.answers["http://10.131.0.15:8008/patroni"] = b'{"patroni": {"version": "3.0.2", "scope": "postgres"}}'
+    module, _ = _patroni_host(production_pillar, tmp_path, {"patroni": {"version": "3.3.11"}})
+    assert module.check_host()["ready"] is True
 
 
 @pytest.mark.parametrize(
