@@ -1,10 +1,10 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 # Patroni runs PostgreSQL. A configuration change reloads Patroni (SIGHUP):
-# restarting it on the leader would move the leader. So does a new Patroni
-# (pgha:patroni:version) or a new service definition: the running Patroni
-# keeps its code until it is restarted, replicas first and the leader after
-# a switchover (salt-run pgha.restart what=patroni).
+# restarting it on the leader would move the leader. A new Patroni
+# (pgha:patroni:version) or a new service definition restarts nothing: the
+# running Patroni keeps its code until it is restarted, replicas first and
+# the leader after a switchover (salt-run pgha.restart what=patroni).
 # systemd with install: pip: the formula's own unit (ExecStart in the
 # virtualenv), systemd reloaded when it changes; the distribution's unit
 # with install: package.
