@@ -3,7 +3,9 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
-DEB_PACKAGES := postgresql-15 patroni python3-etcd3 python3-psycopg2 etcd-server etcd-client haproxy supervisor openssl
+# Patroni comes from PyPI into a virtualenv per host (the formula installs it;
+# python3-venv makes the virtualenv), not from Debian (3.0.2, too old).
+DEB_PACKAGES := postgresql-15 python3-venv etcd-server etcd-client haproxy supervisor openssl
 
 .PHONY: lab lab-down lab-clean lab-status test unit bench deps venv lint
 

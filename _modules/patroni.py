@@ -12,7 +12,8 @@ requests use the REST API credentials of the pillar (``pgha:users:restapi``,
 ``pgha:secrets:restapi_password``). An error answer of Patroni becomes a
 ``CommandExecutionError`` carrying Patroni's own message. The REST client,
 the member model and the health rules are the shared ones of
-``_utils/pgha_cluster.py``. Needs ``patronictl`` on the minion.
+``_utils/pgha_cluster.py``. ``list_ctl`` needs the node's ``patronictl``
+(``pgha:lookup:patroni:patronictl``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import logging
 import time
 from typing import Any
 
-import salt.utils.path
 from salt.exceptions import CommandExecutionError
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,8 @@ _NOT_PENDING = "restart conditions are not satisfied"
 
 
 def __virtual__():
-    if not salt.utils.path.which("patronictl") and not salt.utils.path.which("patroni"):
-        return (False, "patroni: the patroni package (patronictl) is not installed on this minion")
+    # patronictl is pgha:lookup:patroni:patronictl (pgha's virtualenv by default, not on PATH); the REST API
+    # functions need nothing local.
     return __virtualname__
 
 

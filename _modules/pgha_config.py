@@ -29,6 +29,15 @@ __virtualname__ = "pgha_config"
 
 ROLES = ("etcd", "postgresql", "haproxy")
 SERVICE_MANAGERS = ("systemd", "supervisord")
+# How Patroni is installed (pgha:lookup:patroni:install), and its watchdog modes.
+PATRONI_INSTALLS = ("pip", "package")
+PATRONI_EXTRAS = ("etcd3", "psycopg3")
+WATCHDOG_MODES = ("off", "automatic", "required")
+# The oldest Patroni the formula runs, and why.
+SAFE_PATRONI = (3, 1)
+UNSAFE_PATRONI_REASON = (
+    "Patroni before 3.1 can lose acknowledged writes when a frozen leader wakes up (fixed in 3.1.0)"
+)
 SECRET_KEYS = (
     "superuser_password",
     "replication_password",
@@ -60,6 +69,10 @@ _DURATION = re.compile(r"\d+(us|ms|s|m|h|d)?")
 _MINION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SCOPE = re.compile(r"[A-Za-z0-9_.-]+")
+_RELEASE = re.compile(r"\d+\.\d+\.\d+")
+_VERSION_IN_TEXT = re.compile(r"(?:^|[\s:])(\d+\.\d+(?:\.\d+)?)")
+_PACKAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]*")
+_URL = re.compile(r"(https?|file)://\S+")
 # Characters that HAProxy's `stats auth` line and pgpass cannot carry as is.
 _UNSAFE_SECRET_CHARS = set(" \t#'\"\\")
 
@@ -182,6 +195,22 @@ def _check_cidr(value: Any, path: tuple, errors: list) -> bool:
     return True
 
 
+def _check_abs_path(value: Any, path: tuple, errors: list, what: str = "path") -> bool:
+    if not isinstance(value, str) or not value.startswith("/") or (value.endswith("/") and value != "/") \
+            or any(ch.isspace() for ch in value):
+        errors.append(f"{_key(*path)}: must be an absolute {what} without spaces (got {value!r})")
+        return False
+    return True
+
+
+def _version_tuple(text: Any) -> tuple[int, ...] | None:
+    """(4, 1, 5) from '4.1.5', 'patroni 4.1.5' or a Debian version such as '3.0.2-1'; None if there is none."""
+    if not isinstance(text, str):
+        return None
+    match = _VERSION_IN_TEXT.search(text.strip())
+    return tuple(int(part) for part in match.group(1).split(".")) if match else None
+
+
 def _check_bind(value: Any, path: tuple, errors: list) -> None:
     if value == "*":
         return
@@ -287,6 +316,110 @@ def _check_patroni(cfg: dict, errors: list) -> None:
     tags = patroni.get("tags")
     if not isinstance(tags, dict):
         errors.append(f"{_key('patroni', 'tags')}: must be a map")
+    _check_bool(patroni.get("allow_unsafe_version"), ("patroni", "allow_unsafe_version"), errors)
+    version = patroni.get("version")
+    if not isinstance(version, str) or not _RELEASE.fullmatch(version):
+        errors.append(
+            f"{_key('patroni', 'version')}: must be a release X.Y.Z, quoted, such as '4.1.5' (got {version!r})"
+        )
+    elif _version_tuple(version) < SAFE_PATRONI and patroni.get("allow_unsafe_version") is not True:
+        errors.append(
+            f"{_key('patroni', 'version')}: {version} is older than 3.1: {UNSAFE_PATRONI_REASON}; "
+            "use 3.1 or later (4.1.5 is the tested release; patroni:allow_unsafe_version: true only to "
+            "measure the old behaviour, never in production)"
+        )
+    _check_watchdog(cfg, errors)
+
+
+def _check_watchdog(cfg: dict, errors: list) -> None:
+    patroni = cfg.get("patroni") or {}
+    watchdog = patroni.get("watchdog") if isinstance(patroni.get("watchdog"), dict) else {}
+    # YAML 1.1 (Salt's) reads an unquoted off as false.
+    mode = "off" if watchdog.get("mode") is False else watchdog.get("mode")
+    if mode not in WATCHDOG_MODES:
+        errors.append(
+            f"{_key('patroni', 'watchdog', 'mode')}: must be one of {', '.join(WATCHDOG_MODES)} (got {mode!r})"
+        )
+    _check_abs_path(watchdog.get("device"), ("patroni", "watchdog", "device"), errors, "device path")
+    margin_ok = _check_int(watchdog.get("safety_margin"), ("patroni", "watchdog", "safety_margin"), errors, -1)
+    manager = (cfg.get("lookup") or {}).get("service_manager")
+    if mode == "required" and manager == "supervisord":
+        errors.append(
+            f"{_key('patroni', 'watchdog', 'mode')}: required needs a watchdog device, which the formula "
+            "prepares on systemd hosts only; with lookup:service_manager: supervisord (containers, the lab) "
+            "use off or automatic"
+        )
+    ttl, loop_wait = patroni.get("ttl"), patroni.get("loop_wait")
+    if mode in ("automatic", "required") and margin_ok and _is_int(ttl) and _is_int(loop_wait):
+        margin = watchdog["safety_margin"]
+        timeout = ttl // 2 if margin == -1 else ttl - margin
+        if timeout < loop_wait or timeout < 1:
+            errors.append(
+                f"{_key('patroni', 'watchdog', 'safety_margin')}: the watchdog's timeout "
+                f"({'ttl/2' if margin == -1 else 'ttl - safety_margin'} = {timeout} s) must be at least "
+                f"loop_wait ({loop_wait} s) and 1 s, or Patroni runs without the watchdog"
+            )
+
+
+def _check_patroni_lookup(cfg: dict, given: dict, errors: list) -> None:
+    lookup = cfg.get("lookup") if isinstance(cfg.get("lookup"), dict) else {}
+    paths = lookup.get("patroni") if isinstance(lookup.get("patroni"), dict) else {}
+    install = paths.get("install")
+    if install not in PATRONI_INSTALLS:
+        errors.append(
+            f"{_key('lookup', 'patroni', 'install')}: must be one of {', '.join(PATRONI_INSTALLS)} (got {install!r})"
+        )
+    if install == "pip":
+        _check_abs_path(paths.get("python"), ("lookup", "patroni", "python"), errors, "path of a Python")
+        if _check_abs_path(paths.get("venv_dir"), ("lookup", "patroni", "venv_dir"), errors, "directory") \
+                and paths["venv_dir"] == "/":
+            errors.append(f"{_key('lookup', 'patroni', 'venv_dir')}: must not be /")
+        given_lookup = given.get("lookup") if isinstance(given, dict) and isinstance(given.get("lookup"), dict) else {}
+        given_paths = given_lookup.get("patroni") if isinstance(given_lookup.get("patroni"), dict) else {}
+        for key in ("binary", "patronictl"):
+            if key in given_paths:
+                errors.append(
+                    f"{_key('lookup', 'patroni', key)}: derived from venv_dir with install: pip "
+                    f"(<venv_dir>/bin/{'patroni' if key == 'binary' else 'patronictl'}); set it only with "
+                    "install: package"
+                )
+        pip = paths.get("pip") if isinstance(paths.get("pip"), dict) else {}
+        index_url, wheel_dir = pip.get("index_url"), pip.get("wheel_dir")
+        if index_url is not None and (not isinstance(index_url, str) or not _URL.fullmatch(index_url)):
+            errors.append(
+                f"{_key('lookup', 'patroni', 'pip', 'index_url')}: must be null or an http(s):// or file:// URL "
+                "of a package index"
+            )
+        if wheel_dir is not None:
+            _check_abs_path(wheel_dir, ("lookup", "patroni", "pip", "wheel_dir"), errors, "directory")
+            if index_url is not None:
+                errors.append(
+                    f"{_key('lookup', 'patroni', 'pip', 'wheel_dir')}: installs with --no-index: "
+                    "set either wheel_dir or index_url, not both"
+                )
+    for key in ("pkgs", "venv_pkgs"):
+        value = paths.get(key)
+        if not isinstance(value, list) or not all(isinstance(v, str) and _PACKAGE_NAME.fullmatch(v) for v in value):
+            errors.append(f"{_key('lookup', 'patroni', key)}: must be a list of package names (got {value!r})")
+        elif key == "pkgs" and install == "package" and not value:
+            errors.append(f"{_key('lookup', 'patroni', key)}: install: package needs at least Patroni's package")
+    unit = paths.get("unit_file")
+    if _check_abs_path(unit, ("lookup", "patroni", "unit_file"), errors, "file path"):
+        service = paths.get("service")
+        if isinstance(service, str) and os.path.basename(unit) != f"{service}.service":
+            errors.append(
+                f"{_key('lookup', 'patroni', 'unit_file')}: must be named after the service "
+                f"({service}.service; got {os.path.basename(unit)})"
+            )
+    watchdog = paths.get("watchdog") if isinstance(paths.get("watchdog"), dict) else {}
+    module = watchdog.get("kernel_module")
+    if module is not None and (not isinstance(module, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", module)):
+        errors.append(
+            f"{_key('lookup', 'patroni', 'watchdog', 'kernel_module')}: must be null or a kernel module name "
+            f"(got {module!r})"
+        )
+    for key in ("modules_load_file", "udev_rule_file"):
+        _check_abs_path(watchdog.get(key), ("lookup", "patroni", "watchdog", key), errors, "file path")
 
 
 def _check_postgresql(cfg: dict, errors: list) -> None:
@@ -475,6 +608,7 @@ def _check(cfg: dict, given: dict, known: dict) -> list[str]:
     by_role = _check_nodes(cfg, errors)
     _check_collisions(cfg, by_role, errors)
     _check_patroni(cfg, errors)
+    _check_patroni_lookup(cfg, given, errors)
     _check_postgresql(cfg, errors)
     _check_haproxy(cfg, errors)
     _check_misc(cfg, by_role, errors)
@@ -534,6 +668,13 @@ def _build(cfg: dict, minion_id: str) -> dict:
     data["restapi_urls"] = {
         n: f"http://{_host(nodes[n]['address'])}:{data['patroni']['restapi_port']}" for n in by_role["postgresql"]
     }
+    patroni_paths = data["lookup"]["patroni"]
+    if patroni_paths["install"] == "pip":
+        patroni_paths["binary"] = patroni_paths["venv_dir"] + "/bin/patroni"
+        patroni_paths["patronictl"] = patroni_paths["venv_dir"] + "/bin/patronictl"
+        patroni_paths["pip"]["requirement"] = f"patroni[{','.join(PATRONI_EXTRAS)}]=={data['patroni']['version']}"
+    if data["patroni"]["watchdog"]["mode"] is False:
+        data["patroni"]["watchdog"]["mode"] = "off"
     haproxy_node = by_role["haproxy"][0] if by_role["haproxy"] else None
     data["haproxy"]["write_address"] = nodes[haproxy_node]["address"] if haproxy_node else None
     return data
@@ -627,14 +768,106 @@ def _model(saltenv: str, pillar: dict | None) -> dict:
     return _build(cfg, __grains__.get("id") or __opts__.get("id"))
 
 
-def check_host(saltenv: str = "base") -> dict:
+def _run_version(binary: str) -> str | None:
+    """``<binary> --version`` ('patroni 4.1.5') as '4.1.5', or None when it does not tell."""
+    ret = __salt__["cmd.run_all"]([binary, "--version"], python_shell=False, ignore_retcode=True, timeout=30)
+    version = _version_tuple(ret.get("stdout", "")) if ret.get("retcode") == 0 else None
+    return ".".join(map(str, version)) if version else None
+
+
+def _patroni_version(data: dict) -> tuple[str | None, str | None]:
+    """
+    The Patroni this host has, and where that was read: the configured
+    binary's ``--version`` when it exists; with ``install: package`` and no
+    binary yet, the version of the package (the first of
+    ``lookup:patroni:pkgs``) that is installed, or else the candidate that
+    would be. (None, None) when there is none yet.
+    """
+    paths = data["lookup"]["patroni"]
+    if os.path.exists(paths["binary"]):
+        version = _run_version(paths["binary"])
+        if version:
+            return version, paths["binary"]
+    if paths["install"] == "package" and paths["pkgs"]:
+        package = paths["pkgs"][0]
+        for source, function, kwargs in (
+            ("installed", "pkg.version", {}),
+            ("candidate", "pkg.latest_version", {"refresh": False}),
+        ):
+            found = _version_tuple(__salt__[function](package, **kwargs) or "")
+            if found:
+                return ".".join(map(str, found)), f"package {package}, {source}"
+    return None, None
+
+
+def _running_patroni_version(data: dict, timeout: float = 2.0) -> str | None:
+    """The version the Patroni running on this node reports (REST API ``GET /patroni``), None if none answers."""
+    url = data["restapi_urls"][data["id"]] + "/patroni"
+    try:
+        status, answer = __utils__["pgha_cluster.request"](url, timeout=timeout, cafile=data.get("restapi_cafile"))
+    except CommandExecutionError:
+        return None
+    patroni = answer.get("patroni") if status == 200 and isinstance(answer, dict) else None
+    version = patroni.get("version") if isinstance(patroni, dict) else None
+    return version if _version_tuple(version or "") else None
+
+
+def _patroni_errors(data: dict, installed: tuple, running: str | None) -> list[str]:
+    """
+    Why this host's Patroni must not run. ``installed`` is (version, where
+    it was read) from ``patroni_version``, ``running`` the version the
+    running Patroni reports. With ``install: package``, an installed Patroni
+    older than 3.1 (unless ``patroni:allow_unsafe_version``). With ``install:
+    pip``, which installs ``patroni:version`` (validated), a jump from an
+    installed or running Patroni before 3.1 straight to 4.x, which a running
+    cluster does not take reliably.
+    """
+    version, source = installed
+    target = data["patroni"]["version"]
+    if data["lookup"]["patroni"]["install"] == "pip":
+        if _version_tuple(target) < (4,):
+            return []
+        before = [(found, where) for found, where in ((version, source), (running, "running now"))
+                  if found and _version_tuple(found) < SAFE_PATRONI]
+        if not before:
+            return []
+        found, where = before[0]
+        message = (
+            f"{_key('patroni', 'version')}: {target}, but {data['id']} has Patroni {found} ({where}), older "
+            "than 3.1: a running cluster moves to 4.x reliably only from 3.1 or later; set patroni:version to "
+            "a 3.x release of 3.1 or later first (e.g. 3.3.11), restart Patroni on every node "
+            f"(salt-run pgha.restart what=patroni), then {target}"
+        )
+        return [message]
+    if version is None or _version_tuple(version) >= SAFE_PATRONI or data["patroni"]["allow_unsafe_version"]:
+        return []
+    message = (
+        f"{_key('lookup', 'patroni', 'install')}: package: Patroni {version} on {data['id']} ({source}) is older "
+        f"than 3.1: {UNSAFE_PATRONI_REASON}; use install: pip with patroni:version (README, 'Patroni: "
+        "installation and upgrades') or a newer package (patroni:allow_unsafe_version: true only to measure "
+        "the old behaviour)"
+    )
+    return [message]
+
+
+def check_host(saltenv: str = "base", patroni: bool = True) -> dict:
     """
     What this host must have before the formula's states run, beyond the
     pillar: with ``pgha:etcd:tls`` on, the CA on etcd and PostgreSQL nodes and
     the member certificate and key on etcd nodes (the operator's PKI places
-    them; pgha never creates them). Returns ``{"ready": bool, "errors": [...]}``,
-    each error naming the pillar key, the path and this minion; non-zero exit
-    when not ready. The orchestration runs it on every minion before any state.
+    them; pgha never creates them); on PostgreSQL nodes, a Patroni of 3.1 or
+    later (unless ``patroni:allow_unsafe_version``): the installed one, or
+    with ``lookup:patroni:install: package`` the package's candidate; with
+    ``install: pip`` the states install ``patroni:version`` (validated), and
+    only a jump from before 3.1 (installed or running) straight to 4.x is
+    refused. Returns ``{"ready": bool, "errors": [...], "patroni_version":
+    "4.1.5" or None, "patroni_running": "4.1.5" or None}`` (the installed
+    version, None when not installed yet or not a PostgreSQL node; the
+    version the running Patroni reports, None when none answers),
+    each error naming the pillar key, the path and this minion; non-zero
+    exit when not ready. The orchestration runs it on every minion before
+    any state (stage ``pgha-orch-hosts-ready``). ``patroni=False`` checks
+    the TLS files only.
 
     CLI Example:
 
@@ -656,6 +889,11 @@ def check_host(saltenv: str = "base") -> dict:
             for key in needed
             if not os.path.isfile(tls[key])
         ]
+    version = running = None
+    if patroni and "postgresql" in data["roles"]:
+        installed = _patroni_version(data)
+        version, running = installed[0], _running_patroni_version(data)
+        errors += _patroni_errors(data, installed, running)
     if errors:
         __context__["retcode"] = 1
-    return {"ready": not errors, "errors": errors}
+    return {"ready": not errors, "errors": errors, "patroni_version": version, "patroni_running": running}

@@ -114,7 +114,8 @@ def stop(service: str) -> dict:
 
 def start(service: str) -> dict:
     """
-    Start a service (after ``stop`` or ``crash``).
+    Start a service (after ``stop`` or ``crash``), under supervisord with
+    its pending definition if there is one.
 
     CLI Example:
 
@@ -124,7 +125,11 @@ def start(service: str) -> dict:
     """
     unit = _unit(service)
     if _manager() == "supervisord":
-        _supervisorctl("start", unit, ok_codes=(0, 7))
+        if main_pid(service) is None and pending(service):
+            # stopped: its new definition starts (autostart); a running one is never touched here
+            _supervisorctl("update", unit)
+        else:
+            _supervisorctl("start", unit, ok_codes=(0, 7))
     else:
         dropin = NO_RESTART_DROPIN.format(unit=unit)
         if os.path.exists(dropin):
@@ -137,28 +142,61 @@ def start(service: str) -> dict:
 RELOAD_SIGNALS = {"patroni": "HUP", "haproxy": "USR2"}
 
 
-def update() -> dict:
+# `supervisorctl reread` words for a program whose definition is new or changed.
+PENDING_WORDS = {"available": "added", "changed": "changed"}
+
+
+def pending(service: str) -> str | None:
     """
-    Make supervisord take changed program definitions in (``reread`` and
-    ``update``: new programs are added and started, changed ones restarted).
-    Nothing to do under systemd.
+    Whether the service manager holds a definition of the service that the
+    running service does not use yet: ``added`` (a new supervisord program),
+    ``changed`` (a changed one: applying it restarts the service) or None.
+    Always None under systemd, where the unit is in force once systemd is
+    reloaded and a running service keeps its process until restarted.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt postgres01 pgha_service.update
+        salt postgres01 pgha_service.pending patroni
+    """
+    unit = _unit(service)
+    if _manager() != "supervisord":
+        return None
+    for line in _supervisorctl("reread").splitlines():
+        name, _, word = line.partition(":")
+        if name.strip() == unit and word.strip() in PENDING_WORDS:
+            return PENDING_WORDS[word.strip()]
+    return None
+
+
+def update(service: str | None = None) -> dict:
+    """
+    Make supervisord take program definitions in (``reread``, then
+    ``update``): a new program is added and started, a changed one is
+    restarted with its new definition. With ``service``, that program only;
+    without, every program. Nothing to do under systemd.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 pgha_service.update etcd
     """
     if _manager() != "supervisord":
         return {"changed": []}
-    out = _supervisorctl("update")
-    changed = [line.split(":")[0] for line in out.splitlines() if ":" in line]
+    names = [_unit(service)] if service else []
+    _supervisorctl("reread")
+    out = _supervisorctl("update", *names)
+    changed = sorted({line.split(":")[0] for line in out.splitlines() if ":" in line})
     return {"changed": changed}
 
 
 def restart(service: str) -> dict:
     """
-    Restart a service.
+    Restart a service. Under supervisord a pending definition (see
+    ``pending``) is applied by the restart (``supervisorctl update <name>``);
+    under systemd the unit in force since the last ``daemon-reload`` starts.
 
     CLI Example:
 
@@ -168,7 +206,10 @@ def restart(service: str) -> dict:
     """
     unit = _unit(service)
     if _manager() == "supervisord":
-        _supervisorctl("restart", unit)
+        if pending(service):
+            _supervisorctl("update", unit)
+        else:
+            _supervisorctl("restart", unit)
     else:
         _run(["systemctl", "restart", unit])
     return status(service)

@@ -44,6 +44,13 @@ def failed_details(changes: dict) -> list[str]:
     return lines
 
 
+def installed_versions(state: dict) -> str:
+    """The Patroni each host has, from the hosts-ready stage (pgha_config.check_host)."""
+    hosts = ((state.get("changes") or {}).get("ret") or {}).items()
+    return ", ".join(f"{minion} {ret['patroni_version']}" for minion, ret in sorted(hosts)
+                     if isinstance(ret, dict) and ret.get("patroni_version"))
+
+
 def orchestrate(lab: Lab) -> tuple[int, dict]:
     stamp = time.strftime("%Y%m%dT%H%M%S")
     log_path = os.path.join(lab.lab, "logs", f"orchestrate-{stamp}.json")
@@ -61,7 +68,10 @@ def orchestrate(lab: Lab) -> tuple[int, dict]:
         say("orchestration did not run: " + ret.stdout[-2000:])
     for key, state in sorted(states.items(), key=lambda kv: kv[1].get("__run_num__", 0)):
         mark = {True: "ok  ", False: "FAIL", None: "skip"}.get(state.get("result"), "?   ")
-        say(f"  {mark} {key.split('_|-')[1]:<36} {state.get('duration', 0) / 1000:7.1f} s")
+        name = key.split("_|-")[1]
+        say(f"  {mark} {name:<36} {state.get('duration', 0) / 1000:7.1f} s")
+        if name == "pgha-orch-hosts-ready":
+            say("       Patroni installed: " + (installed_versions(state) or "none yet"))
         if state.get("result") is False:
             say("       " + str(state.get("comment", "")).replace("\n", "\n       ")[:4000])
             for line in failed_details(state.get("changes") or {}):

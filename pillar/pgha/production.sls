@@ -43,6 +43,9 @@ pgha:
     client_networks:
       - 10.131.0.0/24
   patroni:
+    # Patroni from PyPI, pinned, in /opt/pgha/patroni on each PostgreSQL node
+    # (hosts without PyPI: lookup:patroni:pip:index_url or wheel_dir).
+    version: '4.1.5'
     # The seed's timings.
     ttl: 30
     loop_wait: 10
@@ -53,6 +56,15 @@ pgha:
     # synchronous replica is left; without it the primary then writes alone.
     synchronous_mode: false
     synchronous_mode_strict: false
+    # The leader stays primary while etcd is unreachable, as long as every
+    # member answers it (README, "Failsafe mode").
+    failsafe_mode: true
+    # softdog loaded at boot, /dev/watchdog given to postgres: a leader whose
+    # Patroni hangs is reset before its leader key expires.
+    watchdog:
+      mode: automatic
+      device: /dev/watchdog
+      safety_margin: 5
   haproxy:
     bind_address: '*'
     # The stats page only on the HAProxy host's own address, behind a password.

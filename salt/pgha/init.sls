@@ -51,8 +51,9 @@ pgha-orch-pillar-valid:
     - require:
       - salt: pgha-orch-sync-minions
 
-# What the hosts need beyond the pillar (etcd TLS files from the PKI), on
-# every minion, before any state changes anything.
+# What the hosts need beyond the pillar (etcd TLS files from the PKI, a
+# Patroni of 3.1 or later), on every minion, before any state changes
+# anything; each PostgreSQL node's Patroni version in its return.
 pgha-orch-hosts-ready:
   salt.function:
     - name: pgha_config.check_host
@@ -63,6 +64,20 @@ pgha-orch-hosts-ready:
     - require:
       - salt: pgha-orch-pillar-valid
 
+# Patroni itself on every PostgreSQL node at once (PyPI's, pinned, or the
+# package), before any service changes: a node that cannot get it (no PyPI,
+# no wheels) stops the run while the cluster is untouched. It never restarts
+# a running Patroni (see pgha.patroni.service).
+pgha-orch-patroni-installed:
+  salt.state:
+    - tgt: {{ by_role.postgresql | json }}
+    - tgt_type: list
+    - sls: pgha.patroni.install
+    - expect_minions: True
+    - failhard: True
+    - require:
+      - salt: pgha-orch-hosts-ready
+
 pgha-orch-etcd-applied:
   salt.state:
     - tgt: {{ by_role.etcd | json }}
@@ -71,7 +86,7 @@ pgha-orch-etcd-applied:
     - expect_minions: True
     - failhard: True
     - require:
-      - salt: pgha-orch-hosts-ready
+      - salt: pgha-orch-patroni-installed
 
 pgha-orch-etcd-healthy:
   salt.function:

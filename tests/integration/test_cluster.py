@@ -17,6 +17,7 @@ STAGES = [
     "pgha-orch-sync-minions",
     "pgha-orch-pillar-valid",
     "pgha-orch-hosts-ready",
+    "pgha-orch-patroni-installed",
     "pgha-orch-etcd-applied",
     "pgha-orch-etcd-healthy",
     "pgha-orch-etcd-members",

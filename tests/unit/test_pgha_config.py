@@ -11,8 +11,14 @@ repository's real parameters files (salt/pgha/parameters/...).
 from __future__ import annotations
 
 import copy
+import io
+import json
+import os
 import re
+import urllib.error
+import urllib.request
 from typing import Any
+from unittest.mock import MagicMock
 
 import pytest
 from pgha_test_helpers import SALT_DIR, TEST_SECRETS, load, read_pillar, utils
@@ -43,7 +49,7 @@ def configure_loader_modules():
             "__pillar__": {},
             "__context__": {},
             "__opts__": {"id": "postgres01"},
-            "__utils__": utils("pgha_faults"),
+            "__utils__": utils("pgha_faults", "pgha_cluster"),
         }
     }
 
@@ -63,6 +69,39 @@ def load_module(pillar: Any = None, minion_id: str = "postgres01", os_family: st
 @pytest.fixture
 def pgha_config():
     return load_module
+
+
+class FakeResponse(io.BytesIO):
+    status = 200
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        self.close()
+
+
+class FakeRestApi:
+    """urllib.request.urlopen for check_host: nothing leaves the machine; answers by URL, else refused."""
+
+    def __init__(self):
+        self.answers: dict[str, bytes] = {}
+        self.urls: list[str] = []
+
+    def __call__(self, request, timeout=None, context=None):
+        url = getattr(request, "full_url", request)
+        self.urls.append(url)
+        if url not in self.answers:
+            raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+        return FakeResponse(self.answers[url])
+
+
+@pytest.fixture(autouse=True)
+def rest_api(monkeypatch):
+    """Every test: Patroni's REST API faked (check_host asks the running Patroni its version)."""
+    fake = FakeRestApi()
+    monkeypatch.setattr(urllib.request, "urlopen", fake)
+    return fake
 
 
 # ---------------------------------------------------------------------------
@@ -291,10 +330,16 @@ def test_mapdata_rooted_paths(production_pillar, minion_id):
     assert data["etcd"]["tls"]["ca_file"] == f"{root}/etc/pgha/pki/etcd-ca.crt"
     assert data["etcd"]["tls"]["cert_file"] == f"{root}/etc/pgha/pki/etcd.crt"
     assert data["etcd"]["tls"]["key_file"] == f"{root}/etc/pgha/pki/etcd.key"
+    # so do Patroni's virtualenv (install: pip), with its programs, and the files of systemd and its watchdog
+    assert lookup["patroni"]["venv_dir"] == f"{root}/opt/pgha/patroni"
+    assert lookup["patroni"]["binary"] == f"{root}/opt/pgha/patroni/bin/patroni"
+    assert lookup["patroni"]["patronictl"] == f"{root}/opt/pgha/patroni/bin/patronictl"
+    assert lookup["patroni"]["unit_file"] == f"{root}/etc/systemd/system/patroni.service"
+    assert lookup["patroni"]["watchdog"]["modules_load_file"] == f"{root}/etc/modules-load.d/pgha-watchdog.conf"
+    assert lookup["patroni"]["watchdog"]["udev_rule_file"] == f"{root}/etc/udev/rules.d/61-pgha-watchdog.rules"
     # programs, binaries and names stay where the packages put them
     assert lookup["postgresql"]["bin_dir"] == "/usr/lib/postgresql/15/bin"
-    assert lookup["patroni"]["binary"] == "/usr/bin/patroni"
-    assert lookup["patroni"]["patronictl"] == "/usr/bin/patronictl"
+    assert lookup["patroni"]["python"] == "/usr/bin/python3"
     assert lookup["etcd"]["binary"] == "/usr/bin/etcd"
     assert lookup["haproxy"]["binary"] == "/usr/sbin/haproxy"
     assert lookup["supervisor"]["supervisord"] == "/usr/bin/supervisord"
@@ -302,6 +347,58 @@ def test_mapdata_rooted_paths(production_pillar, minion_id):
     assert lookup["patroni"]["pkgs"] == ["patroni", "python3-etcd3", "python3-psycopg2"]
     # the drill reports live on the master, not in a minion's root
     assert data["drill"]["report_dir"] == "/var/lib/pgha/reports"
+
+
+def test_mapdata_patroni_from_pip_by_default(production_pillar):
+    patroni = load_module(production_pillar).mapdata()["lookup"]["patroni"]
+    assert patroni["install"] == "pip"
+    assert patroni["binary"] == "/opt/pgha/patroni/bin/patroni"
+    assert patroni["patronictl"] == "/opt/pgha/patroni/bin/patronictl"
+    assert patroni["pip"] == {"index_url": None, "wheel_dir": None, "requirement": "patroni[etcd3,psycopg3]==4.1.5"}
+
+
+def test_mapdata_patroni_version_in_the_requirement(production_pillar):
+    pillar = patched(production_pillar, {"patroni": {"version": "3.3.11"}})
+    requirement = load_module(pillar).mapdata()["lookup"]["patroni"]["pip"]["requirement"]
+    assert requirement == "patroni[etcd3,psycopg3]==3.3.11"
+
+
+@pytest.mark.parametrize("root", ["", "/x/{id}"])
+def test_mapdata_patroni_from_the_package(production_pillar, root):
+    pillar = patched(production_pillar, {"lookup": {"root": root, "patroni": {"install": "package"}}})
+    patroni = load_module(pillar).mapdata()["lookup"]["patroni"]
+    # the package's programs, never under the root
+    assert patroni["binary"] == "/usr/bin/patroni"
+    assert patroni["patronictl"] == "/usr/bin/patronictl"
+    assert "requirement" not in patroni["pip"]
+    assert patroni["pkgs"] == ["patroni", "python3-etcd3", "python3-psycopg2"]
+
+
+def test_mapdata_package_binary_may_be_set(production_pillar):
+    pillar = patched(production_pillar, {"lookup": {"patroni": {"install": "package", "binary": "/usr/local/bin/patroni"}}})
+    assert load_module(pillar).mapdata()["lookup"]["patroni"]["binary"] == "/usr/local/bin/patroni"
+
+
+def test_mapdata_failsafe_and_watchdog_defaults(production_pillar):
+    patroni = load_module(production_pillar).mapdata()["patroni"]
+    assert patroni["failsafe_mode"] is True
+    assert patroni["watchdog"] == {"mode": "automatic", "device": "/dev/watchdog", "safety_margin": 5}
+    assert patroni["version"] == "4.1.5"
+    assert patroni["allow_unsafe_version"] is False
+
+
+def test_mapdata_lab_watchdog_off_and_failsafe(lab_pillar):
+    data = load_module(lab_pillar).mapdata()
+    assert data["patroni"]["watchdog"]["mode"] == "off"
+    assert data["patroni"]["failsafe_mode"] is True
+    # the lab's Patroni: PyPI's, in each host's own virtualenv
+    assert data["lookup"]["patroni"]["binary"] == "/srv/pghalab/hosts/postgres01/opt/pgha/patroni/bin/patroni"
+
+
+def test_mapdata_watchdog_off_unquoted(production_pillar):
+    # YAML 1.1 (Salt's) reads `mode: off` as false: it means off
+    pillar = patched(production_pillar, {"patroni": {"watchdog": {"mode": False}}})
+    assert load_module(pillar).mapdata()["patroni"]["watchdog"]["mode"] == "off"
 
 
 def test_mapdata_invalid_pillar_raises_naming_every_key(production_pillar):
@@ -478,6 +575,26 @@ def test_the_retired_lab_key_is_refused_with_what_to_do(production_pillar):
             id="etcd-auth-off-needs-no-etcd-secrets",
         ),
         pytest.param({"etcd": {"tls": {"enabled": False, "ca_file": "not checked when off"}}}, id="etcd-tls-off"),
+        pytest.param({"patroni": {"version": "3.1.0"}}, id="patroni-3.1.0"),
+        pytest.param({"patroni": {"version": "3.0.2", "allow_unsafe_version": True}}, id="patroni-unsafe-allowed"),
+        pytest.param({"lookup": {"patroni": {"install": "package"}}}, id="patroni-package"),
+        pytest.param({"lookup": {"patroni": {"install": "package", "patronictl": "/usr/local/bin/patronictl"}}},
+                     id="patroni-package-own-patronictl"),
+        pytest.param({"lookup": {"patroni": {"pip": {"index_url": "https://pypi.example.com/simple"}}}}, id="pip-index"),
+        pytest.param({"lookup": {"patroni": {"pip": {"wheel_dir": "/srv/wheels"}}}}, id="pip-wheels"),
+        pytest.param({"lookup": {"patroni": {"venv_dir": "/usr/local/lib/patroni", "python": "/usr/bin/python3.11"}}},
+                     id="venv-elsewhere"),
+        pytest.param({"patroni": {"watchdog": {"mode": "off"}}}, id="watchdog-off"),
+        pytest.param({"patroni": {"watchdog": {"mode": False}}}, id="watchdog-off-unquoted"),
+        pytest.param({"patroni": {"watchdog": {"mode": "required", "device": "/dev/watchdog1", "safety_margin": -1}}},
+                     id="watchdog-required"),
+        pytest.param({"patroni": {"ttl": 20, "loop_wait": 10, "retry_timeout": 5, "watchdog": {"safety_margin": 10}}},
+                     id="watchdog-timeout-at-the-limit"),
+        pytest.param({"lookup": {"service_manager": "supervisord"}, "patroni": {"watchdog": {"mode": "automatic"}}},
+                     id="watchdog-automatic-supervisord"),
+        pytest.param({"patroni": {"watchdog": {"mode": "off", "safety_margin": 30}}}, id="watchdog-off-margin-unchecked"),
+        pytest.param({"lookup": {"patroni": {"watchdog": {"kernel_module": None}}}}, id="watchdog-hardware"),
+        pytest.param({"patroni": {"failsafe_mode": False}}, id="failsafe-off"),
     ],
 )
 def test_valid_variations(production_pillar, patch):
@@ -642,6 +759,45 @@ INVALID = [
     ("etcd-tls-key-is-cert", {"etcd": {"tls": {"enabled": True, "key_file": "/etc/pgha/pki/etcd.crt"}}}, "pgha:etcd:tls:key_file", r"same file as etcd:tls:cert_file"),
     ("etcd-tls-unknown-key", {"etcd": {"tls": {"ca": "/etc/ca.crt"}}}, "pgha:etcd:tls:ca", r"unknown key"),
     ("etcd-listen-localhost-string", {"etcd": {"listen_localhost": "no"}}, "pgha:etcd:listen_localhost", r"true or false"),
+    # Patroni's version and installation
+    ("patroni-version-too-old", {"patroni": {"version": "3.0.2"}}, "pgha:patroni:version", r"3\.0\.2 is older than 3\.1: .*lose acknowledged writes"),
+    ("patroni-version-2x", {"patroni": {"version": "2.1.7"}}, "pgha:patroni:version", r"allow_unsafe_version: true only to measure"),
+    ("patroni-version-float", {"patroni": {"version": 4.1}}, "pgha:patroni:version", r"release X\.Y\.Z, quoted"),
+    ("patroni-version-two-parts", {"patroni": {"version": "4.1"}}, "pgha:patroni:version", r"release X\.Y\.Z"),
+    ("patroni-version-range", {"patroni": {"version": ">=4.1"}}, "pgha:patroni:version", r"release X\.Y\.Z"),
+    ("patroni-version-null", {"patroni": {"version": None}}, "pgha:patroni:version", r"got None"),
+    ("patroni-allow-unsafe-string", {"patroni": {"allow_unsafe_version": "yes"}}, "pgha:patroni:allow_unsafe_version", r"true or false"),
+    ("patroni-install-invalid", {"lookup": {"patroni": {"install": "apt"}}}, "pgha:lookup:patroni:install", r"pip, package"),
+    ("patroni-venv-relative", {"lookup": {"patroni": {"venv_dir": "opt/patroni"}}}, "pgha:lookup:patroni:venv_dir", r"absolute directory"),
+    ("patroni-venv-root", {"lookup": {"patroni": {"venv_dir": "/"}}}, "pgha:lookup:patroni:venv_dir", r"must not be /"),
+    ("patroni-python-relative", {"lookup": {"patroni": {"python": "python3"}}}, "pgha:lookup:patroni:python", r"absolute path of a Python"),
+    ("patroni-binary-with-pip", {"lookup": {"patroni": {"binary": "/usr/bin/patroni"}}}, "pgha:lookup:patroni:binary", r"derived from venv_dir with install: pip"),
+    ("patronictl-with-pip", {"lookup": {"patroni": {"patronictl": "/usr/bin/patronictl"}}}, "pgha:lookup:patroni:patronictl", r"set it only with install: package"),
+    ("pip-index-not-a-url", {"lookup": {"patroni": {"pip": {"index_url": "pypi.example.com"}}}}, "pgha:lookup:patroni:pip:index_url", r"URL"),
+    ("pip-wheel-dir-relative", {"lookup": {"patroni": {"pip": {"wheel_dir": "wheels"}}}}, "pgha:lookup:patroni:pip:wheel_dir", r"absolute directory"),
+    ("pip-wheels-and-index", {"lookup": {"patroni": {"pip": {"wheel_dir": "/srv/wheels", "index_url": "https://pypi.example.com/simple"}}}}, "pgha:lookup:patroni:pip:wheel_dir", r"either wheel_dir or index_url"),
+    ("pip-unknown-key", {"lookup": {"patroni": {"pip": {"extra_index_url": "https://x.example.com"}}}}, "pgha:lookup:patroni:pip:extra_index_url", r"unknown key"),
+    ("pip-requirement-not-a-key", {"lookup": {"patroni": {"pip": {"requirement": "patroni"}}}}, "pgha:lookup:patroni:pip:requirement", r"unknown key"),
+    ("patroni-pkgs-string", {"lookup": {"patroni": {"pkgs": "patroni"}}}, "pgha:lookup:patroni:pkgs", r"list of package names"),
+    ("patroni-pkgs-empty-package", {"lookup": {"patroni": {"install": "package", "pkgs": []}}}, "pgha:lookup:patroni:pkgs", r"at least Patroni's package"),
+    ("patroni-venv-pkgs-bad-name", {"lookup": {"patroni": {"venv_pkgs": ["python3 venv"]}}}, "pgha:lookup:patroni:venv_pkgs", r"package names"),
+    ("patroni-unit-file-name", {"lookup": {"patroni": {"unit_file": "/etc/systemd/system/pg.service"}}}, "pgha:lookup:patroni:unit_file", r"named after the service \(patroni\.service"),
+    ("patroni-unit-file-relative", {"lookup": {"patroni": {"unit_file": "patroni.service"}}}, "pgha:lookup:patroni:unit_file", r"absolute file path"),
+    # failsafe and the watchdog
+    ("failsafe-string", {"patroni": {"failsafe_mode": "on"}}, "pgha:patroni:failsafe_mode", r"true or false"),
+    ("watchdog-mode-invalid", {"patroni": {"watchdog": {"mode": "on"}}}, "pgha:patroni:watchdog:mode", r"off, automatic, required \(got 'on'\)"),
+    ("watchdog-mode-true", {"patroni": {"watchdog": {"mode": True}}}, "pgha:patroni:watchdog:mode", r"must be one of"),
+    ("watchdog-device-relative", {"patroni": {"watchdog": {"device": "watchdog"}}}, "pgha:patroni:watchdog:device", r"absolute device path"),
+    ("watchdog-device-null", {"patroni": {"watchdog": {"device": None}}}, "pgha:patroni:watchdog:device", r"absolute device path"),
+    ("watchdog-margin-below-minus-one", {"patroni": {"watchdog": {"safety_margin": -2}}}, "pgha:patroni:watchdog:safety_margin", r"at least -1"),
+    ("watchdog-margin-string", {"patroni": {"watchdog": {"safety_margin": "5s"}}}, "pgha:patroni:watchdog:safety_margin", r"must be an integer"),
+    ("watchdog-timeout-below-loop-wait", {"patroni": {"watchdog": {"safety_margin": 25}}}, "pgha:patroni:watchdog:safety_margin", r"ttl - safety_margin = 5 s\) must be at least loop_wait \(10 s\)"),
+    ("watchdog-half-ttl-below-loop-wait", {"patroni": {"ttl": 20, "loop_wait": 12, "retry_timeout": 4, "watchdog": {"safety_margin": -1}}}, "pgha:patroni:watchdog:safety_margin", r"ttl/2 = 10 s"),
+    ("watchdog-required-supervisord", {"lookup": {"service_manager": "supervisord"}, "patroni": {"watchdog": {"mode": "required"}}}, "pgha:patroni:watchdog:mode", r"systemd hosts only"),
+    ("watchdog-unknown-key", {"patroni": {"watchdog": {"timeout": 10}}}, "pgha:patroni:watchdog:timeout", r"unknown key"),
+    ("watchdog-not-a-map", {"patroni": {"watchdog": "automatic"}}, "pgha:patroni:watchdog", r"must be a map"),
+    ("watchdog-kernel-module-bad", {"lookup": {"patroni": {"watchdog": {"kernel_module": "soft dog"}}}}, "pgha:lookup:patroni:watchdog:kernel_module", r"kernel module name"),
+    ("watchdog-udev-file-relative", {"lookup": {"patroni": {"watchdog": {"udev_rule_file": "61-pgha.rules"}}}}, "pgha:lookup:patroni:watchdog:udev_rule_file", r"absolute file path"),
 ]
 
 
@@ -776,10 +932,173 @@ def test_check_host_tls_files(production_pillar, tmp_path, minion_id, present, m
 
 def test_check_host_tls_off_needs_nothing(production_pillar, tmp_path):
     pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"}, "etcd": {"tls": {"enabled": False}}})
-    assert load_module(pillar, minion_id="etcd").check_host() == {"ready": True, "errors": []}
+    assert load_module(pillar, minion_id="etcd").check_host() == {
+        "ready": True, "errors": [], "patroni_version": None, "patroni_running": None
+    }
 
 
 def test_check_host_refuses_an_invalid_pillar(production_pillar):
     pillar = patched(production_pillar, {"patroni": {"ttl": 5}})
     with pytest.raises(CommandExecutionError, match="pgha:patroni:ttl"):
         load_module(pillar, minion_id="etcd").check_host()
+
+
+# ---------------------------------------------------------------------------
+# check_host: the Patroni a PostgreSQL node has
+# ---------------------------------------------------------------------------
+
+
+def _patroni_host(production_pillar, tmp_path, patch: dict | None = None, minion_id: str = "postgres01",
+                  version_output: str | None = None, installed: str = "", candidate: str = "", binary: str | None = None):
+    """check_host's module for a host under tmp_path, with a Patroni binary printing version_output (None: absent)."""
+    pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"}, "etcd": {"tls": {"enabled": False}}})
+    pillar = patched(pillar, patch or {})
+    module = load_module(pillar, minion_id=minion_id)
+    path = binary or f"{tmp_path}/{minion_id}/opt/pgha/patroni/bin/patroni"
+    if version_output is not None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        open(path, "w").close()
+    module.__salt__.update({
+        "cmd.run_all": MagicMock(return_value={"retcode": 0, "stdout": version_output or "", "stderr": ""}),
+        "pkg.version": MagicMock(return_value=installed),
+        "pkg.latest_version": MagicMock(return_value=candidate),
+    })
+    return module, path
+
+
+def test_check_host_reports_the_installed_patroni(production_pillar, tmp_path):
+    module, binary = _patroni_host(production_pillar, tmp_path, version_output="patroni 4.1.5\n")
+    assert module.check_host() == {"ready": True, "errors": [], "patroni_version": "4.1.5", "patroni_running": None}
+    module.__salt__["cmd.run_all"].assert_called_once_with(
+        [binary, "--version"], python_shell=False, ignore_retcode=True, timeout=30
+    )
+    module.__salt__["pkg.version"].assert_not_called()
+
+
+def test_check_host_patroni_not_installed_yet(production_pillar, tmp_path):
+    module, _ = _patroni_host(production_pillar, tmp_path)
+    assert module.check_host() == {"ready": True, "errors": [], "patroni_version": None, "patroni_running": None}
+    module.__salt__["cmd.run_all"].assert_not_called()
+    # with pip, the package manager is not asked
+    module.__salt__["pkg.version"].assert_not_called()
+    module.__salt__["pkg.latest_version"].assert_not_called()
+
+
+def test_check_host_patroni_that_does_not_tell_its_version(production_pillar, tmp_path):
+    module, _ = _patroni_host(production_pillar, tmp_path, version_output="")
+    module.__salt__["cmd.run_all"].return_value = {"retcode": 1, "stdout": "", "stderr": "ImportError"}
+    assert module.check_host()["patroni_version"] is None
+
+
+def test_check_host_pip_straight_from_before_3_1_to_4_is_refused(production_pillar, tmp_path):
+    module, binary = _patroni_host(production_pillar, tmp_path, version_output="patroni 3.0.2")
+    result = module.check_host()
+    assert result["ready"] is False
+    assert result["patroni_version"] == "3.0.2"
+    [error] = result["errors"]
+    assert error.startswith("pgha:patroni:version: 4.1.5, but postgres01 has Patroni 3.0.2 (" + binary + ")")
+    assert "moves to 4.x reliably only from 3.1 or later" in error
+    assert "salt-run pgha.restart what=patroni" in error
+    assert module.__context__["retcode"] == 1
+
+
+def test_check_host_pip_from_before_3_1_to_3_x_is_the_way(production_pillar, tmp_path):
+    patch = {"patroni": {"version": "3.3.11"}}
+    module, _ = _patroni_host(production_pillar, tmp_path, patch, version_output="patroni 3.0.2")
+    assert module.check_host()["errors"] == []
+
+
+def test_check_host_package_too_old_is_refused(production_pillar, tmp_path):
+    binary = f"{tmp_path}/usr-bin/patroni"
+    patch = {"lookup": {"patroni": {"install": "package", "binary": binary}}}
+    module, _ = _patroni_host(production_pillar, tmp_path, patch, version_output="patroni 3.0.2", binary=binary)
+    result = module.check_host()
+    assert result["ready"] is False
+    assert result["patroni_version"] == "3.0.2"
+    [error] = result["errors"]
+    assert error.startswith(f"pgha:lookup:patroni:install: package: Patroni 3.0.2 on postgres01 ({binary}) is older than 3.1: ")
+    assert "lose acknowledged writes when a frozen leader wakes up" in error
+
+
+def test_check_host_package_too_old_allowed_to_measure(production_pillar, tmp_path):
+    binary = f"{tmp_path}/usr-bin/patroni"
+    patch = {"lookup": {"patroni": {"install": "package", "binary": binary}}, "patroni": {"allow_unsafe_version": True}}
+    module, _ = _patroni_host(production_pillar, tmp_path, patch, version_output="patroni 3.0.2", binary=binary)
+    result = module.check_host()
+    assert (result["ready"], result["patroni_version"]) == (True, "3.0.2")
+
+
+def test_check_host_package_candidate(production_pillar, tmp_path):
+    patch = {"lookup": {"patroni": {"install": "package", "binary": f"{tmp_path}/none/patroni"}}}
+    module, _ = _patroni_host(production_pillar, tmp_path, patch, candidate="3.0.2-1")
+    result = module.check_host()
+    assert result["patroni_version"] == "3.0.2"
+    assert "(package patroni, candidate) is older than 3.1" in result["errors"][0]
+    module.__salt__["pkg.version"].assert_called_once_with("patroni")
+    # never an apt-get update from a check
+    module.__salt__["pkg.latest_version"].assert_called_once_with("patroni", refresh=False)
+
+
+def test_check_host_package_installed_recent(production_pillar, tmp_path):
+    patch = {"lookup": {"patroni": {"install": "package", "binary": f"{tmp_path}/none/patroni"}}}
+    module, _ = _patroni_host(production_pillar, tmp_path, patch, installed="1:4.0.4-1")
+    result = module.check_host()
+    assert (result["ready"], result["patroni_version"]) == (True, "4.0.4")
+    module.__salt__["pkg.latest_version"].assert_not_called()
+
+
+def test_check_host_tls_only(production_pillar, tmp_path):
+    module, _ = _patroni_host(production_pillar, tmp_path, version_output="patroni 3.0.2")
+    result = module.check_host(patroni=False)
+    assert result == {"ready": True, "errors": [], "patroni_version": None, "patroni_running": None}
+    module.__salt__["cmd.run_all"].assert_not_called()
+
+
+@pytest.mark.parametrize("minion_id", ["etcd", "haproxy"])
+def test_check_host_no_patroni_on_other_roles(production_pillar, tmp_path, minion_id, rest_api):
+    module, _ = _patroni_host(production_pillar, tmp_path, minion_id=minion_id, version_output="patroni 3.0.2")
+    assert module.check_host() == {"ready": True, "errors": [], "patroni_version": None, "patroni_running": None}
+    module.__salt__["cmd.run_all"].assert_not_called()
+    assert rest_api.urls == []
+
+
+def test_check_host_asks_the_running_patroni(production_pillar, tmp_path, rest_api):
+    rest_api.answers["http://10.131.0.15:8008/patroni"] = json.dumps(
+        {"state": "running", "patroni": {"version": "4.1.4", "scope": "postgres", "name": "postgres01"}}
+    ).encode()
+    module, _ = _patroni_host(production_pillar, tmp_path, version_output="patroni 4.1.5")
+    result = module.check_host()
+    assert (result["patroni_version"], result["patroni_running"]) == ("4.1.5", "4.1.4")
+    assert rest_api.urls == ["http://10.131.0.15:8008/patroni"]
+
+
+@pytest.mark.parametrize("body", [b"not json", b'{"patroni": "4.1.5"}', b'{"state": "running"}', b"[]"])
+def test_running_patroni_version_odd_answers(production_pillar, rest_api, body):
+    rest_api.answers["http://10.131.0.15:8008/patroni"] = body
+    module = load_module(production_pillar)
+    assert module._running_patroni_version(module.mapdata()) is None
+
+
+def test_check_host_pip_running_before_3_1_straight_to_4_is_refused(production_pillar, tmp_path, rest_api):
+    # moving a cluster from Debian's package (3.0.2, running) to pip: the virtualenv is not there yet
+    rest_api.answers["http://10.131.0.15:8008/patroni"] = b'{"patroni": {"version": "3.0.2", "scope": "postgres"}}'
+    module, _ = _patroni_host(production_pillar, tmp_path)
+    result = module.check_host()
+    assert (result["patroni_version"], result["patroni_running"]) == (None, "3.0.2")
+    [error] = result["errors"]
+    assert error.startswith("pgha:patroni:version: 4.1.5, but postgres01 has Patroni 3.0.2 (running now), older than 3.1")
+
+
+def test_check_host_pip_running_before_3_1_to_3_x(production_pillar, tmp_path, rest_api):
+    rest_api.answers["http://10.131.0.15:8008/patroni"] = b'{"patroni": {"version": "3.0.2", "scope": "postgres"}}'
+    module, _ = _patroni_host(production_pillar, tmp_path, {"patroni": {"version": "3.3.11"}})
+    assert module.check_host()["ready"] is True
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("patroni 4.1.5", (4, 1, 5)), ("3.0.2-1", (3, 0, 2)), ("1:3.0.2-1+b1", (3, 0, 2)), ("4.1", (4, 1)),
+     ("", None), (None, None), ("patroni", None)],
+)
+def test_version_tuple(text, expected):
+    assert load_module()._version_tuple(text) == expected

@@ -9,7 +9,7 @@
 {%- from tplroot ~ "/map.jinja" import mapdata with context %}
 {%- set tls = mapdata.etcd.tls %}
 {%- if tls.enabled %}
-{%-   set host = salt['pgha_config.check_host'](saltenv=saltenv) %}
+{%-   set host = salt['pgha_config.check_host'](saltenv=saltenv, patroni=False) %}
 {%-   if not host.ready %}
 {{ raise("pgha: etcd TLS is enabled but its files are missing, nothing was changed:\n  " ~ (host.errors | join('\n  ')) ~ "\nPlace them from your PKI (see README, 'etcd authentication and TLS').") }}
 {%-   endif %}

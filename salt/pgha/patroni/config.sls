@@ -1,14 +1,15 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 # Patroni's configuration and PostgreSQL's directories. The configuration
-# holds passwords: owned by the postgres user, mode 0600, never diffed.
+# holds passwords: owned by the postgres user, mode 0600, never diffed. The
+# postgres user comes with PostgreSQL's package; Patroni itself
+# (pgha.patroni.install) is needed only by the service.
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata with context %}
 {%- set patroni = mapdata.lookup.patroni %}
 
 include:
   - {{ tplroot }}.root
-  - {{ tplroot }}.patroni.package
   - {{ tplroot }}.postgresql.package
   - {{ tplroot }}.etcd.tls
 
@@ -20,7 +21,6 @@ pgha-patroni-data-dir-managed:
     - mode: '0700'
     - makedirs: True
     - require:
-      - pkg: pgha-patroni-package-installed
       - pkg: pgha-postgresql-package-installed
 
 pgha-patroni-dirs-managed:
@@ -34,7 +34,7 @@ pgha-patroni-dirs-managed:
     - mode: '0755'
     - makedirs: True
     - require:
-      - pkg: pgha-patroni-package-installed
+      - pkg: pgha-postgresql-package-installed
 
 pgha-patroni-post-bootstrap-file-managed:
   file.managed:

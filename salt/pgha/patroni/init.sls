@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 include:
-  - .package
+  - .install
   - .config
+  - .watchdog
   - .service

@@ -1,8 +1,0 @@
-# -*- coding: utf-8 -*-
-# vim: ft=sls
-{%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import mapdata with context %}
-
-pgha-patroni-package-installed:
-  pkg.installed:
-    - pkgs: {{ mapdata.lookup.patroni.pkgs | json }}
