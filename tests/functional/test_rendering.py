@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import grp
 import json
-import os
 import pathlib
 import pwd
 import re
