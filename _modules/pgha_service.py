@@ -59,6 +59,56 @@ def _supervisorctl(*args: str, ok_codes: tuple = (0,)) -> str:
     return _run([sup["supervisorctl"], "-c", sup["conf_file"], *args], ok_codes=ok_codes)
 
 
+def manager() -> dict:
+    """
+    This host's own supervisord (the lab, containers): whether it runs, by
+    its pid file (pgha:lookup:supervisor:pidfile), and its pid. Under
+    systemd, the service manager is the host's init and always runs.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 pgha_service.manager
+    """
+    if _manager() != "supervisord":
+        return {"manager": "systemd", "running": True, "pid": 1}
+    try:
+        with open(_map()["lookup"]["supervisor"]["pidfile"], encoding="utf-8") as handle:
+            text = handle.read().split()
+        pid = int(text[0]) if text and text[0].isdigit() else None
+        if pid:
+            os.kill(pid, 0)
+    except (OSError, ProcessLookupError):
+        pid = None
+    return {"manager": "supervisord", "running": pid is not None, "pid": pid}
+
+
+def start_manager(wait: float = 30.0) -> dict:
+    """
+    Start this host's supervisord (``supervisord -c <conf_file>``) unless it
+    runs, and wait, at most ``wait`` seconds, for its pid file.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 pgha_service.start_manager
+    """
+    found = manager()
+    if found["running"]:
+        return dict(found, started=False)
+    sup = _map()["lookup"]["supervisor"]
+    _run([sup["supervisord"], "-c", sup["conf_file"]])
+    deadline = time.monotonic() + float(wait)
+    while not found["running"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+        found = manager()
+    if not found["running"]:
+        raise CommandExecutionError(f"pgha_service: supervisord did not start within {wait:g} s; see {sup['log_dir']}")
+    return dict(found, started=True)
+
+
 def main_pid(service: str) -> int | None:
     """
     The main process id of a service, or None when it is not running.

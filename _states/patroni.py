@@ -28,6 +28,10 @@ PostgreSQL node.
 
 from __future__ import annotations
 
+import glob
+import os
+import re
+
 from salt.exceptions import CommandExecutionError
 
 __virtualname__ = "patroni"
@@ -164,6 +168,66 @@ def dynamic_config(name: str, settings: dict) -> dict:
         ret.update(result=False, comment=str(exc))
         return ret
     ret.update(changes=applied if (applied["old"] or applied["new"]) else {}, comment="the dynamic configuration was changed")
+    return ret
+
+
+def _installed_version(venv: str) -> str | None:
+    """The Patroni version pip recorded in a virtualenv (its patroni-<version>.dist-info), None without one."""
+    found = glob.glob(os.path.join(venv, "lib", "python3*", "site-packages", "patroni-*.dist-info"))
+    versions = [m.group(1) for m in (re.search(r"patroni-([^-]+)\.dist-info$", path) for path in found) if m]
+    return versions[0] if len(versions) == 1 else None
+
+
+def _run(ret: dict, cmd: list[str], env: dict | None = None) -> bool:
+    """One command of an install (umask 022: what it makes is readable, not writable, by others)."""
+    done = __salt__["cmd.run_all"](cmd, python_shell=False, umask="022", env=env, ignore_retcode=True)
+    if done["retcode"] != 0:
+        detail = (done.get("stderr") or done.get("stdout") or "").strip().splitlines()
+        ret.update(result=False, comment=f"{cmd[0]} failed ({done['retcode']}): {detail[-1] if detail else 'no output'}")
+        return False
+    return True
+
+
+def installed(name: str, version: str, requirement: str, python: str = "/usr/bin/python3",
+              pip_options: list | None = None, index_url: str | None = None) -> dict:
+    """
+    Patroni ``version`` is installed in the virtualenv ``name``: the
+    virtualenv made with ``python`` when missing (the system Python, so the
+    postgres user can run it), then ``pip install <pip_options>
+    <requirement>``. The version pip recorded is compared first, so a run
+    that changes nothing starts no program. A Patroni already running keeps
+    its code until restarted (``salt-run pgha.restart what=patroni``).
+
+    name
+        The virtualenv's directory (pgha:lookup:patroni:venv_dir).
+    version
+        The Patroni version wanted (pgha:patroni:version).
+    requirement
+        What pip installs, e.g. ``patroni[etcd3,psycopg3]==4.1.5``.
+    pip_options
+        pip's options (e.g. ``--no-index --find-links <dir>`` on hosts without PyPI).
+    index_url
+        A package index for pip, given through its environment (it may carry credentials).
+    """
+    ret = _ret(name)
+    have = _installed_version(name)
+    if have == version:
+        ret["comment"] = f"Patroni {version} is installed in {name}"
+        return ret
+    changes = {"patroni": {"old": have, "new": version}}
+    if __opts__["test"]:
+        ret.update(result=None, changes=changes, comment=f"Patroni {version} would be installed in {name}")
+        return ret
+    if not os.path.exists(os.path.join(name, "bin", "python")) and not _run(ret, [python, "-m", "venv", name]):
+        return ret
+    env = {"PIP_INDEX_URL": index_url} if index_url else None
+    if not _run(ret, [os.path.join(name, "bin", "pip"), "install", *(pip_options or []), requirement], env):
+        return ret
+    now = _installed_version(name)
+    if now != version:
+        ret.update(result=False, comment=f"pip installed {requirement}, yet {name} records Patroni {now}")
+        return ret
+    ret.update(changes=changes, comment=f"Patroni {version} installed in {name}")
     return ret
 
 

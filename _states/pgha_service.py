@@ -33,6 +33,28 @@ def _pending_note(name: str, unit: str) -> str:
     return f"{unit}: definition changed; restart pending: {hint}"
 
 
+def manager_running(name: str) -> dict:
+    """
+    This host's own supervisord runs (the lab, containers): started with its
+    configuration file when it does not. Nothing to do under systemd.
+
+    name
+        A label (the configuration file, say).
+    """
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    found = __salt__["pgha_service.manager"]()
+    if found["running"]:
+        ret["comment"] = f"{found['manager']} is running (pid {found['pid']})"
+        return ret
+    if __opts__["test"]:
+        ret.update(result=None, changes={"running": {"old": False, "new": True}}, comment="supervisord would be started")
+        return ret
+    started = __salt__["pgha_service.start_manager"]()
+    ret.update(changes={"running": {"old": False, "new": True}, "pid": started["pid"]},
+               comment=f"supervisord started (pid {started['pid']})")
+    return ret
+
+
 def running(name: str, on_watch: str = "restart") -> dict:
     """
     The service ``name`` (etcd, patroni or haproxy) runs.

@@ -12,6 +12,8 @@ The dunders are injected by pytest-salt-factories' ``configure_loader_modules``;
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
 from unittest.mock import MagicMock
 
 import pytest
@@ -54,7 +56,7 @@ class ServiceManager:
             return self.supervisorctl(cmd[3:])
         if cmd[:4] == ["systemctl", "show", "--property=MainPID", "--value"]:
             return {"retcode": 0, "stdout": f"{self.pids.get(cmd[4], 0)}\n", "stderr": ""}
-        assert cmd[0] == "systemctl", cmd
+        assert cmd[0] in ("systemctl", "/usr/bin/supervisord"), cmd
         return {"retcode": 0, "stdout": "", "stderr": ""}
 
     def supervisorctl(self, args: list[str]) -> dict:
@@ -381,3 +383,76 @@ def test_mod_watch_test_mode(functions):
     ret = pgha_service_state.mod_watch("patroni", on_watch="reload")
     assert ret == {"name": "patroni", "changes": {}, "result": None, "comment": "patroni would be reloaded"}
     functions["pgha_service.status"].assert_not_called()
+
+
+# ---------------------------------------------------------------------------
+# the host's own supervisord: manager, start_manager, state manager_running
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pidfile(tmp_path, manager_map):
+    path = tmp_path / "supervisord.pid"
+    manager_map["lookup"]["supervisor"].update(pidfile=str(path), supervisord="/usr/bin/supervisord",
+                                               log_dir=str(tmp_path))
+    return path
+
+
+def test_manager_reads_the_pid_file(pidfile):
+    assert pgha_service.manager() == {"manager": "supervisord", "running": False, "pid": None}
+    pidfile.write_text(f"{os.getpid()}\n")  # a live process
+    assert pgha_service.manager() == {"manager": "supervisord", "running": True, "pid": os.getpid()}
+
+
+def test_manager_with_a_stale_pid_file(pidfile):
+    with subprocess.Popen(["true"]) as gone:
+        gone.wait()
+    pidfile.write_text(f"{gone.pid}\n")
+    assert pgha_service.manager()["running"] is False
+
+
+def test_manager_under_systemd_is_init(manager_map, host):
+    systemd(manager_map)
+    assert pgha_service.manager() == {"manager": "systemd", "running": True, "pid": 1}
+    assert host.commands == []
+
+
+def test_start_manager_starts_supervisord_with_its_configuration(pidfile, host, monkeypatch):
+    def supervisord(cmd, python_shell=True, ignore_retcode=False, **kwargs):
+        host.commands.append(list(cmd))
+        pidfile.write_text(f"{os.getpid()}\n")
+        return {"retcode": 0, "stdout": "", "stderr": ""}
+
+    monkeypatch.setitem(pgha_service.__salt__, "cmd.run_all", supervisord)
+    monkeypatch.setattr(pgha_service.time, "sleep", MagicMock())
+    assert pgha_service.start_manager() == {"manager": "supervisord", "running": True, "pid": os.getpid(),
+                                            "started": True}
+    assert host.commands == [["/usr/bin/supervisord", "-c", CONF]]
+    assert pgha_service.start_manager()["started"] is False
+    assert len(host.commands) == 1
+
+
+def test_start_manager_that_does_not_come_up(pidfile, host, monkeypatch):
+    monkeypatch.setattr(pgha_service.time, "sleep", MagicMock())
+    with pytest.raises(CommandExecutionError, match="supervisord did not start within 0 s"):
+        pgha_service.start_manager(wait=0)
+    assert host.commands == [["/usr/bin/supervisord", "-c", CONF]]
+
+
+@pytest.mark.parametrize("test", [False, True])
+def test_manager_running_state(test):
+    functions = {"pgha_service.manager": MagicMock(return_value={"manager": "supervisord", "running": False,
+                                                                 "pid": None}),
+                 "pgha_service.start_manager": MagicMock(return_value={"pid": 77, "running": True, "started": True})}
+    pgha_service_state.__salt__.update(functions)
+    pgha_service_state.__opts__["test"] = test
+    ret = pgha_service_state.manager_running("/etc/pgha/supervisord.conf")
+    assert ret["changes"]["running"] == {"old": False, "new": True}
+    if test:
+        assert ret["result"] is None and "would be started" in ret["comment"]
+        functions["pgha_service.start_manager"].assert_not_called()
+    else:
+        assert ret["result"] is True and ret["comment"] == "supervisord started (pid 77)"
+    functions["pgha_service.manager"].return_value = {"manager": "supervisord", "running": True, "pid": 77}
+    ret = pgha_service_state.manager_running("/etc/pgha/supervisord.conf")
+    assert (ret["result"], ret["changes"], ret["comment"]) == (True, {}, "supervisord is running (pid 77)")

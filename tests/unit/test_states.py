@@ -418,3 +418,84 @@ def test_auth_configured_error(etcd_salt):
     etcd_salt["etcd_cluster.auth_ensure"] = MagicMock(side_effect=CommandExecutionError("etcd refuses the password of its user root"))
     ret = etcd_state(etcd_salt).auth_configured("postgres")
     assert ret["result"] is False and "refuses the password" in ret["comment"]
+
+
+# ---------------------------------------------------------------------------
+# patroni.installed: Patroni in its own virtualenv
+# ---------------------------------------------------------------------------
+
+
+class Pip:
+    """cmd.run_all for an install: `python -m venv` makes bin/python, pip records the version it installs."""
+
+    def __init__(self, venv, installs: str = "4.1.5", fail: str | None = None):
+        self.venv, self.installs, self.fail, self.calls = venv, installs, fail, []
+
+    def __call__(self, cmd, python_shell=True, umask=None, env=None, ignore_retcode=False, **kwargs):
+        self.calls.append({"cmd": list(cmd), "umask": umask, "env": env, "python_shell": python_shell})
+        if self.fail and self.fail in cmd[0]:
+            return {"retcode": 1, "stdout": "", "stderr": "Collecting patroni\nERROR: No matching distribution found"}
+        if cmd[1:3] == ["-m", "venv"]:
+            (self.venv / "bin").mkdir(parents=True)
+            (self.venv / "bin" / "python").touch()
+            (self.venv / "lib" / "python3.11" / "site-packages").mkdir(parents=True)
+        else:
+            site = self.venv / "lib" / "python3.11" / "site-packages"
+            for old in site.glob("patroni-*.dist-info"):
+                old.rmdir()
+            (site / f"patroni-{self.installs}.dist-info").mkdir()
+        return {"retcode": 0, "stdout": "", "stderr": ""}
+
+
+def install(tmp_path, pip: Pip, test: bool = False, **kwargs) -> dict:
+    state = patroni_state({"cmd.run_all": pip, "patroni.wait_healthy": MagicMock()}, test=test)
+    return state.installed(str(tmp_path / "venv"), "4.1.5", "patroni[etcd3,psycopg3]==4.1.5",
+                           pip_options=["--no-input"], **kwargs)
+
+
+def test_installed_makes_the_virtualenv_then_installs(tmp_path):
+    pip = Pip(tmp_path / "venv")
+    ret = install(tmp_path, pip, index_url="https://u:Idx-pw-1@mirror/simple")
+    assert_shape(ret)
+    assert ret["result"] is True and ret["changes"] == {"patroni": {"old": None, "new": "4.1.5"}}
+    venv = str(tmp_path / "venv")
+    assert [c["cmd"] for c in pip.calls] == [
+        ["/usr/bin/python3", "-m", "venv", venv],
+        [f"{venv}/bin/pip", "install", "--no-input", "patroni[etcd3,psycopg3]==4.1.5"],
+    ]
+    assert all(c["umask"] == "022" and c["python_shell"] is False for c in pip.calls)
+    # the index URL (it may carry credentials) goes through pip's environment only
+    assert pip.calls[1]["env"] == {"PIP_INDEX_URL": "https://u:Idx-pw-1@mirror/simple"}
+    assert "Idx-pw-1" not in repr(ret)
+
+
+def test_installed_is_idempotent_and_starts_no_program(tmp_path):
+    pip = Pip(tmp_path / "venv")
+    install(tmp_path, pip)
+    pip.calls.clear()
+    ret = install(tmp_path, pip)
+    assert (ret["result"], ret["changes"]) == (True, {})
+    assert pip.calls == []
+
+
+def test_installed_upgrades_in_place(tmp_path):
+    install(tmp_path, Pip(tmp_path / "venv", installs="4.1.4"), test=False)
+    pip = Pip(tmp_path / "venv")
+    ret = install(tmp_path, pip)
+    assert ret["changes"] == {"patroni": {"old": "4.1.4", "new": "4.1.5"}}
+    assert [c["cmd"][1] for c in pip.calls] == ["install"]  # the virtualenv is there already
+
+
+def test_installed_test_mode_changes_nothing(tmp_path):
+    pip = Pip(tmp_path / "venv")
+    ret = install(tmp_path, pip, test=True)
+    assert ret["result"] is None and ret["changes"] == {"patroni": {"old": None, "new": "4.1.5"}}
+    assert pip.calls == []
+
+
+def test_installed_fails_with_pips_last_words(tmp_path):
+    ret = install(tmp_path, Pip(tmp_path / "venv", fail="pip"))
+    assert ret["result"] is False
+    assert ret["comment"].endswith("failed (1): ERROR: No matching distribution found")
+    ret = install(tmp_path, Pip(tmp_path / "venv", installs="4.0.0"))
+    assert ret["result"] is False and "records Patroni 4.0.0" in ret["comment"]

@@ -4,8 +4,8 @@
 # pip (default): PyPI's Patroni at pgha:patroni:version with its etcd3 and
 # psycopg3 extras, in a virtualenv of its own made with the system Python
 # (so the postgres user can run it), owned by root, 0755, not writable by
-# postgres. Nothing runs when the virtualenv's `patroni --version` already
-# names that version; another version is installed in place (the running
+# postgres (state patroni.installed). Nothing runs when the version pip
+# recorded in the virtualenv is that one; another version is installed in place (the running
 # Patroni keeps its code until it is restarted: salt-run pgha.restart
 # what=patroni). package: the distribution's packages.
 {%- set tplroot = tpldir.split('/')[0] %}
@@ -32,28 +32,21 @@ pgha-patroni-venv-dir-managed:
     - mode: '0755'
     - makedirs: True
 
-pgha-patroni-venv-created:
-  cmd.run:
-    - name: {{ patroni.python }} -m venv {{ venv }}
-    - creates: {{ venv }}/bin/python
-    - umask: '022'
+pgha-patroni-pip-installed:
+  patroni.installed:
+    - name: {{ venv }}
+    - version: {{ mapdata.patroni.version | json }}
+    - requirement: {{ pip.requirement | json }}
+    - python: {{ patroni.python }}
+    - pip_options: {{ options | json }}
+{%-   if pip.index_url %}
+    # Through pip's environment: the URL may carry credentials; pip masks them in its output.
+    - index_url: {{ pip.index_url | json }}
+{%-   endif %}
     - require:
       - pkg: pgha-patroni-venv-package-installed
       - file: pgha-patroni-venv-dir-managed
-
-pgha-patroni-pip-installed:
-  cmd.run:
-    - name: {{ venv }}/bin/pip install {{ options | join(' ') }} '{{ pip.requirement }}'
-    - unless: test "$({{ venv }}/bin/patroni --version 2>/dev/null)" = 'patroni {{ mapdata.patroni.version }}'
-    - umask: '022'
-{%-   if pip.index_url %}
-    # Through the environment: the URL may carry credentials; pip masks them in its output.
-    - env:
-      - PIP_INDEX_URL: {{ pip.index_url | json }}
-{%-   endif %}
-    - require:
-      - cmd: pgha-patroni-venv-created
-{%-   set installed = {'cmd': 'pgha-patroni-pip-installed'} %}
+{%-   set installed = {'patroni': 'pgha-patroni-pip-installed'} %}
 {%- else %}
 
 pgha-patroni-package-installed:

@@ -54,9 +54,8 @@ pgha-supervisord-config-file-managed:
       - file: pgha-supervisord-dirs-managed
 
 pgha-supervisord-service-running:
-  cmd.run:
-    - name: {{ sup.supervisord }} -c {{ sup.conf_file }}
-    - unless: {{ sup.supervisorctl }} -c {{ sup.conf_file }} pid
+  pgha_service.manager_running:
+    - name: {{ sup.conf_file }}
     - require:
       - pkg: pgha-supervisord-package-installed
       - file: pgha-supervisord-config-file-managed
