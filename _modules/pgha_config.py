@@ -38,24 +38,10 @@ SAFE_PATRONI = (3, 1)
 UNSAFE_PATRONI_REASON = (
     "Patroni before 3.1 can lose acknowledged writes when a frozen leader wakes up (fixed in 3.1.0)"
 )
-SECRET_KEYS = (
-    "superuser_password",
-    "replication_password",
-    "admin_password",
-    "restapi_password",
-    "haproxy_stats_password",
-    "probe_password",
-)
 # Keys that existed once: what became of them.
 RETIRED_KEYS = {
     "lab": "removed: demo passwords are refused everywhere (the lab generates its own passwords); delete this key",
 }
-# Required only when etcd:auth:enabled.
-ETCD_SECRET_KEYS = ("etcd_root_password", "etcd_patroni_password")
-# Passwords printed in the seed and other well-known demo values.
-DEMO_PASSWORDS = frozenset(
-    {"admin", "secretpassword", "rep-pass", "postgres", "password", "replicator", "patroni", "changeme"}
-)
 HBA_TYPES = ("local", "host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc")
 HBA_METHODS = ("scram-sha-256", "md5", "cert", "reject", "peer", "gss", "ldap", "radius", "pam")
 # Keys under these paths are free-form (names chosen by the operator).
@@ -73,8 +59,6 @@ _RELEASE = re.compile(r"\d+\.\d+\.\d+")
 _VERSION_IN_TEXT = re.compile(r"(?:^|[\s:])(\d+\.\d+(?:\.\d+)?)")
 _PACKAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]*")
 _URL = re.compile(r"(https?|file)://\S+")
-# Characters that HAProxy's `stats auth` line and pgpass cannot carry as is.
-_UNSAFE_SECRET_CHARS = set(" \t#'\"\\")
 
 
 def __virtual__():
@@ -566,21 +550,12 @@ def _check_misc(cfg: dict, by_role: dict, errors: list) -> None:
                       f"not postgres or a template (got {database!r})")
 
 
-def _check_secrets(cfg: dict, errors: list) -> None:
-    secrets = cfg.get("secrets") or {}
+def _check_secrets(cfg: dict, roles: list | None, errors: list) -> None:
+    """The secrets of these roles (None: every role's), by the one rule of _utils/pgha_secrets.py."""
     etcd = cfg.get("etcd") if isinstance(cfg.get("etcd"), dict) else {}
-    auth = etcd.get("auth") if isinstance(etcd.get("auth"), dict) else {}
-    required = SECRET_KEYS + (ETCD_SECRET_KEYS if auth.get("enabled") is True else ())
-    for key in required:
-        value = secrets.get(key)
-        if not isinstance(value, str) or not value:
-            errors.append(f"{_key('secrets', key)}: required, must be a non-empty string")
-        elif any(ch in value for ch in "\n\r"):
-            errors.append(f"{_key('secrets', key)}: must be one line")
-        elif key == "haproxy_stats_password" and _UNSAFE_SECRET_CHARS & set(value):
-            errors.append(f"{_key('secrets', key)}: must not contain spaces, tabs, #, quotes or backslashes (HAProxy's stats auth line)")
-        elif value.lower() in DEMO_PASSWORDS:
-            errors.append(f"{_key('secrets', key)}: a well-known demo password; choose another")
+    auth = (etcd.get("auth") if isinstance(etcd.get("auth"), dict) else {}).get("enabled") is True
+    keys = __utils__["pgha_secrets.everyone"](auth) if roles is None else __utils__["pgha_secrets.needed"](roles, auth)
+    errors.extend(__utils__["pgha_secrets.problems"](cfg.get("secrets"), keys))
 
 
 def _with_maps(cfg: Any, known: Any, path: tuple) -> Any:
@@ -591,12 +566,13 @@ def _with_maps(cfg: Any, known: Any, path: tuple) -> Any:
     return {key: _with_maps(value, known.get(key), path + (key,)) for key, value in cfg.items()}
 
 
-def _check(cfg: dict, given: dict, known: dict) -> list[str]:
+def _check(cfg: dict, given: dict, known: dict, roles: list | None = None) -> list[str]:
     """
     All problems of a configuration, as 'pgha:key:path: problem' lines.
 
     ``cfg`` is the merged configuration, ``given`` the pillar as written (for
-    unknown keys) and ``known`` the defaults' tree (the keys that exist).
+    unknown keys), ``known`` the defaults' tree (the keys that exist) and
+    ``roles`` those whose secrets must be there (None: every role's).
     """
     errors: list[str] = [f"{_key(key)}: {why}" for key, why in RETIRED_KEYS.items() if key in (given or {})]
     _unknown_keys({k: v for k, v in given.items() if k not in RETIRED_KEYS}, known, (), errors)
@@ -612,7 +588,7 @@ def _check(cfg: dict, given: dict, known: dict) -> list[str]:
     _check_postgresql(cfg, errors)
     _check_haproxy(cfg, errors)
     _check_misc(cfg, by_role, errors)
-    _check_secrets(cfg, errors)
+    _check_secrets(cfg, roles, errors)
     return errors
 
 
@@ -709,7 +685,9 @@ def _pillar_cfg(pillar: dict | None) -> dict:
 def validate(pillar: dict | None = None, saltenv: str = "base") -> dict:
     """
     Check the ``pgha`` pillar this minion sees, optionally merged with a
-    pillar override, and list every problem found.
+    pillar override, and list every problem found. Of the secrets, those of
+    this minion's roles only: it is given no other (``salt-run
+    pgha.validate`` checks them all, on the master).
 
     Returns ``{"valid": bool, "errors": [...]}``; the exit code is non-zero
     when the pillar is not valid.
@@ -726,10 +704,18 @@ def validate(pillar: dict | None = None, saltenv: str = "base") -> dict:
         errors = ["pgha: must be a map"]
     else:
         known = defaults(saltenv)
-        errors = _check(_merge(known, given), given, known)
+        errors = _check(_merge(known, given), given, known, _own_roles(given))
     if errors:
         __context__["retcode"] = 1
     return {"valid": not errors, "errors": errors}
+
+
+def _own_roles(given: dict) -> list:
+    """This minion's roles in pgha:nodes: a minion is given, and checks, the secrets of its roles only."""
+    nodes = given.get("nodes") if isinstance(given.get("nodes"), dict) else {}
+    node = nodes.get(__grains__.get("id") or __opts__.get("id"))
+    roles = node.get("roles") if isinstance(node, dict) else None
+    return [role for role in roles if isinstance(role, str)] if isinstance(roles, list) else []
 
 
 def mapdata(show_secrets: bool = False, saltenv: str = "base", pillar: dict | None = None) -> dict:
@@ -762,7 +748,7 @@ def _model(saltenv: str, pillar: dict | None) -> dict:
         raise CommandExecutionError("pgha: the pillar key pgha must be a map")
     known = defaults(saltenv)
     cfg = _merge(known, given)
-    errors = _check(cfg, given, known)
+    errors = _check(cfg, given, known, _own_roles(given))
     if errors:
         raise CommandExecutionError("pgha: the pillar is invalid, nothing was changed:\n  " + "\n  ".join(errors))
     return _build(cfg, __grains__.get("id") or __opts__.get("id"))

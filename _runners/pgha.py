@@ -36,11 +36,6 @@ def __virtual__():
     return __virtualname__
 
 
-# ---------------------------------------------------------------------------
-# talking to the cluster
-# ---------------------------------------------------------------------------
-
-
 def _caller():
     """
     A function that runs one execution function on one minion (waiting
@@ -66,9 +61,14 @@ def _caller():
     return call
 
 
+def _master_pillar() -> dict:
+    """The master's own pillar (its id: <host>_master unless its configuration sets one), with every secret."""
+    return __salt__["pillar.show_pillar"](__opts__["id"])
+
+
 def _topology() -> dict:
     """The cluster's model (from the first PostgreSQL node that answers) with the master pillar's secrets."""
-    pillar = __salt__["pillar.show_pillar"]()
+    pillar = _master_pillar()
     cfg = pillar.get("pgha") if isinstance(pillar, dict) else None
     if not isinstance(cfg, dict) or not cfg.get("nodes"):
         raise CommandExecutionError("pgha: the master's pillar has no pgha:nodes; does the pillar top target the master?")
@@ -137,11 +137,6 @@ def _one_line(function):
 def _check(kind: str, *args: Any, **kwargs: Any) -> Any:
     """One argument check of ``_utils/pgha_args.py``: the value to use, or ``ValueError`` with one line."""
     return __utils__[f"pgha_args.{kind}"](*args, **kwargs)
-
-
-# ---------------------------------------------------------------------------
-# checks
-# ---------------------------------------------------------------------------
 
 
 @_one_line
@@ -227,11 +222,13 @@ def check(max_lag: Any = None) -> dict:
 
 
 @_one_line
-def validate(pillar: dict | None = None, tgt: str = "*") -> dict:
+def validate(pillar: dict | None = None, tgt: Any = "*", tgt_type: str = "glob") -> dict:
     """
-    Check the ``pgha`` pillar the minions see (optionally merged with
-    ``pillar='{"pgha": ...}'``, to try a change before committing it). Lists
-    every wrong key with its full path; exit code non-zero when invalid.
+    Check the ``pgha`` pillar (optionally merged with ``pillar='{"pgha":
+    ...}'``, to try a change before committing it): every minion targeted
+    checks what it sees, with the secrets of its own roles (it is given no
+    other), and the master checks every secret. Lists every wrong key with
+    its full path; exit code non-zero when invalid.
 
     CLI Example:
 
@@ -242,25 +239,20 @@ def validate(pillar: dict | None = None, tgt: str = "*") -> dict:
     """
     if pillar is not None and not isinstance(pillar, dict):
         raise ValueError(f"pillar must be a map such as '{{\"pgha\": {{...}}}}' (got {pillar!r})")
-    kwarg = {"pillar": pillar} if pillar else {}
     with salt.client.get_local_client(__opts__["conf_file"]) as client:
-        ret = client.cmd(tgt, "pgha_config.validate", kwarg=kwarg or None, timeout=60, full_return=True)
-    if not ret:
-        return _fail({"valid": False, "errors": [f"no minion matching {tgt!r} answered"]})
-    errors: list[str] = []
+        ret = client.cmd(tgt, "pgha_config.validate", kwarg={"pillar": pillar} if pillar else None, timeout=60,
+                         tgt_type=tgt_type, full_return=True)
+    expected = set(tgt) if tgt_type == "list" else set(ret)
+    errors = [f"no minion matching {tgt!r} answered"] if not ret else []
+    errors += [f"{minion}: did not answer" for minion in sorted(expected - set(ret))]
     for minion, answer in sorted(ret.items()):
         value = answer.get("ret") if isinstance(answer, dict) else answer
-        if not isinstance(value, dict):
-            errors.append(f"{minion}: could not validate: {value}")
-            continue
-        errors += [error for error in value.get("errors", []) if error not in errors]
+        found = value.get("errors", []) if isinstance(value, dict) else [f"{minion}: could not validate: {value}"]
+        errors += [error for error in found if error not in errors]
+    master = (_master_pillar() or {}).get("pgha") or {}  # the master is given every secret
+    errors += [e for e in __utils__["pgha_secrets.cluster_problems"](master, pillar) if e not in errors]
     result = {"valid": not errors, "errors": errors, "minions": sorted(ret)}
     return result if not errors else _fail(result)
-
-
-# ---------------------------------------------------------------------------
-# the failover drill
-# ---------------------------------------------------------------------------
 
 
 def _drill_options(topo: dict, given: dict) -> dict:
@@ -315,11 +307,6 @@ def failover_drill(mode: str = "stop", timeout: Any = None, report: Any = True, 
                                     "freeze_s": freeze_s, "outage_s": outage_s, "member": member})
     result = _driller(topo, mode, options)()
     return result if result["ok"] else _fail(result)
-
-
-# ---------------------------------------------------------------------------
-# operator commands
-# ---------------------------------------------------------------------------
 
 
 @_one_line

@@ -40,6 +40,7 @@ def master_config(lab: str, repo: str, ports: tuple[int, int] = (4505, 4506)) ->
             f"root_dir: {lab}",
             f"pki_dir: {lab}/master/pki",
             f"cachedir: {lab}/master/cache",
+            f"extension_modules: {lab}/master/extmods",
             f"sock_dir: {lab}/master/sock",
             f"pidfile: {lab}/run/salt-master.pid",
             f"log_file: {lab}/logs/salt-master.log",
@@ -92,9 +93,30 @@ def minion_config(lab: str, minion_id: str, ports: tuple[int, int] = (4505, 4506
     )
 
 
-def pillar_files(root_template: str, report_dir: str) -> dict[str, str]:
+def pillar_top(nodes: dict, master_id: str, common: list[str]) -> str:
+    """
+    A pillar top file: ``common`` for every minion; to each node the secrets
+    of its roles (pillar/pgha/secrets/<role>.sls, picked from the
+    pgha_secrets.yaml beside this top), to the master all of them.
+    """
+    top: dict = {"*": list(common)}
+    for role in ("postgresql", "etcd", "haproxy"):
+        ids = sorted(node_id for node_id, node in nodes.items() if role in node.get("roles", []))
+        if ids:
+            top[",".join(ids)] = [{"match": "list"}, f"pgha.secrets.{role}"]
+    top[master_id] = ["pgha.secrets.all"]
+    return "# Written by `python -m lab`: secrets by role.\n" + yaml.safe_dump({"base": top}, default_flow_style=False)
+
+
+def lab_nodes(repo: str = REPO) -> dict:
+    """The lab's hosts (pillar/pgha/lab.sls): id -> address and roles."""
+    with open(os.path.join(repo, "pillar", "pgha", "lab.sls"), encoding="utf-8") as handle:
+        return yaml.safe_load(handle)["pgha"]["nodes"]
+
+
+def pillar_files(root_template: str, report_dir: str, repo: str = REPO) -> dict[str, str]:
     """The lab's local pillar: its top file and where this clone keeps each host's files."""
-    top = "# Written by `python -m lab`.\nbase:\n  '*':\n    - pgha.lab\n    - lab_local\n    - lab_secrets\n"
+    top = pillar_top(lab_nodes(repo), MASTER_ID, ["pgha.lab", "lab_local"])
     local = "\n".join(
         [
             "# Written by `python -m lab`: where this clone keeps each lab host's files.",
@@ -110,7 +132,7 @@ def pillar_files(root_template: str, report_dir: str) -> dict[str, str]:
 
 
 def secrets_file(path: str, names: tuple[str, ...] | None = None) -> dict[str, str]:
-    """Generate the lab's passwords once (mode 0600), adding any missing; return them."""
+    """Generate the lab's passwords once (mode 0600), adding any missing; return them (pgha_secrets.yaml)."""
     names = names or secret_names()
     values = {}
     if os.path.exists(path):

@@ -14,8 +14,6 @@ import signal
 import subprocess
 import time
 
-import yaml
-
 from lab import LAB, MINIONS, REPO, VENV_BIN, config, pki, say
 
 # What other users may do in the lab's directory: traverse to the hosts'
@@ -119,10 +117,12 @@ class Lab:
         files = config.pillar_files(os.path.join(self.lab, "hosts", "{id}"), os.path.join(self.lab, "reports"))
         for name, text in files.items():
             config.write(os.path.join(self.lab, "pillar", name), text, mode=0o600)
-        values = config.secrets_file(os.path.join(self.lab, "pillar", "lab_secrets.sls"))
-        with open(os.path.join(self.repo, "pillar", "pgha", "lab.sls"), encoding="utf-8") as handle:
-            nodes = yaml.safe_load(handle)["pgha"]["nodes"]
-        pki.place(os.path.join(self.lab, "pki"), self.host_root, nodes, self.repo)
+        secrets = os.path.join(self.lab, "pillar", "pgha_secrets.yaml")
+        old = os.path.join(self.lab, "pillar", "lab_secrets.sls")
+        if os.path.exists(old) and not os.path.exists(secrets):
+            os.replace(old, secrets)  # a lab made before secrets by role kept its passwords there
+        values = config.secrets_file(secrets)
+        pki.place(os.path.join(self.lab, "pki"), self.host_root, config.lab_nodes(self.repo), self.repo)
         config.write(os.path.join(self.lab, "pgpass"),
                      config.pgpass_line("127.0.0.3", 5432, "postgres", values["superuser_password"]), mode=0o600)
         return values

@@ -41,12 +41,13 @@ pgha-orch-sync-minions:
     - require:
       - salt: pgha-orch-sync-master
 
+# Every minion checks the pillar it sees (the secrets of its own roles);
+# the master checks every secret.
 pgha-orch-pillar-valid:
-  salt.function:
-    - name: pgha_config.validate
+  salt.runner:
+    - name: pgha.validate
     - tgt: {{ ids | json }}
     - tgt_type: list
-    - expect_minions: True
     - failhard: True
     - require:
       - salt: pgha-orch-sync-minions

@@ -31,6 +31,7 @@ ADDRESSES = {
     "haproxy": "127.0.100.3",
 }
 PORTS = (5432, 8008, 2379, 2380, 8080)
+MASTER_ID = "pgha-test-master"
 
 
 def _listening(address: str, port: int) -> bool:
@@ -79,22 +80,16 @@ def pillar_dir(test_root, cluster_secrets):
             "lookup": {"root": os.path.join(test_root, "hosts", "{id}")},
             "haproxy": {"bind_address": ADDRESSES["haproxy"], "stats_bind_address": ADDRESSES["haproxy"]},
             "drill": {"report_dir": os.path.join(test_root, "reports")},
-            "secrets": cluster_secrets,
         }
     }
     # etcd over TLS (pillar pgha.lab): the certificates on the hosts, as a PKI would place them.
-    with open(os.path.join(REPO, "pillar", "pgha", "lab.sls"), encoding="utf-8") as handle:
-        roles = {node_id: node["roles"] for node_id, node in yaml.safe_load(handle)["pgha"]["nodes"].items()}
-    pki.place(
-        os.path.join(test_root, "pki"),
-        lambda node_id: os.path.join(test_root, "hosts", node_id),
-        {node_id: {"address": address, "roles": roles[node_id]} for node_id, address in ADDRESSES.items()},
-    )
-    with open(os.path.join(path, "top.sls"), "w") as handle:
-        handle.write("base:\n  '*':\n    - pgha.lab\n    - tests_local\n")
-    with open(os.path.join(path, "tests_local.sls"), "w") as handle:
-        yaml.safe_dump(overrides, handle)
-    os.chmod(os.path.join(path, "tests_local.sls"), 0o600)
+    nodes = {node_id: dict(node, address=ADDRESSES[node_id]) for node_id, node in config.lab_nodes().items()}
+    pki.place(os.path.join(test_root, "pki"), lambda node_id: os.path.join(test_root, "hosts", node_id), nodes)
+    # secrets by role, as the lab and pillar/top.sls give them
+    config.write(os.path.join(path, "top.sls"), config.pillar_top(nodes, MASTER_ID, ["pgha.lab", "tests_local"]))
+    config.write(os.path.join(path, "tests_local.sls"), yaml.safe_dump(overrides), mode=0o600)
+    config.write(os.path.join(path, "pgha_secrets.yaml"), yaml.safe_dump({"pgha": {"secrets": cluster_secrets}}),
+                 mode=0o600)
     return path
 
 
@@ -117,7 +112,7 @@ def salt_master(salt_factories, pillar_dir, extmods_root):
         "pillar_roots": {"base": [pillar_dir, os.path.join(REPO, "pillar")]},
         "worker_threads": 4,
     }
-    factory = salt_factories.salt_master_daemon("pgha-test-master", overrides=overrides)
+    factory = salt_factories.salt_master_daemon(MASTER_ID, overrides=overrides)
     with factory.started(start_timeout=120):
         yield factory
 

@@ -49,7 +49,7 @@ def configure_loader_modules():
             "__pillar__": {},
             "__context__": {},
             "__opts__": {"id": "postgres01"},
-            "__utils__": utils("pgha_faults", "pgha_cluster"),
+            "__utils__": utils("pgha_faults", "pgha_cluster", "pgha_secrets"),
         }
     }
 
@@ -145,6 +145,16 @@ def validate(pillar: dict, **kwargs) -> tuple[dict, Any]:
     return module.validate(), module
 
 
+# A production minion given each secret (pillar/pgha/secrets/<role>.sls): it checks those of its own roles.
+SECRET_OWNER = {"haproxy_stats_password": "haproxy", "etcd_root_password": "etcd"}
+
+
+def minion_checking(key: str) -> str:
+    """A production minion whose validation checks the pillar key ``key``."""
+    secret = key.split(":")[2] if key.startswith("pgha:secrets:") else None
+    return SECRET_OWNER.get(secret, "postgres01")
+
+
 # ---------------------------------------------------------------------------
 # the valid production pillar and the derived model
 # ---------------------------------------------------------------------------
@@ -162,12 +172,27 @@ def test_lab_pillar_is_valid(lab_pillar):
     assert "retcode" not in module.__context__
 
 
-def test_production_pillar_without_secrets_names_every_secret():
-    result, module = validate(read_pillar("production"))
+@pytest.mark.parametrize(("minion_id", "own"), [
+    ("postgres01", {"superuser_password", "replication_password", "admin_password", "restapi_password",
+                    "probe_password", "etcd_patroni_password"}),
+    ("etcd", {"etcd_root_password", "etcd_patroni_password"}),
+    ("haproxy", {"haproxy_stats_password"}),
+])
+def test_a_minion_without_secrets_names_those_of_its_roles_only(minion_id, own):
+    result, module = validate(read_pillar("production"), minion_id=minion_id)
     assert result["valid"] is False
-    for key in TEST_SECRETS:
-        assert any(error.startswith(f"pgha:secrets:{key}: required") for error in result["errors"]), key
+    named = {error.split(":")[2] for error in result["errors"] if error.startswith("pgha:secrets:")}
+    assert named == own
+    assert all(error.endswith("required, must be a non-empty string") for error in result["errors"])
     assert module.__context__["retcode"] == 1
+
+
+def test_a_minion_given_only_its_roles_secrets_is_valid(production_pillar):
+    pillar = copy.deepcopy(production_pillar)
+    pillar["pgha"]["secrets"] = {"haproxy_stats_password": TEST_SECRETS["haproxy_stats_password"]}
+    assert validate(pillar, minion_id="haproxy")[0] == {"valid": True, "errors": []}
+    assert load_module(pillar, minion_id="haproxy").mapdata()["haproxy"]["port"] == 5432
+    assert validate(pillar, minion_id="postgres01")[0]["valid"] is False
 
 
 def test_defaults_merge_the_os_family_file():
@@ -508,11 +533,12 @@ def test_validate_pgha_not_a_map():
     assert module.__context__["retcode"] == 1
 
 
-def test_validate_empty_pillar_names_nodes_and_secrets():
+def test_validate_empty_pillar_names_nodes():
     result, _ = validate({})
     assert result["valid"] is False
     assert any(error.startswith("pgha:nodes:") for error in result["errors"])
-    assert any(error.startswith("pgha:secrets:superuser_password:") for error in result["errors"])
+    # a minion that is no node of the cluster is given, and checks, no secret
+    assert not any(error.startswith("pgha:secrets:") for error in result["errors"])
 
 
 def test_all_errors_reported_in_one_run(production_pillar):
@@ -810,7 +836,7 @@ def test_invalid_table_is_big_and_distinct():
 @pytest.mark.parametrize(("patch", "key", "pattern"), [pytest.param(*case[1:], id=case[0]) for case in INVALID])
 def test_invalid_pillar_is_refused(production_pillar, patch, key, pattern):
     pillar = patched(production_pillar, patch)
-    result, module = validate(pillar)
+    result, module = validate(pillar, minion_id=minion_checking(key))
     errors = result["errors"]
     assert result["valid"] is False
     assert module.__context__["retcode"] == 1
@@ -819,7 +845,7 @@ def test_invalid_pillar_is_refused(production_pillar, patch, key, pattern):
     assert any(re.search(pattern, error) for error in named), f"{pattern!r} not in {named}"
     # mapdata refuses the same pillar, naming the same key
     with pytest.raises(CommandExecutionError, match=re.escape(key + ":")):
-        load_module(pillar).mapdata()
+        load_module(pillar, minion_id=minion_checking(key)).mapdata()
 
 
 # ---------------------------------------------------------------------------
@@ -878,7 +904,7 @@ GAPS = [
 
 @pytest.mark.parametrize(("patch", "key"), GAPS)
 def test_validator_refuses_former_gap(production_pillar, patch, key):
-    result, _ = validate(patched(production_pillar, patch))
+    result, _ = validate(patched(production_pillar, patch), minion_id=minion_checking(key))
     assert result["valid"] is False
     assert any(error.startswith(key + ":") for error in result["errors"]), result["errors"]
 

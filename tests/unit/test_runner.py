@@ -17,7 +17,10 @@ from pgha_test_helpers import load, utils
 from salt.exceptions import CommandExecutionError
 
 runner = load("_runners", "pgha")
-UTILS = ("pgha_cluster", "pgha_args", "pgha_drill", "pgha_faults", "pgha_rolling")
+UTILS = ("pgha_cluster", "pgha_args", "pgha_drill", "pgha_faults", "pgha_rolling", "pgha_secrets")
+SECRETS = {key: f"{key[:5]}-Pw-7c2e9a" for key in (
+    "superuser_password", "replication_password", "admin_password", "restapi_password", "haproxy_stats_password",
+    "probe_password", "etcd_root_password", "etcd_patroni_password")}
 
 TOPO = {
     "pg_nodes": ["postgres01", "postgres02", "postgres03"],
@@ -38,12 +41,23 @@ TOPO = {
 
 @pytest.fixture
 def opts() -> dict:
-    return {"conf_file": "/etc/salt/master", "output": None}
+    return {"conf_file": "/etc/salt/master", "output": None, "id": "saltmaster_master"}
 
 
 @pytest.fixture
-def configure_loader_modules(opts):
-    return {runner: {"__opts__": opts, "__context__": {}, "__salt__": {}, "__utils__": utils(*UTILS)}}
+def master_pillar() -> dict:
+    """The master's own pillar: it is given every secret."""
+    return {"pgha": {"secrets": dict(SECRETS)}}
+
+
+@pytest.fixture
+def configure_loader_modules(opts, master_pillar):
+    def show_pillar(minion: str) -> dict:
+        assert minion == "saltmaster_master"  # the master's own pillar, not a glob's
+        return master_pillar
+
+    return {runner: {"__opts__": opts, "__context__": {}, "__salt__": {"pillar.show_pillar": show_pillar},
+                     "__utils__": utils(*UTILS)}}
 
 
 def forbidden(what: str):
@@ -236,8 +250,9 @@ class FakeLocalClient:
     def __exit__(self, *exc):
         return False
 
-    def cmd(self, tgt, fun, arg=(), timeout=None, full_return=False, kwarg=None, **kwargs):
-        self.calls.append({"tgt": tgt, "fun": fun, "arg": list(arg), "kwarg": kwarg, "timeout": timeout})
+    def cmd(self, tgt, fun, arg=(), timeout=None, full_return=False, kwarg=None, tgt_type="glob", **kwargs):
+        self.calls.append({"tgt": tgt, "fun": fun, "arg": list(arg), "kwarg": kwarg, "timeout": timeout,
+                           "tgt_type": tgt_type})
         return json.loads(json.dumps(self.answers))
 
 
@@ -286,6 +301,27 @@ def test_validate_no_minion_or_a_minion_that_cannot_validate(minions):
     assert runner.__context__["retcode"] == 1
 
 
+def test_validate_names_a_listed_minion_that_did_not_answer(minions):
+    fake = minions({"postgres01": {"ret": {"valid": True, "errors": []}, "retcode": 0}})
+    result = runner.validate(tgt=["postgres01", "haproxy"], tgt_type="list")
+    assert result["errors"] == ["haproxy: did not answer"]
+    assert (fake.calls[0]["tgt"], fake.calls[0]["tgt_type"]) == (["postgres01", "haproxy"], "list")
+
+
+def test_validate_checks_every_secret_on_the_master(minions, master_pillar):
+    """Each minion checks the secrets of its roles; the master, which is given them all, checks every one."""
+    minions({"haproxy": {"ret": {"valid": True, "errors": []}, "retcode": 0}})
+    del master_pillar["pgha"]["secrets"]["etcd_root_password"]
+    master_pillar["pgha"]["secrets"]["probe_password"] = "changeme"
+    result = runner.validate()
+    assert result["errors"] == ["pgha:secrets:probe_password: a well-known demo password; choose another",
+                                "pgha:secrets:etcd_root_password: required, must be a non-empty string"]
+    # with etcd's access control off, its two secrets are not needed
+    result = runner.validate(pillar={"pgha": {"etcd": {"auth": {"enabled": False}},
+                                              "secrets": {"probe_password": "Probe-Pw-91ab"}}})
+    assert result == {"valid": True, "errors": [], "minions": ["haproxy"]}
+
+
 # ---------------------------------------------------------------------------
 # calling minions, the drill, the rolling operations
 # ---------------------------------------------------------------------------
@@ -296,7 +332,7 @@ def test_call_returns_the_minions_answer_or_raises_its_message(minions):
     call = runner._caller()
     assert call("postgres01", "pgha_service.start", "patroni", wait=45) == {"running": True}
     assert fake.calls == [{"tgt": "postgres01", "fun": "pgha_service.start", "arg": ["patroni"], "kwarg": None,
-                           "timeout": 45}]
+                           "timeout": 45, "tgt_type": "glob"}]
     minions({"postgres01": {"ret": "pgha_service: patroni is not running; nothing to crash", "retcode": 1}})
     with pytest.raises(CommandExecutionError, match="pgha_service.crash on postgres01 failed: pgha_service: patroni"):
         call("postgres01", "pgha_service.crash", "patroni")

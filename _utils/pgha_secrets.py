@@ -1,0 +1,79 @@
+"""
+Which of the formula's secrets each role uses, and what a usable one looks
+like: the one rule the minions (each checks the secrets of its own roles,
+``pgha_config.validate``), the master (it checks every secret,
+``salt-run pgha.validate``) and the pillar's targeting
+(``pillar/pgha/secrets/<role>.sls``, kept equal by a test) follow. Plain
+Python; reached as ``__utils__["pgha_secrets.<function>"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Role -> the secrets its states and functions use.
+ROLE_SECRETS = {
+    # Patroni's config.yml (REST API, replication, superuser, etcd login), the
+    # post-bootstrap script (admin), the probe role's state (superuser, probe).
+    "postgresql": ("superuser_password", "replication_password", "admin_password", "restapi_password",
+                   "probe_password", "etcd_patroni_password"),
+    # etcd's access control (root) and the Patroni user it creates.
+    "etcd": ("etcd_root_password", "etcd_patroni_password"),
+    # haproxy.cfg's stats page; its checks of Patroni's REST API need no password.
+    "haproxy": ("haproxy_stats_password",),
+}
+# Needed only with pgha:etcd:auth:enabled.
+ETCD_AUTH_SECRETS = ("etcd_root_password", "etcd_patroni_password")
+# Passwords printed in the seed and other well-known demo values.
+DEMO_PASSWORDS = frozenset(
+    {"admin", "secretpassword", "rep-pass", "postgres", "password", "replicator", "patroni", "changeme"}
+)
+# Characters that HAProxy's `stats auth` line and pgpass cannot carry as is.
+UNSAFE_STATS_CHARS = set(" \t#'\"\\")
+
+
+def needed(roles: list | tuple, etcd_auth: bool) -> list[str]:
+    """The secrets of these roles, in a stable order (those of etcd's access control only with it on)."""
+    keys: list[str] = []
+    for role in ("postgresql", "etcd", "haproxy"):
+        if role in roles:
+            keys += [key for key in ROLE_SECRETS[role] if key not in keys]
+    return [key for key in keys if etcd_auth or key not in ETCD_AUTH_SECRETS]
+
+
+def everyone(etcd_auth: bool) -> list[str]:
+    """Every secret a cluster needs."""
+    return needed(tuple(ROLE_SECRETS), etcd_auth)
+
+
+def problems(secrets: Any, keys: list[str]) -> list[str]:
+    """What is wrong with each of ``keys`` in ``secrets``, as 'pgha:secrets:<key>: problem' lines."""
+    secrets = secrets if isinstance(secrets, dict) else {}
+    found = []
+    for key in keys:
+        value = secrets.get(key)
+        where = f"pgha:secrets:{key}"
+        if not isinstance(value, str) or not value:
+            found.append(f"{where}: required, must be a non-empty string")
+        elif any(ch in value for ch in "\n\r"):
+            found.append(f"{where}: must be one line")
+        elif key == "haproxy_stats_password" and UNSAFE_STATS_CHARS & set(value):
+            found.append(f"{where}: must not contain spaces, tabs, #, quotes or backslashes (HAProxy's stats auth line)")
+        elif value.lower() in DEMO_PASSWORDS:
+            found.append(f"{where}: a well-known demo password; choose another")
+    return found
+
+
+def cluster_problems(cfg: Any, change: Any = None) -> list[str]:
+    """
+    Every secret of a cluster checked in a ``pgha`` pillar (the master's,
+    which is given them all), merged with ``change`` (``{"pgha": ...}`` or
+    its inside); etcd's access control counts as on unless the pillar says
+    off (its default).
+    """
+    cfg = cfg if isinstance(cfg, dict) else {}
+    change = change.get("pgha", change) if isinstance(change, dict) else {}
+    secrets = dict(cfg.get("secrets") or {}, **(change.get("secrets") or {}))
+    etcd = change.get("etcd") or cfg.get("etcd") or {}
+    auth = (etcd.get("auth") or {}).get("enabled", True) is True if isinstance(etcd, dict) else True
+    return problems(secrets, everyone(auth))

@@ -1,0 +1,59 @@
+"""
+The shipped pillar top file (pillar/top.sls) renders, for each minion of the
+production example, the cluster's description and only the secrets its
+roles use; the master is given them all. Salt's own pillar compiler, through
+`salt-call --local pillar.items`, with pillar/pgha_secrets.yaml standing in
+a directory of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+from pgha_test_helpers import PILLAR_DIR, TEST_SECRETS
+from test_rendering import SALT_CALL
+
+POSTGRESQL = {"superuser_password", "replication_password", "admin_password", "restapi_password", "probe_password",
+              "etcd_patroni_password"}
+
+
+@pytest.fixture(scope="module")
+def pillar_of(tmp_path_factory):
+    base = tmp_path_factory.mktemp("pillar-by-role")
+    (base / "pillar").mkdir()
+    (base / "pillar" / "pgha_secrets.yaml").write_text(yaml.safe_dump({"pgha": {"secrets": TEST_SECRETS}}))
+    config = {"file_client": "local", "root_dir": str(base), "cachedir": str(base / "cache"),
+              "pki_dir": str(base / "pki"), "log_file": str(base / "minion.log"), "file_roots": {"base": [str(base)]},
+              "pillar_roots": {"base": [str(base / "pillar"), str(PILLAR_DIR)]}}
+    (base / "minion").write_text(yaml.safe_dump(config))
+
+    def pillar(minion_id: str) -> dict:
+        proc = subprocess.run([str(SALT_CALL), "--local", "-c", str(base), "--id", minion_id, "--out=json",
+                               "--log-level=warning", "pillar.items", "unmask=True"], capture_output=True, text=True, timeout=120,
+                              check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return json.loads(proc.stdout)["local"]
+
+    return pillar
+
+
+@pytest.mark.parametrize(("minion_id", "own"), [
+    ("postgres01", POSTGRESQL),
+    ("postgres03", POSTGRESQL),
+    ("etcd", {"etcd_root_password", "etcd_patroni_password"}),
+    ("haproxy", {"haproxy_stats_password"}),
+    ("saltmaster_master", set(TEST_SECRETS)),
+    ("intruder", set()),
+])
+def test_each_minion_gets_the_secrets_of_its_roles_only(pillar_of, minion_id, own):
+    pillar = pillar_of(minion_id)
+    assert "_errors" not in pillar, pillar.get("_errors")
+    assert sorted(pillar["pgha"]["nodes"]) == ["etcd", "haproxy", "postgres01", "postgres02", "postgres03"]
+    given = pillar["pgha"].get("secrets") or {}
+    assert set(given) == own
+    assert all(given[key] == TEST_SECRETS[key] for key in given)
+    text = json.dumps(pillar)
+    assert not [key for key in set(TEST_SECRETS) - own if TEST_SECRETS[key] in text]

@@ -1,0 +1,64 @@
+"""
+Unit tests of _utils/pgha_secrets.py, the one rule of which secrets each
+role uses and what a usable one is, and of its agreement with the pillar
+files that give each minion its roles' secrets (pillar/pgha/secrets/).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+import pytest
+from pgha_test_helpers import PILLAR_DIR, TEST_SECRETS, load
+
+secrets = load("_utils", "pgha_secrets")
+PG = ["superuser_password", "replication_password", "admin_password", "restapi_password", "probe_password",
+      "etcd_patroni_password"]
+
+
+def test_needed_by_role_and_with_etcds_access_control():
+    assert secrets.needed(["postgresql"], True) == PG
+    assert secrets.needed(["postgresql"], False) == PG[:-1]
+    assert secrets.needed(["etcd"], True) == ["etcd_root_password", "etcd_patroni_password"]
+    assert secrets.needed(["etcd"], False) == []
+    assert secrets.needed(["haproxy"], True) == ["haproxy_stats_password"]
+    # a node with two roles needs each secret once
+    assert secrets.needed(["etcd", "postgresql"], True) == [*PG, "etcd_root_password"]
+    assert secrets.needed([], True) == []
+    assert sorted(secrets.everyone(True)) == sorted(TEST_SECRETS)
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    (None, "required, must be a non-empty string"),
+    ("", "required, must be a non-empty string"),
+    (12345678, "required, must be a non-empty string"),
+    ("two\nlines", "must be one line"),
+    ("Admin", "a well-known demo password; choose another"),
+])
+def test_problems(value, problem):
+    assert secrets.problems({"admin_password": value}, ["admin_password"]) == [f"pgha:secrets:admin_password: {problem}"]
+    assert secrets.problems({"admin_password": TEST_SECRETS["admin_password"]}, ["admin_password"]) == []
+
+
+def test_stats_password_must_fit_haproxys_config_line():
+    assert secrets.problems({"haproxy_stats_password": "a#b"}, ["haproxy_stats_password"])[0].endswith(
+        "must not contain spaces, tabs, #, quotes or backslashes (HAProxy's stats auth line)")
+    assert secrets.problems({"admin_password": "a#b c"}, ["admin_password"]) == []
+
+
+def test_cluster_problems_merge_a_change_and_follow_etcds_access_control():
+    master = {"secrets": dict(TEST_SECRETS)}
+    assert secrets.cluster_problems(master) == []
+    del master["secrets"]["etcd_root_password"]
+    assert secrets.cluster_problems(master) == ["pgha:secrets:etcd_root_password: required, must be a non-empty string"]
+    assert secrets.cluster_problems(master, {"pgha": {"secrets": {"etcd_root_password": "Root-pw-2c9d"}}}) == []
+    assert secrets.cluster_problems(dict(master, etcd={"auth": {"enabled": False}})) == []
+    assert len(secrets.cluster_problems({})) == len(TEST_SECRETS)
+
+
+@pytest.mark.parametrize("role", ["postgresql", "etcd", "haproxy"])
+def test_each_roles_pillar_file_gives_exactly_its_secrets(role):
+    text = (PILLAR_DIR / "pgha" / "secrets" / f"{role}.sls").read_text()
+    picked = ast.literal_eval(re.search(r"pick\(given, (\[.*?\])\)", text, re.DOTALL).group(1))
+    assert picked == list(secrets.ROLE_SECRETS[role])
