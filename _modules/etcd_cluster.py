@@ -377,90 +377,100 @@ def _prefix_end(prefix: bytes) -> bytes:
     return prefix[:-1] + bytes([prefix[-1] + 1])
 
 
+class _Converge:
+    """
+    One convergence of etcd's access control: its calls (made, or only
+    listed with ``test``) and the changes they make, in words. Passwords
+    are never part of the words.
+    """
+
+    def __init__(self, client, settings: dict, test: bool):
+        self.client, self.settings, self.test = client, settings, test
+        self.stub = etcdrpc.AuthStub(client.channel)
+        if settings["auth"]:
+            # _client logged in as root already: no token means authentication is off in etcd
+            token = dict(client.metadata or ()).get("token")
+        else:
+            token = _authenticate(client, "root", settings["root_password"], "pgha:secrets:etcd_root_password")
+        self.enabled = token is not None
+        self.metadata = (("token", token),) if token else None
+        self.changes: list[str] = []
+
+    def rpc(self, method: str, request):
+        return getattr(self.stub, method)(request, TIMEOUT, metadata=self.metadata)
+
+    def act(self, text: str, *calls) -> None:
+        self.changes.append(text)
+        if not self.test:
+            for method, request in calls:
+                self.rpc(method, request)
+
+    def root(self, users: set) -> None:
+        password = self.settings["root_password"]
+        grant = ("UserGrantRole", etcdrpc.AuthUserGrantRoleRequest(user="root", role="root"))
+        if "root" not in users:
+            self.act("user root created, with role root",
+                     ("UserAdd", etcdrpc.AuthUserAddRequest(name="root", password=password)), grant)
+            return
+        if "root" not in self.rpc("UserGet", etcdrpc.AuthUserGetRequest(name="root")).roles:
+            self.act("role root granted to user root", grant)
+        if not self.enabled:
+            # Not checkable while authentication is off: set it.
+            self.act("password of user root set (pgha:secrets:etcd_root_password)",
+                     ("UserChangePassword", etcdrpc.AuthUserChangePasswordRequest(name="root", password=password)))
+
+    def role(self, roles: set) -> None:
+        role, prefix = self.settings["role"], self.settings["prefix"].encode()
+        wanted = auth_pb2.Permission(permType=auth_pb2.Permission.READWRITE, key=prefix, range_end=_prefix_end(prefix))
+        grant = ("RoleGrantPermission", etcdrpc.AuthRoleGrantPermissionRequest(name=role, perm=wanted))
+        if role not in roles:
+            self.act(f"role {role} created: read and write {self.settings['prefix']}*",
+                     ("RoleAdd", etcdrpc.AuthRoleAddRequest(name=role)), grant)
+            return
+        perms = self.rpc("RoleGet", etcdrpc.AuthRoleGetRequest(role=role)).perm
+        if not any(p.permType == wanted.permType and p.key == wanted.key and p.range_end == wanted.range_end
+                   for p in perms):
+            self.act(f"role {role} granted read and write on {self.settings['prefix']}*", grant)
+
+    def patroni_user(self, users: set) -> None:
+        user, role, password = self.settings["user"], self.settings["role"], self.settings["user_password"]
+        to_role = ("UserGrantRole", etcdrpc.AuthUserGrantRoleRequest(user=user, role=role))
+        set_password = ("UserChangePassword", etcdrpc.AuthUserChangePasswordRequest(name=user, password=password))
+        if user not in users:
+            self.act(f"user {user} created, with role {role}",
+                     ("UserAdd", etcdrpc.AuthUserAddRequest(name=user, password=password)), to_role)
+            return
+        if role not in self.rpc("UserGet", etcdrpc.AuthUserGetRequest(name=user)).roles:
+            self.act(f"role {role} granted to user {user}", to_role)
+        if not self.enabled:
+            self.act(f"password of user {user} set (pgha:secrets:etcd_patroni_password)", set_password)
+            return
+        try:
+            _authenticate(self.client, user, password, "pgha:secrets:etcd_patroni_password")
+        except CommandExecutionError:
+            self.act(f"password of user {user} changed to pgha:secrets:etcd_patroni_password", set_password)
+
+
 def _auth_converge(client, settings: dict, test: bool) -> dict:
     """
     Bring etcd's users, role and authentication switch to what the pillar
     says; returns whether authentication is on and the list of changes (made,
-    or to be made with ``test``). Passwords are never part of the result.
+    or to be made with ``test``).
     """
-    stub = etcdrpc.AuthStub(client.channel)
-    if settings["auth"]:
-        # _client logged in as root already: no token means authentication is off in etcd
-        token = dict(client.metadata or ()).get("token")
-    else:
-        token = _authenticate(client, "root", settings["root_password"], "pgha:secrets:etcd_root_password")
-    enabled = token is not None
-    metadata = (("token", token),) if token else None
-    changes: list[str] = []
-
-    def rpc(method: str, request):
-        return getattr(stub, method)(request, TIMEOUT, metadata=metadata)
-
-    def act(text: str, *calls) -> None:
-        changes.append(text)
-        if not test:
-            for method, request in calls:
-                rpc(method, request)
-
+    run = _Converge(client, settings, test)
     if not settings["auth"]:
-        if enabled:
-            act("authentication disabled (pgha:etcd:auth:enabled is false)", ("AuthDisable", etcdrpc.AuthDisableRequest()))
-        return {"enabled": enabled and test, "changes": changes}
-
-    user, role, prefix = settings["user"], settings["role"], settings["prefix"].encode()
-    users = set(rpc("UserList", etcdrpc.AuthUserListRequest()).users)
-    roles = set(rpc("RoleList", etcdrpc.AuthRoleListRequest()).roles)
-
-    if "root" not in users:
-        act(
-            "user root created, with role root",
-            ("UserAdd", etcdrpc.AuthUserAddRequest(name="root", password=settings["root_password"])),
-            ("UserGrantRole", etcdrpc.AuthUserGrantRoleRequest(user="root", role="root")),
-        )
-    else:
-        if "root" not in rpc("UserGet", etcdrpc.AuthUserGetRequest(name="root")).roles:
-            act("role root granted to user root", ("UserGrantRole", etcdrpc.AuthUserGrantRoleRequest(user="root", role="root")))
-        if not enabled:
-            # Not checkable while authentication is off: set it.
-            act(
-                "password of user root set (pgha:secrets:etcd_root_password)",
-                ("UserChangePassword", etcdrpc.AuthUserChangePasswordRequest(name="root", password=settings["root_password"])),
-            )
-
-    wanted = auth_pb2.Permission(permType=auth_pb2.Permission.READWRITE, key=prefix, range_end=_prefix_end(prefix))
-    grant = ("RoleGrantPermission", etcdrpc.AuthRoleGrantPermissionRequest(name=role, perm=wanted))
-    if role not in roles:
-        act(f"role {role} created: read and write {settings['prefix']}*", ("RoleAdd", etcdrpc.AuthRoleAddRequest(name=role)), grant)
-    else:
-        perms = rpc("RoleGet", etcdrpc.AuthRoleGetRequest(role=role)).perm
-        if not any(p.permType == wanted.permType and p.key == wanted.key and p.range_end == wanted.range_end for p in perms):
-            act(f"role {role} granted read and write on {settings['prefix']}*", grant)
-
-    to_role = ("UserGrantRole", etcdrpc.AuthUserGrantRoleRequest(user=user, role=role))
-    set_password = (
-        "UserChangePassword",
-        etcdrpc.AuthUserChangePasswordRequest(name=user, password=settings["user_password"]),
-    )
-    if user not in users:
-        act(
-            f"user {user} created, with role {role}",
-            ("UserAdd", etcdrpc.AuthUserAddRequest(name=user, password=settings["user_password"])),
-            to_role,
-        )
-    else:
-        if role not in rpc("UserGet", etcdrpc.AuthUserGetRequest(name=user)).roles:
-            act(f"role {role} granted to user {user}", to_role)
-        if not enabled:
-            act(f"password of user {user} set (pgha:secrets:etcd_patroni_password)", set_password)
-        else:
-            try:
-                _authenticate(client, user, settings["user_password"], "pgha:secrets:etcd_patroni_password")
-            except CommandExecutionError:
-                act(f"password of user {user} changed to pgha:secrets:etcd_patroni_password", set_password)
-
-    if not enabled:
-        act("authentication enabled", ("AuthEnable", etcdrpc.AuthEnableRequest()))
-    return {"enabled": True if not test else enabled, "changes": changes}
+        if run.enabled:
+            run.act("authentication disabled (pgha:etcd:auth:enabled is false)",
+                    ("AuthDisable", etcdrpc.AuthDisableRequest()))
+        return {"enabled": run.enabled and test, "changes": run.changes}
+    users = set(run.rpc("UserList", etcdrpc.AuthUserListRequest()).users)
+    roles = set(run.rpc("RoleList", etcdrpc.AuthRoleListRequest()).roles)
+    run.root(users)
+    run.role(roles)
+    run.patroni_user(users)
+    if not run.enabled:
+        run.act("authentication enabled", ("AuthEnable", etcdrpc.AuthEnableRequest()))
+    return {"enabled": True if not test else run.enabled, "changes": run.changes}
 
 
 def auth_ensure(test: bool = False) -> dict:

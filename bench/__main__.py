@@ -8,8 +8,10 @@ per case) and the same table into the README between its bench markers. Run
 it with `make bench` (python -m bench); BENCH_RUNS sets the drills per case
 (default 5), BENCH_MODES the modes (comma-separated; default all but
 etcd-member-loss, which needs three etcd members). It rebuilds the lab from
-nothing first (`make lab-clean`). `python -m bench --report` rewrites the
-tables from bench/results.json.
+nothing first (`make lab-clean`). First, unless BENCH_DISTRO=0, it measures
+the frozen leader with the distribution's Patroni (Debian 12's 3.0.2, on a
+lab built for it) against PyPI's, the same drill on the same lab otherwise.
+`python -m bench --report` rewrites the tables from bench/results.json.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ FIELDS = ("rto_s", "write_gap_s", "promotion_s", "haproxy_switch_s", "sync_switc
 COLUMNS = ("rto_s", "write_gap_s", "failed_writes", "unavailable_s", "client_stall_s", "promotion_s",
            "haproxy_switch_s", "rejoin_s")
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+# The lab with the distribution's Patroni (refused by default: older than 3.1).
+DISTRO_PILLAR = {"pgha": {"lookup": {"patroni": {"install": "package"}}, "patroni": {"allow_unsafe_version": True}}}
 
 
 def salt(tool: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -63,12 +67,13 @@ def stats(values: list) -> dict:
     return {"median": round(statistics.median(values), 3), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def lab_from_nothing(results: dict) -> bool:
+def lab_from_nothing(results: dict, pillar: dict | None = None) -> bool:
     print("orchestration from nothing (make lab-clean, then the lab's `up`)", flush=True)
     lab = [sys.executable, "-m", "lab"]
     subprocess.run([*lab, "clean"], check=True, capture_output=True, cwd=REPO)
+    env = dict(os.environ, PGHA_LAB_PILLAR=json.dumps(pillar or {}))
     started = time.monotonic()
-    up = subprocess.run([*lab, "up"], capture_output=True, text=True, check=False, cwd=REPO)
+    up = subprocess.run([*lab, "up"], capture_output=True, text=True, check=False, cwd=REPO, env=env)
     results["lab_from_nothing_s"] = round(time.monotonic() - started, 1)
     line = [text for text in up.stdout.splitlines() if text.startswith("orchestration: exit")]
     results["orchestration_line"] = line[-1] if line else None
@@ -97,6 +102,30 @@ def idempotent_highstates(results: dict, count: int = 3) -> None:
     results["state_apply_runs_s"] = applies
     results["state_apply_changes"] = changes
     print(f"  idempotent state.apply: {results['state_apply_s']}, changes {changes}", flush=True)
+
+
+def patroni_versions() -> list:
+    """The Patroni versions the members run (pgha.status)."""
+    ret = salt("salt-run", "pgha.status", "--out=json", timeout=120)
+    try:
+        return sorted({m.get("patroni_version") for m in json.loads(ret.stdout)["members"]})
+    except (ValueError, KeyError, TypeError):
+        return []
+
+
+def distro_against_pypi(results: dict) -> None:
+    """The frozen leader with Debian's Patroni, on a lab built for it: lost writes, and whether it recovers."""
+    probe: dict = {}
+    if not lab_from_nothing(probe, DISTRO_PILLAR):
+        results["distro_freeze"] = {"error": "the lab did not come up with the distribution's Patroni"}
+        return
+    runs = []
+    for attempt in range(1, RUNS + 1):
+        if not healthy():
+            print("  cluster not healthy before a drill: stopping", flush=True)
+            break
+        runs.append(one_drill("freeze", True, attempt))
+    results["distro_freeze"] = {"patroni": patroni_versions(), "runs": runs}
 
 
 def one_drill(mode: str, synchronous: bool, attempt: int) -> dict:
@@ -188,8 +217,11 @@ def write_report(results: dict) -> None:
 
 def main() -> int:
     results: dict = {"runs_per_case": RUNS, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if os.environ.get("BENCH_DISTRO", "1") != "0":
+        distro_against_pypi(results)
     if not lab_from_nothing(results):
         return 1
+    results["patroni"] = patroni_versions()
     idempotent_highstates(results)
     drills(results)
     write_report(results)

@@ -114,21 +114,24 @@ def lab_nodes(repo: str = REPO) -> dict:
         return yaml.safe_load(handle)["pgha"]["nodes"]
 
 
-def pillar_files(root_template: str, report_dir: str, repo: str = REPO) -> dict[str, str]:
-    """The lab's local pillar: its top file and where this clone keeps each host's files."""
+def merged(base: dict, update: dict) -> dict:
+    """``update`` merged into a copy of ``base``, maps key by key."""
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def pillar_files(root_template: str, report_dir: str, extra: dict | None = None, repo: str = REPO) -> dict[str, str]:
+    """
+    The lab's local pillar: its top file, where this clone keeps each host's
+    files, and ``extra`` pillar (``{"pgha": ...}``; the benchmark's way to
+    try another setting, e.g. the distribution's Patroni).
+    """
     top = pillar_top(lab_nodes(repo), MASTER_ID, ["pgha.lab", "lab_local"])
-    local = "\n".join(
-        [
-            "# Written by `python -m lab`: where this clone keeps each lab host's files.",
-            "pgha:",
-            "  lookup:",
-            f"    root: {root_template}",
-            "  drill:",
-            f"    report_dir: {report_dir}",
-            "",
-        ]
-    )
-    return {"top.sls": top, "lab_local.sls": local}
+    local = merged({"pgha": {"lookup": {"root": root_template}, "drill": {"report_dir": report_dir}}}, extra or {})
+    text = "# Written by `python -m lab`: where this clone keeps each lab host's files.\n"
+    return {"top.sls": top, "lab_local.sls": text + yaml.safe_dump(local, default_flow_style=False)}
 
 
 def secrets_file(path: str, names: tuple[str, ...] | None = None) -> dict[str, str]:

@@ -114,7 +114,8 @@ class Lab:
         for minion_id in self.minions:
             config.write(os.path.join(self.minion_conf_dir(minion_id), "minion"),
                          config.minion_config(self.lab, minion_id), mode=0o600)
-        files = config.pillar_files(os.path.join(self.lab, "hosts", "{id}"), os.path.join(self.lab, "reports"))
+        extra = json.loads(os.environ.get("PGHA_LAB_PILLAR") or "{}")
+        files = config.pillar_files(os.path.join(self.lab, "hosts", "{id}"), os.path.join(self.lab, "reports"), extra)
         for name, text in files.items():
             config.write(os.path.join(self.lab, "pillar", name), text, mode=0o600)
         secrets = os.path.join(self.lab, "pillar", "pgha_secrets.yaml")
