@@ -38,6 +38,9 @@ SAFE_PATRONI = (3, 1)
 UNSAFE_PATRONI_REASON = (
     "Patroni before 3.1 can lose acknowledged writes when a frozen leader wakes up (fixed in 3.1.0)"
 )
+POOL_MODES = ("session", "transaction", "statement")
+# HAProxy's read paths beside the leader's port: pillar key -> Patroni's health check.
+READ_PATHS = {"replicas": "/replica", "sync": "/sync", "async": "/async"}
 # Keys that existed once: what became of them.
 RETIRED_KEYS = {
     "lab": "removed: demo passwords are refused everywhere (the lab generates its own passwords); delete this key",
@@ -279,6 +282,13 @@ def _check_collisions(cfg: dict, by_role: dict, errors: list) -> None:
     for node_id in by_role["haproxy"]:
         use(node_id, haproxy.get("port"), "HAProxy", haproxy.get("bind_address"))
         use(node_id, haproxy.get("stats_port"), "HAProxy stats page", haproxy.get("stats_bind_address"))
+        for path in READ_PATHS:
+            entry = haproxy.get(path) if isinstance(haproxy.get(path), dict) else {}
+            if entry.get("enabled") is True:
+                use(node_id, entry.get("port"), f"HAProxy's {path} port", haproxy.get("bind_address"))
+        pooler = cfg.get("pgbouncer") if isinstance(cfg.get("pgbouncer"), dict) else {}
+        if pooler.get("enabled") is True:
+            use(node_id, pooler.get("port"), "PgBouncer", haproxy.get("bind_address"))
 
 
 def _check_patroni(cfg: dict, errors: list) -> None:
@@ -479,6 +489,24 @@ def _check_haproxy(cfg: dict, errors: list) -> None:
     if isinstance(timeout, dict):
         for key, value in timeout.items():
             _check_duration(value, ("haproxy", "timeout", key), errors)
+    for path in READ_PATHS:
+        entry = haproxy.get(path) if isinstance(haproxy.get(path), dict) else {}
+        _check_bool(entry.get("enabled"), ("haproxy", path, "enabled"), errors)
+        _check_port(entry.get("port"), ("haproxy", path, "port"), errors)
+    max_lag = (haproxy.get("replicas") or {}).get("max_lag")
+    if max_lag is not None:
+        _check_int(max_lag, ("haproxy", "replicas", "max_lag"), errors, 0)
+
+
+def _check_pgbouncer(cfg: dict, errors: list) -> None:
+    pooler = cfg.get("pgbouncer") or {}
+    _check_bool(pooler.get("enabled"), ("pgbouncer", "enabled"), errors)
+    _check_port(pooler.get("port"), ("pgbouncer", "port"), errors)
+    if pooler.get("pool_mode") not in POOL_MODES:
+        errors.append(f"{_key('pgbouncer', 'pool_mode')}: must be one of {', '.join(POOL_MODES)} "
+                      f"(got {pooler.get('pool_mode')!r})")
+    for key in ("max_client_conn", "default_pool_size"):
+        _check_int(pooler.get(key), ("pgbouncer", key), errors, 1)
 
 
 def _check_misc(cfg: dict, by_role: dict, errors: list) -> None:
@@ -554,7 +582,11 @@ def _check_secrets(cfg: dict, roles: list | None, errors: list) -> None:
     """The secrets of these roles (None: every role's), by the one rule of _utils/pgha_secrets.py."""
     etcd = cfg.get("etcd") if isinstance(cfg.get("etcd"), dict) else {}
     auth = (etcd.get("auth") if isinstance(etcd.get("auth"), dict) else {}).get("enabled") is True
-    keys = __utils__["pgha_secrets.everyone"](auth) if roles is None else __utils__["pgha_secrets.needed"](roles, auth)
+    pooler = (cfg.get("pgbouncer") if isinstance(cfg.get("pgbouncer"), dict) else {}).get("enabled") is True
+    if roles is None:
+        keys = __utils__["pgha_secrets.everyone"](auth, pooler)
+    else:
+        keys = __utils__["pgha_secrets.needed"](roles, auth, pooler)
     errors.extend(__utils__["pgha_secrets.problems"](cfg.get("secrets"), keys))
 
 
@@ -587,6 +619,7 @@ def _check(cfg: dict, given: dict, known: dict, roles: list | None = None) -> li
     _check_patroni_lookup(cfg, given, errors)
     _check_postgresql(cfg, errors)
     _check_haproxy(cfg, errors)
+    _check_pgbouncer(cfg, errors)
     _check_misc(cfg, by_role, errors)
     _check_secrets(cfg, roles, errors)
     return errors
@@ -653,7 +686,26 @@ def _build(cfg: dict, minion_id: str) -> dict:
         data["patroni"]["watchdog"]["mode"] = "off"
     haproxy_node = by_role["haproxy"][0] if by_role["haproxy"] else None
     data["haproxy"]["write_address"] = nodes[haproxy_node]["address"] if haproxy_node else None
+    data["haproxy"]["listeners"] = _listeners(data)
     return data
+
+
+def _listeners(data: dict) -> list[dict]:
+    """
+    HAProxy's listeners, the leader's port first: name, port, Patroni's
+    health check that puts a server in it, and how connections are balanced.
+    """
+    haproxy = data["haproxy"]
+    listeners = [{"name": "postgres", "path": "leader", "port": haproxy["port"], "check": "/primary", "balance": None}]
+    for path, check in READ_PATHS.items():
+        entry = haproxy[path]
+        if entry["enabled"]:
+            if path == "replicas":
+                lag = entry["max_lag"] if entry["max_lag"] is not None else data["patroni"]["maximum_lag_on_failover"]
+                check = f"{check}?lag={lag}"
+            listeners.append({"name": f"postgres_{path}", "path": path, "port": entry["port"], "check": check,
+                              "balance": "roundrobin"})
+    return listeners
 
 
 def _host(address: str) -> str:

@@ -1,7 +1,9 @@
 """
 HAProxy in front of the pgha cluster, as an operator sees it: the state of
-each PostgreSQL server of the ``postgres`` proxy, which one takes the writes,
-and draining a server before maintenance (and making it ready again).
+each PostgreSQL server in each of pgha's listeners (``postgres``, the
+leader's port, and the read paths ``postgres_replicas``, ``postgres_sync``,
+``postgres_async`` when enabled), which one takes the writes, and draining a
+server before maintenance (and making it ready again).
 
 Run on the HAProxy node. It reads the runtime API on the admin socket
 (``pgha:lookup:haproxy:admin_socket``, ``show stat``) and falls back to the
@@ -75,9 +77,13 @@ def _socket_command(command: str) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
-def _parse(text: str) -> dict:
-    """This proxy's servers from HAProxy's CSV statistics (the shared parser)."""
-    return __utils__["pgha_cluster.parse_haproxy_stats"](text).get(PROXY, {})
+def _listeners() -> list[str]:
+    return [listener["name"] for listener in _map()["haproxy"]["listeners"]]
+
+
+def _ours(found: dict) -> dict:
+    """pgha's listeners (the leader's first) and their servers, of every proxy's."""
+    return {name: found[name] for name in _listeners() if name in found}
 
 
 def _server_name(server: str) -> str:
@@ -88,18 +94,22 @@ def _server_name(server: str) -> str:
 
 
 def _set_state(server: str, state: str) -> dict:
+    """A server's state in every listener it is in: {server, listeners: {listener: {old, new}}}."""
     name = _server_name(server)
     before = servers()
-    if name not in before:
-        raise CommandExecutionError(
-            f"pgha_haproxy: no server {name} in the {PROXY} proxy (servers: {', '.join(sorted(before)) or 'none'})"
-        )
-    command = f"set server {PROXY}/{name} state {state}"
-    answer = _socket_command(command).strip()
-    if answer:
-        raise CommandExecutionError(f"pgha_haproxy: HAProxy refused '{command}': {answer}")
-    after = servers().get(name, {})
-    return {"server": name, "old": before[name]["status"], "new": after.get("status")}
+    where = [listener for listener, found in before.items() if name in found]
+    if not where:
+        known = sorted(set().union(*before.values())) if before else []
+        raise CommandExecutionError(f"pgha_haproxy: no server {name} in pgha's listeners (servers: {', '.join(known) or 'none'})")
+    for listener in where:
+        command = f"set server {listener}/{name} state {state}"
+        answer = _socket_command(command).strip()
+        if answer:
+            raise CommandExecutionError(f"pgha_haproxy: HAProxy refused '{command}': {answer}")
+    after = servers()
+    return {"server": name, "listeners": {listener: {"old": before[listener][name]["status"],
+                                                     "new": after.get(listener, {}).get(name, {}).get("status")}
+                                          for listener in where}}
 
 
 # ---------------------------------------------------------------------------
@@ -109,11 +119,12 @@ def _set_state(server: str, state: str) -> dict:
 
 def servers() -> dict:
     """
-    Each server of the ``postgres`` proxy: status (UP, DOWN, DRAIN, MAINT,
-    or a transition such as ``UP 1/2``), address, weight, last health check
-    (status, HTTP code of Patroni's ``/primary``, description), current
-    sessions and seconds since the last change. Read from the admin socket,
-    or from the stats page when the socket cannot be read.
+    Each of pgha's listeners (``postgres``, the leader's port, then the read
+    paths) and each of its servers: status (UP, DOWN, DRAIN, MAINT, or a
+    transition such as ``UP 1/2``), address, weight, last health check
+    (status, HTTP code of Patroni's answer, description), current sessions
+    and seconds since the last change. Read from the admin socket, or from
+    the stats page when the socket cannot be read.
 
     CLI Example:
 
@@ -126,12 +137,12 @@ def servers() -> dict:
     except CommandExecutionError as socket_problem:
         log.info("pgha_haproxy: %s; reading the stats page instead", socket_problem)
         try:
-            found = __utils__["pgha_cluster.haproxy_stats_page"](_map()).get(PROXY, {})
+            found = _ours(__utils__["pgha_cluster.haproxy_stats_page"](_map()))
         except CommandExecutionError as page_problem:
             raise CommandExecutionError(f"{socket_problem}; and {page_problem}") from page_problem
     else:
-        found = _parse(text)
-    if not found:
+        found = _ours(__utils__["pgha_cluster.parse_haproxy_stats"](text))
+    if PROXY not in found:
         raise CommandExecutionError(
             f"pgha_haproxy: HAProxy has no proxy {PROXY!r} with servers; is this the pgha HAProxy node?"
         )
@@ -150,7 +161,7 @@ def writer() -> str | None:
 
         salt haproxy pgha_haproxy.writer
     """
-    found = servers()
+    found = servers()[PROXY]
     up = sorted(name for name, state in found.items() if state["status"].startswith("UP"))
     if len(up) > 1:
         raise CommandExecutionError(
@@ -162,9 +173,10 @@ def writer() -> str | None:
 
 def drain(server: str) -> dict:
     """
-    Stop sending new connections to a server (``set server postgres/<name>
-    state drain``); sessions in progress go on. Lasts until ``ready`` or
-    HAProxy's next restart or reload. Returns the status before and after.
+    Stop sending new connections to a server, in every listener it is in
+    (``set server <listener>/<name> state drain``); sessions in progress go
+    on. Lasts until ``ready`` or HAProxy's next restart or reload. Returns
+    the status before and after, by listener.
 
     CLI Example:
 
@@ -177,9 +189,9 @@ def drain(server: str) -> dict:
 
 def ready(server: str) -> dict:
     """
-    Let a drained (or maintenance) server take connections again (``set
-    server postgres/<name> state ready``). Returns the status before and
-    after.
+    Let a drained (or maintenance) server take connections again, in every
+    listener it is in (``set server <listener>/<name> state ready``).
+    Returns the status before and after, by listener.
 
     CLI Example:
 

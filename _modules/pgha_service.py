@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "pgha_service"
 
-SERVICES = ("etcd", "patroni", "haproxy")
+SERVICES = ("etcd", "patroni", "haproxy", "pgbouncer")
 # A runtime drop-in that keeps systemd from restarting a crashed service.
 NO_RESTART_DROPIN = "/run/systemd/system/{unit}.service.d/pgha-no-restart.conf"
 
@@ -189,7 +189,7 @@ def start(service: str) -> dict:
     return status(service)
 
 
-RELOAD_SIGNALS = {"patroni": "HUP", "haproxy": "USR2"}
+RELOAD_SIGNALS = {"patroni": "HUP", "haproxy": "USR2", "pgbouncer": "HUP"}
 
 
 # `supervisorctl reread` words for a program whose definition is new or changed.

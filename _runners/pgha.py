@@ -1,16 +1,11 @@
 """
-The pgha runner: the operator's view of the whole cluster and the commands
-that need all of it at once, run on the Salt master.
-
-It sequences and formats. The cluster's layout comes from a PostgreSQL
-minion (``pgha_config.mapdata``), the passwords from the master's own
-pillar; the facts come from the shared code in ``_utils/`` (Patroni's REST
-API and its health rules, HAProxy's statistics), from the minions' own
-functions, and the failover drill's engine and fault units. Checks and
-drills connect through HAProxy as the formula's probe role
-(``pgha:users:probe``) to the formula's own database (``pgha:probe:database``)
-and never touch the users' data. Needs psycopg on the master (matplotlib,
-optional, draws the drill's timeline).
+The pgha runner, on the Salt master: the operator's view of the whole
+cluster and the commands that need all of it at once. It sequences and
+formats: the layout comes from a PostgreSQL minion (``pgha_config.mapdata``),
+the passwords from the master's own pillar, the facts from the shared code
+in ``_utils/`` and the minions' functions. Checks and drills connect as the
+formula's probe role to its own database, never to the users' data. Needs
+psycopg on the master (matplotlib, optional, draws the drill's timeline).
 """
 
 from __future__ import annotations
@@ -98,12 +93,14 @@ def _members_of(api) -> list[dict]:
         return []
 
 
-def _haproxy_reader(topo: dict):
-    """A function that reads each server of the leader port's proxy and its state (UP, DOWN, ...)."""
-    page = __utils__["pgha_cluster.haproxy_stats_page"]
+def _haproxy_reader(topo: dict, listener: str | None = "postgres"):
+    """A reader of each server's state (UP, ...) in one listener, or (None) in every one: {listener: {...}}."""
+    page, names = __utils__["pgha_cluster.haproxy_stats_page"], [entry["name"] for entry in topo["haproxy"]["listeners"]]
 
     def read() -> dict:
-        return {name: entry["status"] for name, entry in page(topo).get("postgres", {}).items()}
+        found = {name: {server: entry["status"] for server, entry in servers.items()}
+                 for name, servers in page(topo).items() if name in names}
+        return found.get(listener, {}) if listener else {name: found[name] for name in names if name in found}
 
     return read
 
@@ -140,28 +137,31 @@ def _check(kind: str, *args: Any, **kwargs: Any) -> Any:
 
 
 @_one_line
-def write_check(timeout: Any = 60) -> dict:
+def write_check(timeout: Any = 60, path: str = "leader") -> dict:
     """
     Check, waiting at most ``timeout`` seconds, that a write through
-    HAProxy's leader port commits on the Patroni leader (the probe role
-    updates one row of its own table in the formula's database). Exit code
-    non-zero when not.
+    HAProxy's leader port (or ``path=pooler``: through PgBouncer) commits on
+    the Patroni leader (the probe role updates one row of its own table in
+    the formula's database). Exit code non-zero when not.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt-run pgha.write_check timeout=60
+        salt-run pgha.write_check path=pooler
     """
     limit = _check("seconds", timeout, "timeout")
     topo = _topology()
+    options = _drill_options(topo, {"path": path})
     api, leader_of = _api(topo), __utils__["pgha_cluster.leader_of"]
 
     def leader_address() -> str | None:
         leader = leader_of(_members_of(api))
         return topo["nodes"][leader["name"]]["address"] if leader else None
 
-    result = __utils__["pgha_drill.wait_write"](__utils__["pgha_drill.probe_dsn"](topo), leader_address, limit)
+    result = __utils__["pgha_drill.wait_write"](__utils__["pgha_drill.probe_dsn"](topo, options["path"]),
+                                                leader_address, limit)
     return result if result["ok"] else _fail(result)
 
 
@@ -171,7 +171,7 @@ def _status_data(topo: dict) -> dict:
     def etcd_health() -> dict:
         return call(topo["etcd_nodes"][0], "etcd_cluster.health", wait=30)
 
-    return __utils__["pgha_cluster.cluster_status"](_api(topo), etcd_health, _haproxy_reader(topo))
+    return __utils__["pgha_cluster.cluster_status"](_api(topo), etcd_health, _haproxy_reader(topo, None))
 
 
 @_one_line
@@ -256,7 +256,8 @@ def validate(pillar: dict | None = None, tgt: Any = "*", tgt_type: str = "glob")
 
 
 def _drill_options(topo: dict, given: dict) -> dict:
-    return _check("drill_options", given, topo["drill"], topo["patroni"]["ttl"], topo["pg_nodes"], topo["etcd_nodes"])
+    return _check("drill_options", given, topo["drill"], topo["patroni"]["ttl"], topo["pg_nodes"], topo["etcd_nodes"],
+                  topo["pgbouncer"]["enabled"])
 
 
 def _driller(topo: dict, mode: str, options: dict):
@@ -267,7 +268,7 @@ def _driller(topo: dict, mode: str, options: dict):
         call=_caller(),
         api=_api(topo),
         haproxy=_haproxy_reader(topo),
-        dsn=__utils__["pgha_drill.probe_dsn"](topo),
+        dsn=__utils__["pgha_drill.probe_dsn"](topo, options["path"]),
         timeout=options["timeout"],
         options=options,
         rules=__utils__["pgha_cluster.rules"](),
@@ -278,10 +279,11 @@ def _driller(topo: dict, mode: str, options: dict):
 
 @_one_line
 def failover_drill(mode: str = "stop", timeout: Any = None, report: Any = True, candidate: str | None = None,
-                   freeze_s: Any = None, outage_s: Any = None, member: str | None = None) -> dict:
+                   freeze_s: Any = None, outage_s: Any = None, member: str | None = None, path: str = "leader") -> dict:
     """
-    Inject a fault while a writer commits numbered rows through HAProxy (as
-    the probe role, into the formula's database), undo it, and measure.
+    Inject a fault while a writer commits numbered rows through HAProxy's
+    leader port or (``path=pooler``) PgBouncer, as the probe role, into the
+    formula's database; undo it, and measure.
     Modes (README, "The failover drill"): ``stop``, ``crash``,
     ``switchover`` (to ``candidate`` when given), ``freeze`` (the leader's
     Patroni stopped for ``freeze_s``), ``dcs-outage`` and
@@ -300,10 +302,11 @@ def failover_drill(mode: str = "stop", timeout: Any = None, report: Any = True, 
         salt-run pgha.failover_drill mode=stop
         salt-run pgha.failover_drill mode=freeze --out=json
         salt-run pgha.failover_drill mode=dcs-outage outage_s=40
+        salt-run pgha.failover_drill mode=switchover path=pooler
     """
     __utils__["pgha_faults.fault"](mode)
     topo = _topology()
-    options = _drill_options(topo, {"timeout": timeout, "report": report, "candidate": candidate,
+    options = _drill_options(topo, {"timeout": timeout, "report": report, "candidate": candidate, "path": path,
                                     "freeze_s": freeze_s, "outage_s": outage_s, "member": member})
     result = _driller(topo, mode, options)()
     return result if result["ok"] else _fail(result)
@@ -315,7 +318,9 @@ def switchover(candidate: str | None = None, timeout: Any = None) -> dict:
     A planned move of the leader (to ``candidate`` when given) through
     Patroni, measured by the drill's writer (probe role, formula's database):
     returns how long writes stopped (``rto_s``, ``write_gap_s``,
-    ``failed_writes``) and whether any acknowledged write was lost.
+    ``failed_writes``, ``client_stall_s``) and whether any acknowledged
+    write was lost. With PgBouncer, it is paused for the move and resumed
+    once HAProxy routes to the new leader, whatever fails.
 
     CLI Example:
 

@@ -51,12 +51,17 @@ def choice(value: Any, name: str, choices: list | tuple, optional: bool = False)
     return value
 
 
-def drill_options(given: dict, drill: dict, ttl: int, pg_nodes: list, etcd_nodes: list) -> dict:
+def drill_options(given: dict, drill: dict, ttl: int, pg_nodes: list, etcd_nodes: list,
+                  pooler: bool = False) -> dict:
     """
     The failover drill's settings: those ``given`` on the command line
     (None: not given), else the pillar's ``drill`` ones, else the defaults
-    (``freeze_s`` ttl + 10, ``outage_s`` 40), each checked.
+    (``freeze_s`` ttl + 10, ``outage_s`` 40, ``path`` the leader's port),
+    each checked; ``path=pooler`` only with PgBouncer (``pooler``).
     """
+    path = choice(given.get("path") or "leader", "path", ("leader", "pooler"))
+    if path == "pooler" and not pooler:
+        raise ValueError("path=pooler needs PgBouncer (pgha:pgbouncer:enabled)")
 
     def pick(key: str, default: Any) -> Any:
         for source in (given, drill):
@@ -71,4 +76,5 @@ def drill_options(given: dict, drill: dict, ttl: int, pg_nodes: list, etcd_nodes
         "member": choice(given.get("member"), "member", etcd_nodes, optional=True),
         "freeze_s": seconds(pick("freeze_s", ttl + 10), "freeze_s"),
         "outage_s": seconds(pick("outage_s", 40), "outage_s"),
+        "path": path,
     }

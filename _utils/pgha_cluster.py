@@ -179,7 +179,7 @@ def health_problems(members: list[dict], expected: int | None = None, max_lag: i
 def cluster_status(api: PatroniAPI, read_etcd: Callable[[], dict], read_haproxy: Callable[[], dict]) -> dict:
     """
     The runner's status: the members (with their running Patroni version),
-    the leader, etcd's health and HAProxy's servers of the leader port;
+    the leader, etcd's health and HAProxy's servers by listener;
     whatever cannot be read says so in place (no member, an ``error``).
     """
     try:
@@ -204,8 +204,9 @@ def _read(reader: Callable[[], dict], empty: dict) -> dict:
 def cluster_problems(status: dict, expected: int, max_lag: int) -> list[str]:
     """
     The whole cluster's verdict from the runner's status (members, leader,
-    etcd's health, HAProxy's servers of the leader port): the members'
-    health, etcd healthy, HAProxy sending writes to the leader alone.
+    etcd's health, HAProxy's servers by listener): the members' health, etcd
+    healthy, HAProxy's leader port (``postgres``) sending writes to the
+    leader alone.
     """
     problems = health_problems(status["members"], expected, max_lag)
     etcd = status["etcd"]
@@ -215,7 +216,7 @@ def cluster_problems(status: dict, expected: int, max_lag: int) -> list[str]:
     if "error" in haproxy:
         problems.append(f"HAProxy: {haproxy['error']}")
         return problems
-    up = sorted(server for server, state in haproxy.items() if routes(state))
+    up = sorted(server for server, state in haproxy.get("postgres", {}).items() if routes(state))
     if status["leader"] and up != [status["leader"]]:
         problems.append(f"HAProxy sends writes to {up or 'no server'}, the leader is {status['leader']}")
     return problems
@@ -385,8 +386,12 @@ def status_table(data: dict) -> str:
             lines.append(f"  {name:<14}{entry.get('endpoint', ''):<22}UNREACHABLE {entry.get('error', '')}")
     if etcd.get("error"):
         lines.append(f"  {etcd['error']}")
-    lines.append("HAProxy backends (listen postgres)")
-    lines += [f"  {server:<14}{state}" for server, state in sorted(data["haproxy"].items())]
+    if data["haproxy"].get("error"):
+        lines += ["HAProxy", f"  {data['haproxy']['error']}"]
+    for listener, servers in data["haproxy"].items():
+        if isinstance(servers, dict):
+            lines.append(f"HAProxy backends (listen {listener})")
+            lines += [f"  {server:<14}{state}" for server, state in sorted(servers.items())]
     return "\n".join(lines)
 
 

@@ -102,8 +102,11 @@ class Writer(threading.Thread):
             record = {"seq": seq, "sent": time.time(), "acked": None, "server": None, "error": None, "ended": None}
             try:
                 if conn is None:
+                    # never a server-side prepared statement (psycopg prepares a query run five times): behind
+                    # PgBouncer's transaction pooling the next transaction may be on another server connection
                     conn = await asyncio.wait_for(
-                        psycopg.AsyncConnection.connect(self.dsn, autocommit=True), self.connect_timeout
+                        psycopg.AsyncConnection.connect(self.dsn, autocommit=True, prepare_threshold=None),
+                        self.connect_timeout,
                     )
                 cursor = await conn.execute(
                     "INSERT INTO pgha_drill (run, seq) VALUES (%s, %s) RETURNING host(inet_server_addr())",
@@ -115,6 +118,7 @@ class Writer(threading.Thread):
             except (psycopg.Error, OSError, TimeoutError) as exc:
                 record["ended"] = time.time()
                 record["error"] = "ConnectTimeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+                record["detail"] = (str(exc).strip().splitlines() or [""])[0][:200]
                 conn = await _close(conn)
                 await asyncio.sleep(0.05)
             self.records.append(record)
@@ -135,11 +139,15 @@ async def _close(conn) -> None:
 # ---------------------------------------------------------------------------
 
 
-def probe_dsn(topo: dict, connect_timeout: int = 2) -> str:
-    """The probe role's connection to the formula's database, through HAProxy's leader port."""
+def probe_dsn(topo: dict, path: str = "leader", connect_timeout: int = 2) -> str:
+    """
+    The probe role's connection to the formula's database, through HAProxy's
+    leader port, or (``path="pooler"``) through PgBouncer in front of it.
+    """
+    port = topo["pgbouncer"]["port"] if path == "pooler" else topo["haproxy"]["port"]
     return psycopg.conninfo.make_conninfo(
         host=topo["haproxy"]["write_address"],
-        port=topo["haproxy"]["port"],
+        port=port,
         user=topo["users"]["probe"],
         password=topo["secrets"].get("probe_password", ""),
         dbname=topo["probe"]["database"],
@@ -232,6 +240,7 @@ def analyse(records: list[dict], fault_at: float, old_address: str | None, new_a
     - ``client_stall_s``: the longest any attempt waited (sent to acknowledged or failed), from the fault on.
     - ``acked_on_old_after_promotion``: acknowledgements by the old leader while the new one was
       acknowledging too (two writable primaries at once: must be 0).
+    - ``errors``: the failed attempts by what failed them (kind: first line of the message), five at most.
     """
     records = sorted(records, key=lambda r: r["sent"])
     acked = [r for r in records if r["acked"] is not None]
@@ -253,7 +262,16 @@ def analyse(records: list[dict], fault_at: float, old_address: str | None, new_a
         "unavailable_s": round((failed[-1]["ended"] or failed[-1]["sent"]) - failed[0]["sent"], 3) if failed else None,
         "client_stall_s": round(max(waits), 3) if waits else None,
         "acked_on_old_after_promotion": len(overlap),
+        "errors": _errors(failed),
     }
+
+
+def _errors(failed: list[dict], most: int = 5) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for record in failed:
+        key = f"{record['error']}: {record.get('detail') or ''}".rstrip(": ")
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1])[:most])
 
 
 # ---------------------------------------------------------------------------
@@ -355,6 +373,7 @@ def run(ctx: Context, fault: Any) -> dict:
         _inject_and_hold(ctx, fault, plan, watch, result)
     finally:
         _restore(ctx, fault, plan, watch, result)
+    result.update(plan.get("report", {}))  # what the unit measured meanwhile
     _recover(ctx, fault, plan, watch, result)
     time.sleep(1.0)
     writer.stopping.set()

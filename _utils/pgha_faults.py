@@ -13,7 +13,10 @@ fault cannot be drilled on this cluster; nothing has been touched then.
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+from salt.exceptions import CommandExecutionError
 
 LEADER_EVENTS = ("promotion", "haproxy_switch", "first_write")
 
@@ -74,8 +77,14 @@ class CrashLeader(StopLeader):
 
 
 class Switchover(Fault):
+    """
+    With PgBouncer enabled, the switchover is wrapped in a pause of the
+    pooler: PAUSE (its clients' next queries wait), the switchover, HAProxy
+    routing to the new leader, RESUME; the pooler is resumed whatever fails.
+    """
+
     mode = "switchover"
-    summary = "a planned switchover through Patroni"
+    summary = "a planned switchover through Patroni (PgBouncer paused meanwhile, when enabled)"
     moves_leader = True
     restores = False
 
@@ -89,11 +98,41 @@ class Switchover(Fault):
         if candidate and syncs and candidate not in syncs:
             raise ValueError(f"in synchronous mode Patroni hands the leadership only to the synchronous standby "
                              f"({', '.join(syncs)}), not to {candidate}")
-        return dict(super().plan(ctx, members, leader), candidate=candidate)
+        # a session-pooling PgBouncer would hold the pause until every client leaves: not paused
+        pooler = ctx.topo.get("pgbouncer") or {}
+        pooled = bool(pooler.get("enabled")) and pooler.get("pool_mode") != "session"
+        return dict(super().plan(ctx, members, leader), candidate=candidate,
+                    pooler=ctx.topo["haproxy_nodes"][0] if pooled else None, report={"pooler_paused": pooled})
 
     def inject(self, ctx: Any, plan: dict) -> float | None:
+        if plan["pooler"]:
+            ctx.call(plan["pooler"], "pgha_pooler.pause", timeout=ctx.timeout, wait=int(ctx.timeout) + 30)
+            paused = time.monotonic()
         answer = ctx.call(plan["target"], "patroni.switchover", candidate=plan["candidate"], wait=int(ctx.timeout))
+        if plan["pooler"]:
+            _routed_elsewhere(ctx, plan["target"])
+            ctx.call(plan["pooler"], "pgha_pooler.resume", wait=60)
+            plan["report"]["pooler_paused_s"] = round(time.monotonic() - paused, 3)
         return answer.get("requested_at") if isinstance(answer, dict) else None
+
+    def restore(self, ctx: Any, plan: dict) -> list[str]:
+        if plan["pooler"] and ctx.call(plan["pooler"], "pgha_pooler.resume", wait=60).get("changed"):
+            return [f"PgBouncer resumed on {plan['pooler']}"]
+        return []
+
+
+def _routed_elsewhere(ctx: Any, old_leader: str) -> None:
+    """Wait, at most the drill's timeout, until HAProxy's leader port routes to one server, not ``old_leader``."""
+    deadline = time.monotonic() + ctx.timeout
+    while time.monotonic() < deadline:
+        try:
+            up = [name for name, state in ctx.haproxy().items() if str(state).startswith("UP")]
+        except Exception:  # noqa: BLE001  # unreadable for a moment: look again
+            up = []
+        if len(up) == 1 and up[0] != old_leader:
+            return
+        time.sleep(0.1)
+    raise CommandExecutionError(f"HAProxy's leader port did not route to a new leader within {ctx.timeout:.0f} s")
 
 
 class FreezeLeader(Fault):

@@ -16,14 +16,16 @@ ROLE_SECRETS = {
     # Patroni's config.yml (REST API, replication, superuser, etcd login), the
     # post-bootstrap script (admin), the probe role's state (superuser, probe).
     "postgresql": ("superuser_password", "replication_password", "admin_password", "restapi_password",
-                   "probe_password", "etcd_patroni_password"),
+                   "probe_password", "etcd_patroni_password", "pooler_password"),
     # etcd's access control (root) and the Patroni user it creates.
     "etcd": ("etcd_root_password", "etcd_patroni_password"),
-    # haproxy.cfg's stats page; its checks of Patroni's REST API need no password.
-    "haproxy": ("haproxy_stats_password",),
+    # haproxy.cfg's stats page (its checks of Patroni's REST API need no
+    # password), PgBouncer's login for looking clients up.
+    "haproxy": ("haproxy_stats_password", "pooler_password"),
 }
-# Needed only with pgha:etcd:auth:enabled.
+# Needed only with pgha:etcd:auth:enabled, and only with pgha:pgbouncer:enabled.
 ETCD_AUTH_SECRETS = ("etcd_root_password", "etcd_patroni_password")
+POOLER_SECRETS = ("pooler_password",)
 # Passwords printed in the seed and other well-known demo values.
 DEMO_PASSWORDS = frozenset(
     {"admin", "secretpassword", "rep-pass", "postgres", "password", "replicator", "patroni", "changeme"}
@@ -32,18 +34,21 @@ DEMO_PASSWORDS = frozenset(
 UNSAFE_STATS_CHARS = set(" \t#'\"\\")
 
 
-def needed(roles: list | tuple, etcd_auth: bool) -> list[str]:
-    """The secrets of these roles, in a stable order (those of etcd's access control only with it on)."""
+def needed(roles: list | tuple, etcd_auth: bool, pooler: bool = False) -> list[str]:
+    """
+    The secrets of these roles, in a stable order: those of etcd's access
+    control only with it on, the pooler's only with PgBouncer enabled.
+    """
     keys: list[str] = []
     for role in ("postgresql", "etcd", "haproxy"):
         if role in roles:
             keys += [key for key in ROLE_SECRETS[role] if key not in keys]
-    return [key for key in keys if etcd_auth or key not in ETCD_AUTH_SECRETS]
+    return [key for key in keys if (etcd_auth or key not in ETCD_AUTH_SECRETS) and (pooler or key not in POOLER_SECRETS)]
 
 
-def everyone(etcd_auth: bool) -> list[str]:
+def everyone(etcd_auth: bool, pooler: bool = False) -> list[str]:
     """Every secret a cluster needs."""
-    return needed(tuple(ROLE_SECRETS), etcd_auth)
+    return needed(tuple(ROLE_SECRETS), etcd_auth, pooler)
 
 
 def problems(secrets: Any, keys: list[str]) -> list[str]:
@@ -76,4 +81,5 @@ def cluster_problems(cfg: Any, change: Any = None) -> list[str]:
     secrets = dict(cfg.get("secrets") or {}, **(change.get("secrets") or {}))
     etcd = change.get("etcd") or cfg.get("etcd") or {}
     auth = (etcd.get("auth") or {}).get("enabled", True) is True if isinstance(etcd, dict) else True
-    return problems(secrets, everyone(auth))
+    pooler = change.get("pgbouncer") or cfg.get("pgbouncer") or {}
+    return problems(secrets, everyone(auth, isinstance(pooler, dict) and pooler.get("enabled") is True))

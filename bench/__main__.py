@@ -11,7 +11,12 @@ etcd-member-loss, which needs three etcd members). It rebuilds the lab from
 nothing first (`make lab-clean`). First, unless BENCH_DISTRO=0, it measures
 the frozen leader with the distribution's Patroni (Debian 12's 3.0.2, on a
 lab built for it) against PyPI's, the same drill on the same lab otherwise.
-`python -m bench --report` rewrites the tables from bench/results.json.
+Then pgbench through the three client paths (bench/pgbench.py; BENCH_PGBENCH=0
+skips it) and, the pooler being on in the lab, the switchover with the drill
+writing through PgBouncer (`path=pooler`), BENCH_RUNS times.
+`python -m bench --report` rewrites the tables from bench/results.json;
+`python -m bench --client-paths` measures only the client paths, on the lab
+as it runs, into the same results.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import subprocess
 import sys
 import time
 
+from bench import pgbench
 from lab import MINIONS, REPO
 from lab.processes import Lab
 
@@ -104,13 +110,27 @@ def idempotent_highstates(results: dict, count: int = 3) -> None:
     print(f"  idempotent state.apply: {results['state_apply_s']}, changes {changes}", flush=True)
 
 
-def patroni_versions() -> list:
-    """The Patroni versions the members run (pgha.status)."""
+def members() -> list[dict]:
+    """The members as pgha.status sees them."""
     ret = salt("salt-run", "pgha.status", "--out=json", timeout=120)
     try:
-        return sorted({m.get("patroni_version") for m in json.loads(ret.stdout)["members"]})
+        return list(json.loads(ret.stdout)["members"])
     except (ValueError, KeyError, TypeError):
         return []
+
+
+def patroni_versions() -> list:
+    """The Patroni versions the members run."""
+    return sorted({m.get("patroni_version") for m in members()})
+
+
+def client_paths(results: dict) -> None:
+    """pgbench straight to the leader, through HAProxy, through PgBouncer (bench/pgbench.py)."""
+    leader = next((m["name"] for m in members() if m.get("role") == "leader"), None)
+    if not leader:
+        results["pgbench"] = {"error": "no leader"}
+        return
+    results["pgbench"] = pgbench.compare(leader, seconds=int(os.environ.get("BENCH_PGBENCH_S", "15")))
 
 
 def distro_against_pypi(results: dict) -> None:
@@ -128,16 +148,17 @@ def distro_against_pypi(results: dict) -> None:
     results["distro_freeze"] = {"patroni": patroni_versions(), "runs": runs}
 
 
-def one_drill(mode: str, synchronous: bool, attempt: int) -> dict:
-    ret = salt("salt-run", "pgha.failover_drill", f"mode={mode}", "--out=json", timeout=1200)
+def one_drill(mode: str, synchronous: bool, attempt: int, path: str = "leader") -> dict:
+    ret = salt("salt-run", "pgha.failover_drill", f"mode={mode}", f"path={path}", "--out=json", timeout=1200)
     try:
         drill = json.loads(ret.stdout)
     except ValueError:
         drill = {"ok": False, "problems": [ret.stdout[-500:] + ret.stderr[-500:]]}
-    entry = {"synchronous_mode": synchronous, "mode": mode, "attempt": attempt, "exit": ret.returncode,
+    entry = {"synchronous_mode": synchronous, "mode": mode if path == "leader" else f"{mode} ({path})",
+             "attempt": attempt, "exit": ret.returncode,
              **{k: drill.get(k) for k in ("ok", "old_leader", "new_leader", "leader_after", "timeline_before",
                                           "timeline_after", "problems", "restored", "acked", "lost", *FIELDS)}}
-    print(f"  sync={synchronous!s:<5} {mode:<18} #{attempt}: ok={entry['ok']} lost={entry['lost']} "
+    print(f"  sync={synchronous!s:<5} {entry['mode']:<21} #{attempt}: ok={entry['ok']} lost={entry['lost']} "
           f"failed={entry['failed_writes']} rto={entry['rto_s']} gap={entry['write_gap_s']} "
           f"stall={entry['client_stall_s']} rejoin={entry['rejoin_s']}", flush=True)
     return entry
@@ -157,7 +178,33 @@ def drills(results: dict) -> None:
                     return
                 runs.append(one_drill(mode, synchronous, attempt))
     set_synchronous(True)
+    runs += pooled_switchovers()
     results["drills"] = runs
+
+
+def pooled_switchovers() -> list[dict]:
+    """The switchover with the drill writing through PgBouncer (paused for the move), RUNS times."""
+    runs = []
+    for attempt in range(1, RUNS + 1):
+        if not healthy():
+            print("  cluster not healthy before a drill: stopping", flush=True)
+            break
+        runs.append(one_drill("switchover", True, attempt, path="pooler"))
+    return runs
+
+
+def client_paths_only() -> int:
+    """--client-paths: on the running lab, pgbench and the pooled switchovers, merged into bench/results.json."""
+    with open(os.path.join(REPO, "bench", "results.json"), encoding="utf-8") as handle:
+        results = json.load(handle)
+    if not healthy(60):
+        print("bench: the lab is not up and healthy (make lab)", flush=True)
+        return 1
+    client_paths(results)
+    kept = [d for d in results.get("drills", []) if d["mode"] != "switchover (pooler)"]
+    results["drills"] = kept + pooled_switchovers()
+    write_report(results)
+    return 0
 
 
 def summary(results: dict) -> list[dict]:
@@ -192,8 +239,25 @@ def table(results: dict) -> str:
         lines.append(f"| {'on' if row['synchronous_mode'] else 'off'} | {row['mode']} | {row['runs']} | {row['ok']} | "
                      f"{row['lost_total']} | " + " | ".join(cell(row[field]) for field in COLUMNS) + " |")
     lines += ["", ("Cells: median (min-max) over the runs, in seconds (failed_writes: attempts); lost: acknowledged "
-                  "writes missing, all runs together.")]
+                  "writes missing, all runs together. `switchover (pooler)`: the drill writes through PgBouncer, "
+                  "paused for the move.")]
+    lines += distro_lines(results.get("distro_freeze"))
+    if results.get("pgbench", {}).get("cases"):
+        lines += ["", *pgbench.table(results["pgbench"])]
     return "\n".join(lines) + "\n"
+
+
+def distro_lines(distro: dict | None) -> list[str]:
+    """The frozen leader with the distribution's Patroni, run by run."""
+    if not distro:
+        return []
+    if "runs" not in distro:
+        return ["", f"Frozen leader with the distribution's Patroni: {distro.get('error')}"]
+    runs = distro["runs"]
+    lost = [run["lost"] for run in runs]
+    return ["", (f"Frozen leader with the distribution's Patroni ({', '.join(distro['patroni']) or '?'}), "
+                 f"synchronous mode on, {len(runs)} runs: ok in {sum(1 for run in runs if run['ok'])}, "
+                 f"acknowledged writes lost per run {lost} (PyPI's Patroni: the `freeze` rows above).")]
 
 
 def write_report(results: dict) -> None:
@@ -223,12 +287,16 @@ def main() -> int:
         return 1
     results["patroni"] = patroni_versions()
     idempotent_highstates(results)
+    if os.environ.get("BENCH_PGBENCH", "1") != "0":
+        client_paths(results)
     drills(results)
     write_report(results)
     return 0
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--client-paths"]:
+        sys.exit(client_paths_only())
     if sys.argv[1:] == ["--report"]:
         with open(os.path.join(REPO, "bench", "results.json"), encoding="utf-8") as handle:
             write_report(json.load(handle))

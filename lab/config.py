@@ -158,7 +158,7 @@ def write(path: str, text: str, mode: int = 0o644) -> None:
     os.replace(path + ".new", path)
 
 
-def pgpass_line(host: str, port: int, user: str, password: str) -> str:
+def pgpass_line(host: str, port: int | str, user: str, password: str) -> str:
     def esc(value: str) -> str:
         return value.replace("\\", "\\\\").replace(":", "\\:")
 

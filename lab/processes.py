@@ -125,7 +125,7 @@ class Lab:
         values = config.secrets_file(secrets)
         pki.place(os.path.join(self.lab, "pki"), self.host_root, config.lab_nodes(self.repo), self.repo)
         config.write(os.path.join(self.lab, "pgpass"),
-                     config.pgpass_line("127.0.0.3", 5432, "postgres", values["superuser_password"]), mode=0o600)
+                     config.pgpass_line("127.0.0.3", "*", "postgres", values["superuser_password"]), mode=0o600)
         return values
 
     def start(self) -> None:

@@ -23,6 +23,7 @@ TEST_SECRETS = {
     "restapi_password": "Api-pw-5c6f12e9d3",
     "haproxy_stats_password": "Stats-pw-8a4b33c7e1",
     "probe_password": "Probe-pw-4c1d9e2a7f",
+    "pooler_password": "Pool-pw-0b7e3d9c21",
     "etcd_root_password": "EtcdRoot-pw-3e9a70b4c2",
     "etcd_patroni_password": "EtcdPat-pw-6d2f81a5b7",
 }

@@ -70,6 +70,9 @@ pgha:
       # a promoted replica is seen within 250 ms, a failing leader sooner
       fastinter: 250ms
       downinter: 250ms
+  # The pooled entry, on the HAProxy node: 127.0.0.3:6432.
+  pgbouncer:
+    enabled: true
   drill:
     enabled: true
     mode: stop

@@ -190,6 +190,20 @@ pgha-orch-haproxy-routes-writes:
     - failhard: True
     - require:
       - salt: pgha-orch-haproxy-applied
+{%- set last_gate = 'pgha-orch-haproxy-routes-writes' %}
+{%- if cfg.get('pgbouncer', {}).get('enabled') %}
+
+# PgBouncer (on the HAProxy node) takes a write to the leader too.
+pgha-orch-pooler-routes-writes:
+  salt.runner:
+    - name: pgha.write_check
+    - path: pooler
+    - timeout: {{ timeout }}
+    - failhard: True
+    - require:
+      - salt: pgha-orch-haproxy-routes-writes
+{%-   set last_gate = 'pgha-orch-pooler-routes-writes' %}
+{%- endif %}
 {%- if drill.get('enabled', True) %}
 
 pgha-orch-failover-drill:
@@ -198,5 +212,5 @@ pgha-orch-failover-drill:
     - mode: {{ drill.get('mode', 'stop') }}
     - failhard: True
     - require:
-      - salt: pgha-orch-haproxy-routes-writes
+      - salt: {{ last_gate }}
 {%- endif %}

@@ -16,7 +16,7 @@ import pytest
 from pgha_test_helpers import REPO
 
 SALT_CALL = REPO / ".venv" / "bin" / "salt-call"
-DEB_PACKAGES = ("postgresql-15", "etcd-server", "etcd-client", "haproxy", "openssl")
+DEB_PACKAGES = ("postgresql-15", "etcd-server", "etcd-client", "haproxy", "pgbouncer", "postgresql-client", "openssl")
 USERS = ("postgres", "haproxy", "etcd")
 
 

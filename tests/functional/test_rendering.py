@@ -177,6 +177,8 @@ def production(tmp_path_factory, salt_root) -> SaltEnv:
 def lab(tmp_path_factory, salt_root) -> SaltEnv:
     env = SaltEnv(tmp_path_factory.mktemp("pgha-lab"), ["pgha.lab"], {"pgha": {"secrets": LAB_SECRETS}}, salt_root)
     env.results = _render_all(env)
+    # the lab turns the pooler on (pgha:pgbouncer:enabled)
+    env.results["pgbouncer"] = env.apply("pgha.pgbouncer.config", "haproxy")
     return env
 
 
@@ -572,6 +574,22 @@ def test_haproxy_postgres_listener(production):
     ]
 
 
+@pytest.mark.parametrize(("listener", "port", "check"), [
+    ("postgres_replicas", 5001, "/replica?lag=1048576"),
+    ("postgres_sync", 5002, "/sync"),
+    ("postgres_async", 5003, "/async"),
+])
+def test_haproxy_read_paths(production, listener, port, check):
+    section = haproxy_sections(production)[f"listen {listener}"]
+    assert f"bind *:{port}" in section
+    assert "balance roundrobin" in section
+    assert f"option httpchk OPTIONS {check}" in section
+    assert "http-check expect status 200" in section
+    assert [line for line in section if line.startswith("server ")] == [
+        f"server {name} {address}:5432 maxconn 100 check port 8008" for name, address in SEED_SERVERS.items()
+    ]
+
+
 def test_haproxy_config_file_mode(production):
     path = production.path("haproxy", "/etc/haproxy/haproxy.cfg")
     assert mode_owner(path) == ("0o640", "root", "haproxy")
@@ -717,6 +735,43 @@ def test_lab_haproxy(lab):
     assert [line for line in postgres if line.startswith("server ")] == [
         f"server {name} {address}:5432 maxconn 100 check port 8008" for name, address in LAB_SERVERS.items()
     ]
+
+
+def pgbouncer_ini(env: SaltEnv) -> dict[str, dict[str, str]]:
+    sections: dict[str, dict[str, str]] = {}
+    current = None
+    for raw in env.path("haproxy", "/etc/pgbouncer/pgbouncer.ini").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith(";"):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+            continue
+        key, _, value = line.partition("=")
+        current[key.strip()] = value.strip()
+    return sections
+
+
+def test_lab_pgbouncer_in_front_of_the_leader_port(lab):
+    ini = pgbouncer_ini(lab)
+    assert ini["databases"] == {"*": "host=127.0.0.3 port=5432"}
+    pooler = ini["pgbouncer"]
+    assert (pooler["listen_addr"], pooler["listen_port"]) == ("127.0.0.3", "6432")
+    assert pooler["auth_type"] == "scram-sha-256"
+    assert pooler["auth_user"] == "pgha_pooler"
+    assert "pgha_pooler_lookup($1)" in pooler["auth_query"]
+    # the admin console only through the socket, as PgBouncer's own user
+    assert pooler["admin_users"] == pooler["stats_users"] == ""
+    assert pooler["pool_mode"] == "transaction"
+
+
+def test_lab_pgbouncer_auth_file_private(lab):
+    auth = lab.path("haproxy", "/etc/pgbouncer/userlist.txt")
+    assert mode_owner(auth) == ("0o600", "postgres", "postgres")
+    assert auth.read_text() == f'"pgha_pooler" "{LAB_SECRETS["pooler_password"]}"\n'
+    assert mode_owner(lab.path("haproxy", "/etc/pgbouncer/pgbouncer.ini")) == ("0o640", "postgres", "postgres")
+    # only the haproxy node gets a pooler
+    assert not lab.path("postgres01", "/etc/pgbouncer").exists()
 
 
 def test_lab_etcd(lab):

@@ -29,6 +29,8 @@ STAGES = [
     "pgha-orch-etcd-auth",
     "pgha-orch-haproxy-applied",
     "pgha-orch-haproxy-routes-writes",
+    # the lab enables PgBouncer (pgha:pgbouncer:enabled)
+    "pgha-orch-pooler-routes-writes",
     "pgha-orch-failover-drill",
 ]
 
@@ -185,3 +187,26 @@ def test_orchestration_runs_again_safely(salt_master, orchestration, cluster_sec
     ) as conn:
         # Nothing was re-bootstrapped: the rows written before are still there.
         assert conn.execute("SELECT count(*) FROM pgha_test").fetchone()[0] >= 1
+
+
+def _server(port: int, cluster_secrets) -> tuple[str, bool]:
+    """Through HAProxy's port: the server reached and whether it is in recovery (a new connection each time)."""
+    with psycopg.connect(host=ADDRESSES["haproxy"], port=port, user="postgres", dbname="postgres",
+                         password=cluster_secrets["superuser_password"], connect_timeout=5) as conn:
+        return conn.execute("SELECT host(inet_server_addr()), pg_is_in_recovery()").fetchone()
+
+
+def test_read_paths_reach_the_replicas(salt_master, orchestration, cluster_secrets):
+    members = _members(salt_master, orchestration)
+    role_of = {ADDRESSES[m["name"]]: m["role"] for m in members}
+    leader = _server(5432, cluster_secrets)
+    assert leader[1] is False and role_of[leader[0]] == "leader"
+    # the replicas' port: two connections in a row, two different replicas (round-robin), both in recovery
+    first, second = _server(5001, cluster_secrets), _server(5001, cluster_secrets)
+    assert first[1] is True and second[1] is True
+    assert first[0] != second[0] and {role_of[first[0]], role_of[second[0]]} <= {"replica", "sync_standby"}
+    # the synchronous standby's port, and the asynchronous replica's
+    assert role_of[_server(5002, cluster_secrets)[0]] == "sync_standby"
+    assert role_of[_server(5003, cluster_secrets)[0]] == "replica"
+    ret = salt_master.salt_cli(timeout=60).run("pgha_haproxy.servers", minion_tgt="haproxy")
+    assert list(ret.data) == ["postgres", "postgres_replicas", "postgres_sync", "postgres_async"]

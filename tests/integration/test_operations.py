@@ -125,6 +125,35 @@ def test_switchover_to_a_non_sync_candidate_is_refused_clearly(salt_master, orch
     assert "synchronous standby" in ret.stdout + ret.stderr
 
 
+def test_pooled_switchover_fails_no_query(salt_master, orchestration):
+    """The drill writes through PgBouncer, which is paused for the move and resumed after."""
+    wait_healthy(salt_master)
+    ret = run(salt_master, "pgha.failover_drill", "mode=switchover", "path=pooler", "--out=json")
+    drill = json.loads(ret.stdout)
+    assert ret.returncode == 0, drill
+    assert drill["ok"] and drill["pooler_paused"] is True, drill["problems"]
+    assert (drill["failed_writes"], drill["lost"]) == (0, 0)
+    assert drill["new_leader"] not in (None, drill["old_leader"])
+    # the clients waited instead of failing; generous bound only (the numbers live in the benchmark)
+    assert 0 < drill["client_stall_s"] < 60
+    assert drill["pooler_paused_s"] >= drill["client_stall_s"] - 1
+    # resumed: the pooler routes writes to the new leader
+    ret = run(salt_master, "pgha.write_check", "path=pooler", "--out=json")
+    assert ret.returncode == 0, ret.stdout
+
+
+def test_pooler_refuses_superusers_and_remote_admins(orchestration, cluster_secrets):
+    pooler = {"host": ADDRESSES["haproxy"], "port": 6432, "connect_timeout": 5}
+    with psycopg.connect(dbname="pgha", user="pgha_probe", password=cluster_secrets["probe_password"], **pooler) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == ("pgha_probe",)
+    # the lookup never returns a superuser's verifier
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(dbname="postgres", user="postgres", password=cluster_secrets["superuser_password"], **pooler)
+    # the admin console: no remote login, whatever the password
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(dbname="pgbouncer", user="pgbouncer", password=cluster_secrets["pooler_password"], **pooler)
+
+
 def test_crash_drill(salt_master, orchestration):
     wait_healthy(salt_master)
     ret = run(salt_master, "pgha.failover_drill", "mode=crash", "--out=json")
@@ -132,6 +161,35 @@ def test_crash_drill(salt_master, orchestration):
     assert ret.returncode == 0, drill
     assert drill["ok"] and drill["lost"] == 0 and drill["timeline_after"] > drill["timeline_before"]
     assert drill["rejoin_s"] is not None
+
+
+def test_frozen_leader_loses_nothing_and_rejoins(salt_master, orchestration):
+    """The leader's Patroni stopped (SIGSTOP) past the leader key's TTL, then resumed."""
+    wait_healthy(salt_master)
+    ret = run(salt_master, "pgha.failover_drill", "mode=freeze", "--out=json")
+    drill = json.loads(ret.stdout)
+    assert ret.returncode == 0, drill
+    assert drill["ok"] and drill["lost"] == 0, drill["problems"]
+    assert drill["freeze_s"] == 30  # ttl 20 + 10
+    assert drill["restored"] == [f"patroni resumed (SIGCONT) on {drill['old_leader']}"]
+    # another member took over; the old leader follows it on its timeline
+    assert drill["new_leader"] not in (None, drill["old_leader"]) and drill["leader_after"] == drill["new_leader"]
+    assert drill["replicas_streaming"] == 2
+    # generous bounds only: the measured times live in the benchmark
+    assert drill["unavailable_s"] is None or drill["unavailable_s"] < 60
+
+
+def test_dcs_outage_with_failsafe_loses_no_write(salt_master, orchestration):
+    """Every etcd member stopped for outage_s: with failsafe_mode the leader keeps its writes going."""
+    wait_healthy(salt_master)
+    ret = run(salt_master, "pgha.failover_drill", "mode=dcs-outage", "outage_s=25", "--out=json")
+    drill = json.loads(ret.stdout)
+    assert ret.returncode == 0, drill
+    assert drill["ok"] and drill["failsafe_mode"] is True, drill["problems"]
+    assert (drill["failed_writes"], drill["lost"]) == (0, 0)
+    assert drill["leader_after"] == drill["old_leader"]
+    assert drill["restored"] == ["etcd started on etcd"]
+    assert call(salt_master, "etcd", "etcd_cluster.health").data["healthy"] is True
 
 
 def test_no_secret_in_outputs_or_logs(salt_master, salt_minions, orchestration, cluster_secrets, test_root):

@@ -487,7 +487,9 @@ def status_of(haproxy: dict | None = None, etcd_ok: bool = True, members=None) -
     api = FakeAPI(healthy_members() if members is None else members,
                   {"postgres01": "4.1.5", "postgres02": "4.1.5", "postgres03": "3.0.2"})
     servers = {"postgres01": "UP", "postgres02": "DOWN", "postgres03": "DOWN 1/2"} if haproxy is None else haproxy
-    return cluster_util.cluster_status(api, lambda: etcd_health(etcd_ok), lambda: servers)
+    listeners = {"postgres": servers, "postgres_replicas": {"postgres01": "DOWN", "postgres02": "UP",
+                                                            "postgres03": "UP"}}
+    return cluster_util.cluster_status(api, lambda: etcd_health(etcd_ok), lambda: listeners)
 
 
 def test_cluster_status_gathers_members_versions_etcd_and_haproxy():
@@ -495,7 +497,7 @@ def test_cluster_status_gathers_members_versions_etcd_and_haproxy():
     assert status["leader"] == "postgres01"
     assert [m["patroni_version"] for m in status["members"]] == ["4.1.5", "4.1.5", "3.0.2"]
     assert status["etcd"]["healthy"] is True
-    assert status["haproxy"]["postgres01"] == "UP"
+    assert status["haproxy"]["postgres"]["postgres01"] == "UP"
 
 
 def test_cluster_status_says_what_it_could_not_read():
@@ -540,7 +542,8 @@ def test_status_table():
     members = healthy_members()
     members[2].update(lag=None, streaming=False, timeline=4)
     table = sections(cluster_util.status_table(status_of(members=members)))
-    assert list(table) == ["Patroni members", "etcd: healthy (https)", "HAProxy backends (listen postgres)"]
+    assert list(table) == ["Patroni members", "etcd: healthy (https)", "HAProxy backends (listen postgres)",
+                           "HAProxy backends (listen postgres_replicas)"]
     rows = table["Patroni members"]
     assert rows[0] == ["member", "role", "state", "TL", "lag", "(bytes)", "streaming", "patroni"]
     assert rows[1:] == [
@@ -551,6 +554,8 @@ def test_status_table():
     assert table["etcd: healthy (https)"][0][:4] == ["etcd01", "10.131.0.21:2379", "leader", "etcd02"]
     assert table["HAProxy backends (listen postgres)"] == [["postgres01", "UP"], ["postgres02", "DOWN"],
                                                            ["postgres03", "DOWN", "1/2"]]
+    assert table["HAProxy backends (listen postgres_replicas)"] == [["postgres01", "DOWN"], ["postgres02", "UP"],
+                                                                    ["postgres03", "UP"]]
 
 
 def test_status_table_unhealthy_etcd_and_no_members():

@@ -771,6 +771,18 @@ INVALID = [
     ("probe-database-postgres", {"probe": {"database": "postgres"}}, "pgha:probe:database", r"not postgres or a template"),
     ("probe-database-bad-name", {"probe": {"database": "pg ha"}}, "pgha:probe:database", r"database name"),
     ("probe-user-invalid", {"users": {"probe": "pgha-probe"}}, "pgha:users:probe", r"user name"),
+    # HAProxy's read paths
+    ("replicas-port-taken", {"haproxy": {"replicas": {"port": 5432}}}, "pgha:nodes:haproxy", r"collides with HAProxy"),
+    ("sync-port-bad", {"haproxy": {"sync": {"port": 70000}}}, "pgha:haproxy:sync:port", r"port number"),
+    ("async-enabled-string", {"haproxy": {"async": {"enabled": "no"}}}, "pgha:haproxy:async:enabled", r"true or false"),
+    ("replicas-max-lag-negative", {"haproxy": {"replicas": {"max_lag": -1}}}, "pgha:haproxy:replicas:max_lag", r"at least 0"),
+    ("read-path-typo", {"haproxy": {"replica": {"port": 5001}}}, "pgha:haproxy:replica", r"unknown key"),
+    # PgBouncer
+    ("pgbouncer-enabled-string", {"pgbouncer": {"enabled": "yes"}}, "pgha:pgbouncer:enabled", r"true or false"),
+    ("pgbouncer-pool-mode", {"pgbouncer": {"pool_mode": "pooled"}}, "pgha:pgbouncer:pool_mode", r"session, transaction, statement"),
+    ("pgbouncer-pool-size", {"pgbouncer": {"default_pool_size": 0}}, "pgha:pgbouncer:default_pool_size", r"at least 1"),
+    ("pgbouncer-port-taken", {"pgbouncer": {"enabled": True, "port": 5001}}, "pgha:nodes:haproxy", r"PgBouncer on .* collides"),
+    ("pooler-password-missing", {"pgbouncer": {"enabled": True}, "secrets": {"pooler_password": DELETE}}, "pgha:secrets:pooler_password", r"required"),
     # etcd authentication and TLS
     ("etcd-auth-enabled-string", {"etcd": {"auth": {"enabled": "yes"}}}, "pgha:etcd:auth:enabled", r"true or false"),
     ("etcd-auth-not-a-map", {"etcd": {"auth": True}}, "pgha:etcd:auth", r"must be a map"),
@@ -1128,3 +1140,21 @@ def test_check_host_pip_running_before_3_1_to_3_x(production_pillar, tmp_path, r
 )
 def test_version_tuple(text, expected):
     assert load_module()._version_tuple(text) == expected
+
+
+def test_haproxy_listeners_the_leaders_port_first_then_the_read_paths(production_pillar):
+    listeners = load_module(production_pillar, minion_id="haproxy").mapdata()["haproxy"]["listeners"]
+    assert [(entry["name"], entry["port"], entry["check"], entry["balance"]) for entry in listeners] == [
+        ("postgres", 5432, "/primary", None),
+        ("postgres_replicas", 5001, "/replica?lag=1048576", "roundrobin"),  # maximum_lag_on_failover
+        ("postgres_sync", 5002, "/sync", "roundrobin"),
+        ("postgres_async", 5003, "/async", "roundrobin"),
+    ]
+
+
+def test_haproxy_read_paths_can_be_switched_off_and_bounded(production_pillar):
+    pillar = patched(production_pillar, {"haproxy": {"sync": {"enabled": False}, "async": {"enabled": False},
+                                                     "replicas": {"max_lag": 0, "port": 6001}}})
+    listeners = load_module(pillar, minion_id="haproxy").mapdata()["haproxy"]["listeners"]
+    assert [(entry["name"], entry["port"], entry["check"]) for entry in listeners] == [
+        ("postgres", 5432, "/primary"), ("postgres_replicas", 6001, "/replica?lag=0")]

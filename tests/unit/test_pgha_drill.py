@@ -73,7 +73,16 @@ def test_analyse_clean_failover():
         "unavailable_s": 2.9,  # the first failed attempt sent at 0.60 to the last one's end at 3.50
         "client_stall_s": 0.6,  # seq 10 waited 0.60 s for its acknowledgement
         "acked_on_old_after_promotion": 0,
+        "errors": {"OperationalError": 3, "ConnectTimeout": 1},
     }
+
+
+def test_analyse_names_what_failed_the_attempts():
+    records = clean_failover()
+    records[5]["detail"] = "server closed the connection unexpectedly"
+    errors = drill.analyse(records, FAULT, OLD, NEW, set(ALL_ACKED))["errors"]
+    assert errors == {"OperationalError": 2, "ConnectTimeout": 1,
+                      "OperationalError: server closed the connection unexpectedly": 1}
 
 
 def test_analyse_records_in_any_order():
@@ -197,6 +206,7 @@ class FakeCluster:
         self.lose: set[int] = set()  # acknowledged rows the fake database "loses"
         self.fail: dict[str, Exception] = {}  # function -> error to raise
         self.frozen_since = 0.0
+        self.paused = False  # PgBouncer
         self.lock = threading.Lock()
 
     # the minions' functions -------------------------------------------------
@@ -226,7 +236,14 @@ class FakeCluster:
         if function == "pgha_service.thaw":
             self.frozen.discard(minion)
             return {}
+        if function == "pgha_pooler.pause":
+            self.paused = True
+            return {"paused": True}
+        if function == "pgha_pooler.resume":
+            changed, self.paused = self.paused, False
+            return {"changed": changed}
         if function == "patroni.switchover":
+            time.sleep(0.2)  # Patroni answers once the new leader holds the key
             self._promote(kwargs.get("candidate"))
             return {"requested_at": now}
         if function in ("pgha_service.stop", "pgha_service.start"):  # etcd
@@ -295,6 +312,8 @@ class FakeWriter:
             if self.stopping.is_set():
                 return
             sent = time.time()
+            while self.fake.paused and not self.stopping.is_set():  # PgBouncer holds the query
+                time.sleep(0.005)
             with self.fake.lock:
                 leader = self.fake.leader
                 ok = leader not in self.fake.down and leader not in self.fake.frozen
@@ -342,9 +361,11 @@ def fake(monkeypatch):
     return cluster
 
 
-def context(fake: FakeCluster, timeout: float = 3.0, **options) -> object:
+def context(fake: FakeCluster, timeout: float = 3.0, pooler: bool = False, pool_mode: str = "transaction",
+            **options) -> object:
     topo = {"nodes": {name: {"address": address} for name, address in ADDRESSES.items()},
-            "pg_nodes": sorted(ADDRESSES), "etcd_nodes": ["etcd"], "patroni": {"ttl": 20}}
+            "pg_nodes": sorted(ADDRESSES), "etcd_nodes": ["etcd"], "haproxy_nodes": ["haproxy"],
+            "patroni": {"ttl": 20}, "pgbouncer": {"enabled": pooler, "pool_mode": pool_mode}}
     return drill.context(topo=topo, call=fake.call, api=FakeAPI(fake), haproxy=fake.haproxy, dsn="dbname=pgha",
                          timeout=timeout, options={"candidate": None, "freeze_s": 0.5, "outage_s": 0.3, **options},
                          rules=cluster_util.rules(), report_dir=None)
@@ -405,6 +426,34 @@ def test_switchover_undoes_nothing_and_times_the_rejoin_from_the_promotion(fake)
     assert result["new_leader"] == "postgres02" and result["restored"] == []
     assert [c[:2] for c in fake.calls] == [("postgres01", "patroni.switchover")]
     assert ("candidate", "postgres02") in fake.calls[0]
+
+
+def test_switchover_through_the_pooler_pauses_it_for_the_move(fake):
+    result = drill.run(context(fake, pooler=True), faults.fault("switchover"))
+    assert result["ok"] is True, result["problems"]
+    assert [c[:2] for c in fake.calls] == [("haproxy", "pgha_pooler.pause"), ("postgres01", "patroni.switchover"),
+                                           ("haproxy", "pgha_pooler.resume"), ("haproxy", "pgha_pooler.resume")]
+    assert result["pooler_paused"] is True and result["pooler_paused_s"] > 0
+    # the clients waited; none failed
+    assert result["failed_writes"] == 0 and result["lost"] == 0
+    assert result["client_stall_s"] >= result["pooler_paused_s"] - 0.1
+    assert result["restored"] == []  # resumed by the switchover itself; the safety net found nothing to undo
+
+
+def test_a_session_pooling_pgbouncer_is_not_paused(fake):
+    """A pause would wait for every session to end: the switchover goes on without it."""
+    result = drill.run(context(fake, pooler=True, pool_mode="session"), faults.fault("switchover"))
+    assert result["ok"] is True, result["problems"]
+    assert [c[:2] for c in fake.calls] == [("postgres01", "patroni.switchover")]
+    assert result["pooler_paused"] is False
+
+
+def test_a_failed_switchover_resumes_the_pooler(fake):
+    fake.fail["patroni.switchover"] = CommandExecutionError("patroni: POST /switchover on postgres01 answered 412")
+    result = drill.run(context(fake, timeout=0.5, pooler=True), faults.fault("switchover"))
+    assert result["ok"] is False and fake.paused is False
+    assert "patroni: POST /switchover on postgres01 answered 412" in result["problems"]
+    assert result["restored"] == ["PgBouncer resumed on haproxy"]
 
 
 def test_freeze_holds_then_thaws(fake):

@@ -46,9 +46,10 @@ def row(pxname: str, svname: str, **fields) -> str:
     return ",".join(values[column] for column in COLUMNS) + ","
 
 
-def server(name: str, address: str, status: str, code: int = 200, weight: int = 1, sessions: int = 0) -> str:
+def server(name: str, address: str, status: str, code: int = 200, weight: int = 1, sessions: int = 0,
+           proxy: str = "postgres") -> str:
     return row(
-        "postgres", name, status=status, weight=weight, scur=sessions, lastchg=42, addr=address,
+        proxy, name, status=status, weight=weight, scur=sessions, lastchg=42, addr=address,
         check_status="L7OK" if code == 200 else "L7STS", check_code=code,
         check_desc="Layer7 check passed" if code == 200 else "Layer7 wrong status",
     )
@@ -79,7 +80,8 @@ def build_map(socket_path: str, stats_bind: str = "127.0.0.3") -> dict:
         "node": {"id": "haproxy", "address": "127.0.0.3", "roles": ["haproxy"]},
         "pg_nodes": ["postgres01", "postgres02", "postgres03"],
         "lookup": {"haproxy": {"admin_socket": socket_path}},
-        "haproxy": {"stats_bind_address": stats_bind, "stats_port": 8080, "write_address": "127.0.0.3"},
+        "haproxy": {"stats_bind_address": stats_bind, "stats_port": 8080, "write_address": "127.0.0.3",
+                    "listeners": [{"name": "postgres"}, {"name": "postgres_replicas"}]},
         "users": {"haproxy_stats": "stats"},
         "secrets": {"haproxy_stats_password": "stats-s3cret"},
     }
@@ -208,7 +210,9 @@ def test_socket_command_refused(haproxy, socket_path):
 
 
 def test_servers_from_the_admin_socket(haproxy, admin):
-    found = haproxy.servers()
+    every = haproxy.servers()
+    assert list(every) == ["postgres"]  # the read paths are not in this HAProxy's statistics
+    found = every["postgres"]
     assert sorted(found) == ["postgres01", "postgres02", "postgres03"]
     assert found["postgres01"] == {
         "status": "UP",
@@ -225,7 +229,7 @@ def test_servers_from_the_admin_socket(haproxy, admin):
 
 
 def test_servers_fall_back_to_the_stats_page(haproxy, stats_page):
-    found = haproxy.servers()
+    found = haproxy.servers()["postgres"]
     assert found["postgres01"]["status"] == "UP"
     assert asked(stats_page) == [("http://127.0.0.3:8080/;csv", AUTH)]
 
@@ -298,19 +302,27 @@ def drained() -> str:
     )
 
 
-def test_drain(haproxy, admin):
-    answers = iter([ONE_WRITER, drained()])
+def with_replicas(text: str, status: str) -> str:
+    """The same statistics with the replicas' listener holding postgres01 in ``status``."""
+    return text.rstrip("\n") + "\n" + server("postgres01", "127.0.0.15:5432", status, proxy="postgres_replicas") + "\n\n"
+
+
+def test_drain_in_every_listener(haproxy, admin):
+    answers = iter([with_replicas(ONE_WRITER, "UP"), with_replicas(drained(), "DRAIN")])
     admin.answers["show stat"] = lambda: next(answers)
     admin.answers["set server postgres/postgres01 state drain"] = "\n"
-    assert haproxy.drain("postgres01") == {"server": "postgres01", "old": "UP", "new": "DRAIN"}
-    assert admin.commands == ["show stat", "set server postgres/postgres01 state drain", "show stat"]
+    admin.answers["set server postgres_replicas/postgres01 state drain"] = "\n"
+    assert haproxy.drain("postgres01") == {"server": "postgres01", "listeners": {
+        "postgres": {"old": "UP", "new": "DRAIN"}, "postgres_replicas": {"old": "UP", "new": "DRAIN"}}}
+    assert admin.commands == ["show stat", "set server postgres/postgres01 state drain",
+                              "set server postgres_replicas/postgres01 state drain", "show stat"]
 
 
 def test_ready(haproxy, admin):
     answers = iter([drained(), ONE_WRITER])
     admin.answers["show stat"] = lambda: next(answers)
     admin.answers["set server postgres/postgres01 state ready"] = "\n"
-    assert haproxy.ready("postgres01") == {"server": "postgres01", "old": "DRAIN", "new": "UP"}
+    assert haproxy.ready("postgres01") == {"server": "postgres01", "listeners": {"postgres": {"old": "DRAIN", "new": "UP"}}}
     assert admin.commands[1] == "set server postgres/postgres01 state ready"
 
 
@@ -321,7 +333,7 @@ def test_drain_refused_by_haproxy(haproxy, admin):
 
 
 def test_drain_unknown_server(haproxy, admin):
-    with pytest.raises(CommandExecutionError, match="no server postgres09 in the postgres proxy"):
+    with pytest.raises(CommandExecutionError, match="no server postgres09 in pgha's listeners"):
         haproxy.drain("postgres09")
     assert admin.commands == ["show stat"]
 

@@ -14,19 +14,21 @@ from pgha_test_helpers import PILLAR_DIR, TEST_SECRETS, load
 
 secrets = load("_utils", "pgha_secrets")
 PG = ["superuser_password", "replication_password", "admin_password", "restapi_password", "probe_password",
-      "etcd_patroni_password"]
+      "etcd_patroni_password", "pooler_password"]
 
 
-def test_needed_by_role_and_with_etcds_access_control():
-    assert secrets.needed(["postgresql"], True) == PG
-    assert secrets.needed(["postgresql"], False) == PG[:-1]
+def test_needed_by_role_with_etcds_access_control_and_the_pooler():
+    assert secrets.needed(["postgresql"], True, True) == PG
+    assert secrets.needed(["postgresql"], True) == PG[:-1]  # no pooler
+    assert secrets.needed(["postgresql"], False) == PG[:-2]
     assert secrets.needed(["etcd"], True) == ["etcd_root_password", "etcd_patroni_password"]
     assert secrets.needed(["etcd"], False) == []
     assert secrets.needed(["haproxy"], True) == ["haproxy_stats_password"]
+    assert secrets.needed(["haproxy"], True, True) == ["haproxy_stats_password", "pooler_password"]
     # a node with two roles needs each secret once
-    assert secrets.needed(["etcd", "postgresql"], True) == [*PG, "etcd_root_password"]
+    assert secrets.needed(["etcd", "postgresql"], True) == [*PG[:-1], "etcd_root_password"]
     assert secrets.needed([], True) == []
-    assert sorted(secrets.everyone(True)) == sorted(TEST_SECRETS)
+    assert sorted(secrets.everyone(True, True)) == sorted(TEST_SECRETS)
 
 
 @pytest.mark.parametrize(("value", "problem"), [
@@ -54,7 +56,11 @@ def test_cluster_problems_merge_a_change_and_follow_etcds_access_control():
     assert secrets.cluster_problems(master) == ["pgha:secrets:etcd_root_password: required, must be a non-empty string"]
     assert secrets.cluster_problems(master, {"pgha": {"secrets": {"etcd_root_password": "Root-pw-2c9d"}}}) == []
     assert secrets.cluster_problems(dict(master, etcd={"auth": {"enabled": False}})) == []
-    assert len(secrets.cluster_problems({})) == len(TEST_SECRETS)
+    assert len(secrets.cluster_problems({})) == len(TEST_SECRETS) - 1  # the pooler's only with PgBouncer
+    without_pooler = {"secrets": {k: v for k, v in TEST_SECRETS.items() if k != "pooler_password"}}
+    assert secrets.cluster_problems(without_pooler) == []
+    assert secrets.cluster_problems(dict(without_pooler, pgbouncer={"enabled": True})) == [
+        "pgha:secrets:pooler_password: required, must be a non-empty string"]
 
 
 @pytest.mark.parametrize("role", ["postgresql", "etcd", "haproxy"])

@@ -30,7 +30,9 @@ TOPO = {
     "gates": {"max_lag_bytes": 1048576},
     "patroni": {"ttl": 20, "maximum_lag_on_failover": 1048576},
     "drill": {"timeout": 90, "report_dir": "/var/lib/pgha/reports", "freeze_s": None, "outage_s": 40},
-    "haproxy": {"write_address": "127.0.200.9", "port": 5432},
+    "haproxy": {"write_address": "127.0.200.9", "port": 5432, "listeners": [{"name": "postgres"}]},
+    "pgbouncer": {"enabled": False, "port": 6432},
+    "haproxy_nodes": ["haproxy"],
     "users": {"probe": "pgha_probe", "restapi": "patroni"},
     "restapi_urls": {"postgres01": "http://127.0.200.1:8008", "postgres02": "http://127.0.200.2:8008",
                      "postgres03": "http://127.0.200.3:8008"},
@@ -122,6 +124,8 @@ def test_drill_arguments_are_refused_before_the_fault(monkeypatch):
         (("mode", "dcs-outage"), ("outage_s", "long")): "outage_s must be a number of seconds (got 'long')",
         (("mode", "etcd-member-loss"), ("member", "etcd9")): "member must be one of etcd (got 'etcd9')",
         (("mode", "stop"), ("report", "yes")): "report must be true or false (got 'yes')",
+        (("mode", "switchover"), ("path", "pooler")): "path=pooler needs PgBouncer (pgha:pgbouncer:enabled)",
+        (("mode", "switchover"), ("path", "side")): "path must be one of leader, pooler (got 'side')",
     }
     for args, expected in cases.items():
         runner.__context__.clear()
@@ -166,7 +170,7 @@ def cluster(monkeypatch):
     """check() against a settable status and probe; nothing reaches a minion or the network."""
     state = {
         "status": {"members": members(), "leader": "postgres01", "etcd": {"healthy": True, "endpoints": {}},
-                   "haproxy": {"postgres01": "UP", "postgres02": "DOWN", "postgres03": "DOWN"}},
+                   "haproxy": {"postgres": {"postgres01": "UP", "postgres02": "DOWN", "postgres03": "DOWN"}}},
         "probe": ("127.0.200.1", False),
     }
     monkeypatch.setattr(runner, "_topology", lambda: json.loads(json.dumps(TOPO)))

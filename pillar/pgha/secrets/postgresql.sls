@@ -1,7 +1,7 @@
 {#- The secrets of a PostgreSQL node: Patroni's config.yml (REST API, replication,
-    superuser, etcd login), the post-bootstrap script (admin), the probe role's
-    state (superuser, probe). #}
+    superuser, etcd login), the post-bootstrap script (admin), the probe state
+    (superuser; the probe's and the pooler's roles). #}
 {%- from 'pgha/secrets/pick.jinja' import pick %}
 {%- import_yaml 'pgha_secrets.yaml' as given %}
 {{ pick(given, ['superuser_password', 'replication_password', 'admin_password', 'restapi_password',
-                'probe_password', 'etcd_patroni_password']) }}
+                'probe_password', 'etcd_patroni_password', 'pooler_password']) }}

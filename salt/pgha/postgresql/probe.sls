@@ -42,3 +42,45 @@ pgha-postgresql-probe-database-present:
 {%- endfor %}
     - require:
       - postgres_user: pgha-postgresql-probe-role-present
+{%- if mapdata.pgbouncer.enabled %}
+
+# PgBouncer's login (pgha:users:pooler) and the function it looks clients'
+# SCRAM verifiers up with (auth_query): SECURITY DEFINER, executable by that
+# role alone, never a superuser's verifier. PgBouncer runs its lookup in the
+# database the client asks for: the function is made in postgres, the
+# formula's database and template1 (so every database made later has it).
+pgha-postgresql-pooler-role-present:
+  postgres_user.present:
+    - name: {{ mapdata.users.pooler }}
+    - password: {{ mapdata.secrets.pooler_password | json }}
+    - encrypted: scram-sha-256
+    - login: True
+    - superuser: False
+    - createdb: False
+    - createroles: False
+    - replication: False
+{%-   for key, value in connection.items() %}
+    - {{ key }}: {{ value | json }}
+{%-   endfor %}
+{%-   set psql = 'psql -X -q -v ON_ERROR_STOP=1 -h ' ~ connection.db_host ~ ' -p ' ~ connection.db_port ~ ' -U ' ~ connection.db_user %}
+{%-   for database in ['postgres', mapdata.probe.database, 'template1'] %}
+
+pgha-postgresql-pooler-lookup-{{ database }}-present:
+  cmd.run:
+    - name: {{ psql }} -d {{ database }}
+    - stdin: |
+        CREATE OR REPLACE FUNCTION public.pgha_pooler_lookup(i_username text, OUT uname name, OUT phash text)
+        RETURNS record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
+          SELECT rolname, CASE WHEN rolvaliduntil IS NULL OR rolvaliduntil > now() THEN rolpassword END
+          FROM pg_catalog.pg_authid WHERE rolname = i_username AND rolcanlogin AND NOT rolsuper
+        $$;
+        REVOKE ALL ON FUNCTION public.pgha_pooler_lookup(text) FROM PUBLIC;
+        GRANT EXECUTE ON FUNCTION public.pgha_pooler_lookup(text) TO "{{ mapdata.users.pooler }}";
+    - unless: {{ psql }} -d {{ database }} -Atc "SELECT 1 FROM pg_proc WHERE proname = 'pgha_pooler_lookup' AND prosecdef" | grep -qx 1
+    - env:
+      - PGPASSWORD: {{ connection.db_password | json }}
+    - require:
+      - postgres_user: pgha-postgresql-pooler-role-present
+      - postgres_database: pgha-postgresql-probe-database-present
+{%-   endfor %}
+{%- endif %}

@@ -1,0 +1,50 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# pgbouncer.ini and its auth file. Clients log in with SCRAM: PgBouncer looks
+# their verifier up in PostgreSQL as users:pooler (auth_query), whose
+# password is the one secret the auth file holds: owned by PgBouncer's user,
+# mode 0600, never diffed. The admin console is reached only through the
+# Unix socket, as PgBouncer's own Unix user (no admin_users).
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import mapdata with context %}
+{%- set pooler = mapdata.lookup.pgbouncer %}
+
+include:
+  - {{ tplroot }}.root
+  - {{ tplroot }}.pgbouncer.package
+
+pgha-pgbouncer-dirs-managed:
+  file.directory:
+    - names:
+      - {{ salt['file.dirname'](pooler.config_file) }}
+      - {{ pooler.socket_dir }}
+    - user: {{ pooler.user }}
+    - group: {{ pooler.user }}
+    - mode: '0750'
+    - makedirs: True
+    - require:
+      - pkg: pgha-pgbouncer-package-installed
+
+pgha-pgbouncer-config-file-managed:
+  file.managed:
+    - name: {{ pooler.config_file }}
+    - source: salt://{{ tplroot }}/pgbouncer/files/pgbouncer.ini.jinja
+    - template: jinja
+    - context:
+        tplroot: {{ tplroot }}
+    - user: {{ pooler.user }}
+    - group: {{ pooler.user }}
+    - mode: '0640'
+    - require:
+      - file: pgha-pgbouncer-dirs-managed
+
+pgha-pgbouncer-auth-file-managed:
+  file.managed:
+    - name: {{ pooler.auth_file }}
+    - contents: {{ ('"' ~ mapdata.users.pooler ~ '" "' ~ mapdata.secrets.pooler_password ~ '"') | json }}
+    - user: {{ pooler.user }}
+    - group: {{ pooler.user }}
+    - mode: '0600'
+    - show_changes: False
+    - require:
+      - file: pgha-pgbouncer-dirs-managed
