@@ -50,6 +50,8 @@ def manager_running(name: str) -> dict:
         ret.update(result=None, changes={"running": {"old": False, "new": True}}, comment="supervisord would be started")
         return ret
     started = __salt__["pgha_service.start_manager"]()
+    # its programs started just now, from the definitions on disk: a newer one is applied at once (running)
+    __context__["pgha_service.manager_started"] = started["pid"]
     ret.update(changes={"running": {"old": False, "new": True}, "pid": started["pid"]},
                comment=f"supervisord started (pid {started['pid']})")
     return ret
@@ -80,7 +82,9 @@ def running(name: str, on_watch: str = "restart") -> dict:
         return ret
     pending = __salt__["pgha_service.pending"](name)
     applied = False
-    if pending == "added" or (pending == "changed" and (on_watch == "restart" or not before["running"])):
+    # a service the manager started moments ago in this run has served nothing yet: no need to keep it pending
+    fresh = bool(__context__.get("pgha_service.manager_started"))
+    if pending == "added" or (pending == "changed" and (on_watch == "restart" or not before["running"] or fresh)):
         __salt__["pgha_service.update"](name)
         applied = True
     now = __salt__["pgha_service.status"](name)

@@ -16,8 +16,10 @@ import yaml
 from pgha_test_helpers import PILLAR_DIR, TEST_SECRETS
 from test_rendering import SALT_CALL
 
+# The pooler's password goes where PgBouncer's role is made and where PgBouncer runs; with PgBouncer off (the
+# production example) no role has it in PostgreSQL, so it opens nothing.
 POSTGRESQL = {"superuser_password", "replication_password", "admin_password", "restapi_password", "probe_password",
-              "etcd_patroni_password"}
+              "etcd_patroni_password", "pooler_password"}
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def pillar_of(tmp_path_factory):
     ("postgres01", POSTGRESQL),
     ("postgres03", POSTGRESQL),
     ("etcd", {"etcd_root_password", "etcd_patroni_password"}),
-    ("haproxy", {"haproxy_stats_password"}),
+    ("haproxy", {"haproxy_stats_password", "pooler_password"}),
     ("saltmaster_master", set(TEST_SECRETS)),
     ("intruder", set()),
 ])

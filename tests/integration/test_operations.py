@@ -147,7 +147,7 @@ def test_pooler_refuses_superusers_and_remote_admins(orchestration, cluster_secr
     with psycopg.connect(dbname="pgha", user="pgha_probe", password=cluster_secrets["probe_password"], **pooler) as conn:
         assert conn.execute("SELECT current_user").fetchone() == ("pgha_probe",)
     # the lookup never returns a superuser's verifier
-    with pytest.raises(psycopg.OperationalError):
+    with pytest.raises(psycopg.OperationalError, match="no such user"):
         psycopg.connect(dbname="postgres", user="postgres", password=cluster_secrets["superuser_password"], **pooler)
     # the admin console: no remote login, whatever the password
     with pytest.raises(psycopg.OperationalError):

@@ -273,6 +273,25 @@ def test_running_reload_service_keeps_a_changed_definition_pending(functions):
     functions["pgha_service.restart"].assert_not_called()
 
 
+def test_running_applies_a_changed_definition_when_the_manager_started_in_this_run(functions):
+    """supervisord started by this highstate ran its programs from older definitions: they are replaced at once."""
+    pgha_service_state.__context__["pgha_service.manager_started"] = 99
+    functions["pgha_service.pending"].return_value = "changed"
+    functions["pgha_service.status"].side_effect = [status(10), status(16)]
+    ret = pgha_service_state.running("patroni", on_watch="reload")
+    functions["pgha_service.update"].assert_called_once_with("patroni")
+    assert ret["changes"] == {"restarted": {"old": 10, "new": 16}, "definition_applied": True}
+
+
+def test_manager_running_starts_supervisord_once(functions):
+    functions["pgha_service.manager"] = MagicMock(return_value={"manager": "supervisord", "running": False, "pid": None})
+    functions["pgha_service.start_manager"] = MagicMock(return_value={"running": True, "pid": 77})
+    pgha_service_state.__salt__.update(functions)
+    ret = pgha_service_state.manager_running("supervisord.conf")
+    assert ret["changes"] == {"running": {"old": False, "new": True}, "pid": 77}
+    assert pgha_service_state.__context__["pgha_service.manager_started"] == 77
+
+
 def test_running_restart_service_applies_a_changed_definition(functions):
     functions["pgha_service.pending"].return_value = "changed"
     functions["pgha_service.status"].side_effect = [status(10, "etcd"), status(13, "etcd")]

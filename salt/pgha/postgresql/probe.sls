@@ -68,15 +68,20 @@ pgha-postgresql-pooler-role-present:
 pgha-postgresql-pooler-lookup-{{ database }}-present:
   cmd.run:
     - name: {{ psql }} -d {{ database }}
+    # no row for a superuser, a role that cannot log in or an expired password: PgBouncer answers "no such user"
     - stdin: |
-        CREATE OR REPLACE FUNCTION public.pgha_pooler_lookup(i_username text, OUT uname name, OUT phash text)
-        RETURNS record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
-          SELECT rolname, CASE WHEN rolvaliduntil IS NULL OR rolvaliduntil > now() THEN rolpassword END
-          FROM pg_catalog.pg_authid WHERE rolname = i_username AND rolcanlogin AND NOT rolsuper
+        BEGIN;
+        DROP FUNCTION IF EXISTS public.pgha_pooler_lookup(text);
+        CREATE FUNCTION public.pgha_pooler_lookup(i_username text, OUT uname name, OUT phash text)
+        RETURNS SETOF record LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog AS $$
+          SELECT rolname, rolpassword FROM pg_catalog.pg_authid
+          WHERE rolname = i_username AND rolcanlogin AND NOT rolsuper
+            AND (rolvaliduntil IS NULL OR rolvaliduntil > now())
         $$;
         REVOKE ALL ON FUNCTION public.pgha_pooler_lookup(text) FROM PUBLIC;
         GRANT EXECUTE ON FUNCTION public.pgha_pooler_lookup(text) TO "{{ mapdata.users.pooler }}";
-    - unless: {{ psql }} -d {{ database }} -Atc "SELECT 1 FROM pg_proc WHERE proname = 'pgha_pooler_lookup' AND prosecdef" | grep -qx 1
+        COMMIT;
+    - unless: {{ psql }} -d {{ database }} -Atc "SELECT 1 FROM pg_proc WHERE proname = 'pgha_pooler_lookup' AND prosecdef AND proretset" | grep -qx 1
     - env:
       - PGPASSWORD: {{ connection.db_password | json }}
     - require:
