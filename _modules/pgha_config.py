@@ -54,6 +54,13 @@ NODE_KEYS = {"address", "roles"}
 ROOTED_SUFFIXES = ("_file", "_dir", "socket", "pidfile")
 NOT_ROOTED = {"bin_dir"}
 MASK = "********"
+TLS_FILES = ("ca_file", "cert_file", "key_file")
+# Which TLS files (pillar <section>:tls) a host needs, by its roles.
+TLS_NEEDS = {
+    "etcd": {"ca_file": {"etcd", "postgresql"}, "cert_file": {"etcd"}, "key_file": {"etcd"}},
+    # the CA on the HAProxy node too: PgBouncer verifies the servers with it
+    "postgresql": {"ca_file": {"postgresql", "haproxy"}, "cert_file": {"postgresql"}, "key_file": {"postgresql"}},
+}
 _DURATION = re.compile(r"\d+(us|ms|s|m|h|d)?")
 _MINION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -158,6 +165,27 @@ def _check_int(value: Any, path: tuple, errors: list, minimum: int) -> bool:
         errors.append(f"{_key(*path)}: must be at least {minimum} (got {value})")
         return False
     return True
+
+
+def _check_tls(tls: Any, section: str, errors: list, requires: tuple = ()) -> None:
+    """``<section>:tls``: enabled, three distinct absolute file paths, and the ``requires`` flags (need enabled)."""
+    tls = tls if isinstance(tls, dict) else {}
+    _check_bool(tls.get("enabled"), (section, "tls", "enabled"), errors)
+    for flag in requires:
+        _check_bool(tls.get(flag), (section, "tls", flag), errors)
+        if tls.get(flag) is True and tls.get("enabled") is not True:
+            errors.append(f"{_key(section, 'tls', flag)}: needs {section}:tls:enabled true")
+    if tls.get("enabled") is not True:
+        return
+    paths: dict = {}
+    for key in TLS_FILES:
+        value = tls.get(key)
+        if not isinstance(value, str) or not value.startswith("/") or value.endswith("/"):
+            errors.append(f"{_key(section, 'tls', key)}: must be the absolute path of a file (got {value!r})")
+        elif value in paths:
+            errors.append(f"{_key(section, 'tls', key)}: the same file as {section}:tls:{paths[value]}")
+        else:
+            paths[value] = key
 
 
 def _check_bool(value: Any, path: tuple, errors: list) -> None:
@@ -496,6 +524,8 @@ def _check_haproxy(cfg: dict, errors: list) -> None:
     max_lag = (haproxy.get("replicas") or {}).get("max_lag")
     if max_lag is not None:
         _check_int(max_lag, ("haproxy", "replicas", "max_lag"), errors, 0)
+    if haproxy.get("nbthread") is not None:
+        _check_int(haproxy["nbthread"], ("haproxy", "nbthread"), errors, 1)
 
 
 def _check_pgbouncer(cfg: dict, errors: list) -> None:
@@ -533,18 +563,8 @@ def _check_misc(cfg: dict, by_role: dict, errors: list) -> None:
     _check_bool(etcd.get("listen_localhost"), ("etcd", "listen_localhost"), errors)
     auth = etcd.get("auth") if isinstance(etcd.get("auth"), dict) else {}
     _check_bool(auth.get("enabled"), ("etcd", "auth", "enabled"), errors)
-    tls = etcd.get("tls") if isinstance(etcd.get("tls"), dict) else {}
-    _check_bool(tls.get("enabled"), ("etcd", "tls", "enabled"), errors)
-    if tls.get("enabled") is True:
-        paths = {}
-        for key in ("ca_file", "cert_file", "key_file"):
-            value = tls.get(key)
-            if not isinstance(value, str) or not value.startswith("/") or value.endswith("/"):
-                errors.append(f"{_key('etcd', 'tls', key)}: must be the absolute path of a file (got {value!r})")
-            elif value in paths:
-                errors.append(f"{_key('etcd', 'tls', key)}: the same file as etcd:tls:{paths[value]}")
-            else:
-                paths[value] = key
+    _check_tls(etcd.get("tls"), "etcd", errors)
+    _check_tls((cfg.get("postgresql") or {}).get("tls"), "postgresql", errors, ("require_clients", "require_replication"))
     users = cfg.get("users") or {}
     for key, value in users.items():
         if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
@@ -668,8 +688,9 @@ def _build(cfg: dict, minion_id: str) -> dict:
     etcd = data["etcd"]
     scheme = "https" if etcd["tls"]["enabled"] else "http"
     etcd["scheme"] = scheme
-    for key in ("ca_file", "cert_file", "key_file"):
-        etcd["tls"][key] = root + etcd["tls"][key]
+    for section in TLS_NEEDS:
+        for key in TLS_FILES:
+            data[section]["tls"][key] = root + data[section]["tls"][key]
     etcd["client_urls"] = {n: f"{scheme}://{_host(nodes[n]['address'])}:{etcd['client_port']}" for n in by_role["etcd"]}
     etcd["peer_urls"] = {n: f"{scheme}://{_host(nodes[n]['address'])}:{etcd['peer_port']}" for n in by_role["etcd"]}
     etcd["hosts"] = [f"{_host(nodes[n]['address'])}:{etcd['client_port']}" for n in by_role["etcd"]]
@@ -892,8 +913,10 @@ def check_host(saltenv: str = "base", patroni: bool = True) -> dict:
     """
     What this host must have before the formula's states run, beyond the
     pillar: with ``pgha:etcd:tls`` on, the CA on etcd and PostgreSQL nodes and
-    the member certificate and key on etcd nodes (the operator's PKI places
-    them; pgha never creates them); on PostgreSQL nodes, a Patroni of 3.1 or
+    the member certificate and key on etcd nodes; with ``pgha:postgresql:tls``
+    on, the CA, certificate and key on PostgreSQL nodes and the CA on the
+    HAProxy node when PgBouncer runs there (the operator's PKI places them;
+    pgha never creates them); on PostgreSQL nodes, a Patroni of 3.1 or
     later (unless ``patroni:allow_unsafe_version``): the installed one, or
     with ``lookup:patroni:install: package`` the package's candidate; with
     ``install: pip`` the states install ``patroni:version`` (validated), and
@@ -915,17 +938,17 @@ def check_host(saltenv: str = "base", patroni: bool = True) -> dict:
     """
     data = mapdata(saltenv=saltenv)
     errors = []
-    tls = data["etcd"]["tls"]
-    if tls["enabled"]:
-        needed = []
-        if {"etcd", "postgresql"} & set(data["roles"]):
-            needed.append("ca_file")
-        if "etcd" in data["roles"]:
-            needed += ["cert_file", "key_file"]
+    for section, needs in TLS_NEEDS.items():
+        tls = data[section]["tls"]
+        if not tls["enabled"]:
+            continue
+        mine = set(data["roles"])
+        if section == "postgresql" and not data["pgbouncer"]["enabled"]:
+            mine.discard("haproxy")  # HAProxy itself passes PostgreSQL's TLS through untouched
         errors += [
-            f"{_key('etcd', 'tls', key)}: {tls[key]} is not a file on {data['id']}"
-            for key in needed
-            if not os.path.isfile(tls[key])
+            f"{_key(section, 'tls', key)}: {tls[key]} is not a file on {data['id']}"
+            for key, roles in needs.items()
+            if roles & mine and not os.path.isfile(tls[key])
         ]
     version = running = None
     if patroni and "postgresql" in data["roles"]:

@@ -1,9 +1,11 @@
 """
 The lab's stand-in for an operator's PKI: a CA (kept in the lab's ``pki``
-directory, 0700) and, for each etcd node, a certificate for its address
-(usable for server and client authentication, so peers can authenticate each
-other), placed where the formula expects them under each host's root; the CA
-goes to every host. Kept across runs. Needs openssl.
+directory, 0700: ``.lab/pki/ca.crt``) and, for each etcd node, a certificate
+for its address (usable for server and client authentication, so peers can
+authenticate each other); for each PostgreSQL node, one for its address and
+HAProxy's (clients that verify the host reach it through HAProxy). Placed
+where the formula expects them under each host's root; the CA goes to every
+host, as etcd's CA and as PostgreSQL's. Kept across runs. Needs openssl.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ from lab import REPO
 from lab.config import write
 
 
-def tls_paths(repo: str = REPO) -> dict[str, str]:
-    """Where the formula looks for etcd's TLS files (defaults.yaml), on each host."""
+def tls_paths(section: str = "etcd", repo: str = REPO) -> dict[str, str]:
+    """Where the formula looks for ``section``'s TLS files (defaults.yaml: etcd, postgresql), on each host."""
     with open(os.path.join(repo, "salt", "pgha", "parameters", "defaults.yaml"), encoding="utf-8") as handle:
-        tls = yaml.safe_load(handle)["etcd"]["tls"]
+        tls = yaml.safe_load(handle)[section]["tls"]
     return {key: tls[key] for key in ("ca_file", "cert_file", "key_file")}
 
 
@@ -31,10 +33,10 @@ def _openssl(*args: str) -> None:
         raise SystemExit(f"lab: openssl {args[0]} failed: {ret.stderr.strip()}")
 
 
-def _certified_for(crt: str, address: str) -> bool:
+def _certified_for(crt: str, addresses: list[str]) -> bool:
     ret = subprocess.run(["openssl", "x509", "-in", crt, "-noout", "-ext", "subjectAltName"],
                          capture_output=True, text=True, check=False)
-    return f"IP Address:{address}" in ret.stdout
+    return all(f"IP Address:{address}" in ret.stdout for address in addresses)
 
 
 def _ca(ca_dir: str) -> tuple[str, str]:
@@ -47,14 +49,15 @@ def _ca(ca_dir: str) -> tuple[str, str]:
     return ca_key, ca_crt
 
 
-def _issue(ca_dir: str, name: str, address: str, ca: tuple[str, str]) -> tuple[str, str]:
-    """A key and a certificate for ``address`` (and 127.0.0.1, localhost), signed by the lab's CA; kept."""
+def _issue(ca_dir: str, name: str, addresses: list[str], ca: tuple[str, str]) -> tuple[str, str]:
+    """A key and a certificate for ``addresses`` (and 127.0.0.1, localhost), signed by the lab's CA; kept."""
     key, crt = os.path.join(ca_dir, f"{name}.key"), os.path.join(ca_dir, f"{name}.crt")
-    if os.path.exists(key) and os.path.exists(crt) and _certified_for(crt, address):
+    addresses = list(dict.fromkeys([*addresses, "127.0.0.1"]))
+    if os.path.exists(key) and os.path.exists(crt) and _certified_for(crt, addresses):
         return key, crt
     ext = os.path.join(ca_dir, f"{name}.ext")
     write(ext, "\n".join([
-        f"subjectAltName=IP:{address},IP:127.0.0.1,DNS:localhost",
+        "subjectAltName=" + ",".join(f"IP:{address}" for address in addresses) + ",DNS:localhost",
         "extendedKeyUsage=serverAuth,clientAuth",
         "keyUsage=digitalSignature,keyEncipherment",
         "basicConstraints=CA:FALSE",
@@ -70,21 +73,28 @@ def _issue(ca_dir: str, name: str, address: str, ca: tuple[str, str]) -> tuple[s
 
 def place(ca_dir: str, host_root: Callable[[str], str], nodes: dict[str, dict], repo: str = REPO) -> str:
     """
-    The CA on every host and each etcd node's certificate and key on it, at
-    the formula's default paths under the host's root. Returns the CA's path.
+    The CA on every host (for etcd and for PostgreSQL), and each etcd and
+    PostgreSQL node's certificate and key on it, at the formula's default
+    paths under the host's root. Returns the CA's path.
     """
     ca = _ca(ca_dir)
-    paths = tls_paths(repo)
     with open(ca[1], encoding="utf-8") as handle:
         ca_text = handle.read()
+    proxies = [node["address"] for node in nodes.values() if "haproxy" in node.get("roles", [])]
     for node_id, node in nodes.items():
         root = host_root(node_id)
-        write(root + paths["ca_file"], ca_text)
-        if "etcd" not in node.get("roles", []):
-            continue
-        key, crt = _issue(ca_dir, node_id, node["address"], ca)
-        with open(crt, encoding="utf-8") as handle:
-            write(root + paths["cert_file"], handle.read())
-        with open(key, encoding="utf-8") as handle:
-            write(root + paths["key_file"], handle.read(), mode=0o600)
+        roles = node.get("roles", [])
+        for section, extra, suffix in (("etcd", [], ""), ("postgresql", proxies, "-postgresql")):
+            paths = tls_paths(section, repo)
+            write(root + paths["ca_file"], ca_text)
+            if section in roles:
+                _put(root, paths, _issue(ca_dir, node_id + suffix, [node["address"], *extra], ca))
     return ca[1]
+
+
+def _put(root: str, paths: dict[str, str], issued: tuple[str, str]) -> None:
+    key, crt = issued
+    with open(crt, encoding="utf-8") as handle:
+        write(root + paths["cert_file"], handle.read())
+    with open(key, encoding="utf-8") as handle:
+        write(root + paths["key_file"], handle.read(), mode=0o600)

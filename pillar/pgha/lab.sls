@@ -45,7 +45,13 @@ pgha:
     client_networks:
       - 127.0.0.1/32
     pg_hba:
-      - {type: host, database: replication, user: replicator, address: 127.0.0.1/32, method: scram-sha-256}
+      - {type: hostssl, database: replication, user: replicator, address: 127.0.0.1/32, method: scram-sha-256}
+    # TLS with the lab's CA (.lab/pki/ca.crt), required of every client and
+    # of replication.
+    tls:
+      enabled: true
+      require_clients: true
+      require_replication: true
   patroni:
     # Patroni from PyPI (the default lookup:patroni:install: pip), in a
     # virtualenv under each host's root (.lab/hosts/<id>/opt/pgha/patroni).

@@ -42,6 +42,12 @@ pgha:
     # The applications' networks; the seed allowed 0.0.0.0/0.
     client_networks:
       - 10.131.0.0/24
+    # TLS from your PKI, placed before the states run (README, "PostgreSQL
+    # TLS"); every client and every replication stream must use it.
+    tls:
+      enabled: true
+      require_clients: true
+      require_replication: true
   patroni:
     # Patroni from PyPI, pinned, in /opt/pgha/patroni on each PostgreSQL node
     # (hosts without PyPI: lookup:patroni:pip:index_url or wheel_dir).

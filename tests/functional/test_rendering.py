@@ -119,11 +119,12 @@ class SaltEnv:
         for minion_id, roles in nodes.items():
             pki = self.path(minion_id, "/etc/pgha/pki")
             pki.mkdir(parents=True, exist_ok=True)
-            (pki / "etcd-ca.crt").write_text("-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n")
-            if "etcd" in roles:
-                (pki / "etcd.crt").write_text("-----BEGIN CERTIFICATE-----\nmember\n-----END CERTIFICATE-----\n")
-                (pki / "etcd.key").write_text("-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n")
-                (pki / "etcd.key").chmod(0o644)
+            for section in ("etcd", "postgresql"):
+                (pki / f"{section}-ca.crt").write_text("-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n")
+                if section in roles:
+                    (pki / f"{section}.crt").write_text("-----BEGIN CERTIFICATE-----\nnode\n-----END CERTIFICATE-----\n")
+                    (pki / f"{section}.key").write_text("-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n")
+                    (pki / f"{section}.key").chmod(0o644)
 
     def root(self, minion_id: str) -> pathlib.Path:
         return self.hosts / minion_id
@@ -154,7 +155,7 @@ def salt_root(tmp_path_factory) -> pathlib.Path:
     return root
 
 
-PKI_NODES = {"postgres01": ["postgresql"], "etcd": ["etcd"]}
+PKI_NODES = {"postgres01": ["postgresql"], "etcd": ["etcd"], "haproxy": ["haproxy"]}
 
 
 def _render_all(env: SaltEnv) -> dict:
@@ -334,16 +335,47 @@ def test_patroni_initdb(production):
 
 
 def test_patroni_pg_hba(production):
-    hba = patroni_config(production)["bootstrap"]["dcs"]["postgresql"]["pg_hba"]
+    config = patroni_config(production)
+    # in the local configuration, not the DCS: a change of pillar reaches pg_hba.conf on reload
+    assert "pg_hba" not in config["bootstrap"]["dcs"]["postgresql"]
+    hba = config["postgresql"]["pg_hba"]
+    # TLS required (pgha:postgresql:tls): every TCP entry is hostssl
     for address in SEED_SERVERS.values():
-        assert f"host replication replicator {address}/32 scram-sha-256" in hba
+        assert f"hostssl replication replicator {address}/32 scram-sha-256" in hba
     # the seed's `host all all 0.0.0.0/0` is gone; the applications' network instead
     assert not any("0.0.0.0/0" in line or "::/0" in line for line in hba), hba
-    assert "host all all 10.131.0.0/24 scram-sha-256" in hba
-    assert "host all all 10.131.0.3/32 scram-sha-256" in hba  # HAProxy's sessions
+    assert "hostssl all all 10.131.0.0/24 scram-sha-256" in hba
+    assert "hostssl all all 10.131.0.3/32 scram-sha-256" in hba  # HAProxy's sessions
+    assert [line.split()[0] for line in hba] == ["local"] + ["hostssl"] * (len(hba) - 1)
     for line in hba:
         assert line.split()[-1] in ("scram-sha-256",), line
         assert "trust" not in line.split() and "password" not in line.split(), line
+
+
+def test_patroni_postgresql_tls(production):
+    config = patroni_config(production)
+    pki = production.path("postgres01", "/etc/pgha/pki")
+    parameters = config["postgresql"]["parameters"]
+    assert parameters["ssl"] == "on"
+    assert (parameters["ssl_cert_file"], parameters["ssl_key_file"], parameters["ssl_ca_file"]) == (
+        str(pki / "postgresql.crt"), str(pki / "postgresql.key"), str(pki / "postgresql-ca.crt"))
+    # replicas check the primary's certificate and address
+    replication = config["postgresql"]["authentication"]["replication"]
+    assert (replication["sslmode"], replication["sslrootcert"]) == ("verify-full", str(pki / "postgresql-ca.crt"))
+    # PostgreSQL refuses a key others can read: the states make it postgres's, 0600
+    assert mode_owner(pki / "postgresql.key") == ("0o600", "postgres", "postgres")
+
+
+def test_postgresql_tls_missing_fails_before_any_change(tmp_path_factory, salt_root):
+    env = SaltEnv(tmp_path_factory.mktemp("pgha-pg-tls-missing"), ["pgha.production"], {"pgha": {"secrets": TEST_SECRETS}},
+                  salt_root)
+    env.place_pki(PKI_NODES)
+    env.path("postgres01", "/etc/pgha/pki/postgresql.key").unlink()
+    before = sorted(str(path) for path in env.hosts.rglob("*"))
+    proc = env.call("state.sls", "pgha.patroni.config", minion_id="postgres01")
+    assert proc.returncode != 0
+    assert "pgha:postgresql:tls:key_file" in proc.stdout and "is not a file on postgres01" in proc.stdout
+    assert sorted(str(path) for path in env.hosts.rglob("*")) == before
 
 
 def test_patroni_post_bootstrap_instead_of_users(production):
@@ -368,10 +400,9 @@ def test_patroni_postgresql_section(production):
     assert postgresql["bin_dir"] == "/usr/lib/postgresql/15/bin"
     assert postgresql["parameters"]["password_encryption"] == "scram-sha-256"
     assert postgresql["parameters"]["unix_socket_directories"] == str(production.path("postgres01", "/var/run/postgresql"))
-    assert postgresql["authentication"] == {
-        "replication": {"username": "replicator", "password": TEST_SECRETS["replication_password"]},
-        "superuser": {"username": "postgres", "password": TEST_SECRETS["superuser_password"]},
-    }
+    assert postgresql["authentication"]["superuser"] == {"username": "postgres",
+                                                          "password": TEST_SECRETS["superuser_password"]}
+    assert postgresql["authentication"]["replication"]["password"] == TEST_SECRETS["replication_password"]
     params = patroni_config(production)["bootstrap"]["dcs"]["postgresql"]["parameters"]
     assert params["password_encryption"] == "scram-sha-256"
 
@@ -692,11 +723,12 @@ def test_lab_patroni(lab):
     assert (dcs["ttl"], dcs["loop_wait"], dcs["retry_timeout"]) == (20, 2, 5)
     assert dcs["synchronous_mode"] is True
     assert dcs["synchronous_mode_strict"] is False
-    hba = dcs["postgresql"]["pg_hba"]
+    hba = config["postgresql"]["pg_hba"]
     for address in LAB_SERVERS.values():
-        assert f"host replication replicator {address}/32 scram-sha-256" in hba
-    assert "host replication replicator 127.0.0.1/32 scram-sha-256" in hba
-    assert "host all all 127.0.0.1/32 scram-sha-256" in hba
+        assert f"hostssl replication replicator {address}/32 scram-sha-256" in hba
+    assert "hostssl replication replicator 127.0.0.1/32 scram-sha-256" in hba
+    assert "hostssl all all 127.0.0.1/32 scram-sha-256" in hba
+    assert not any(line.startswith("host ") for line in hba)
     assert not any("0.0.0.0/0" in line for line in hba)
     text = lab.path("postgres01", "/etc/patroni/config.yml").read_text()
     assert "10.131." not in text
@@ -709,6 +741,13 @@ def test_lab_patroni_failsafe_and_no_watchdog(lab):
     assert config["watchdog"]["mode"] == "off"
     states = shown(lab, "pgha.patroni.watchdog")
     assert [state["state"] for state in states.values()] == ["test.nop"]
+
+
+def test_lab_programs_run_with_their_users_home(lab):
+    """supervisord keeps root's HOME for a program run as another user: libpq would look for files there."""
+    program = shown(lab, "pgha.patroni.service")["pgha-patroni-service-program-managed"]["contents"]
+    assert "user=postgres\n" in program
+    assert 'environment=HOME="/var/lib/postgresql",USER="postgres",LOGNAME="postgres"\n' in program
 
 
 def test_lab_patroni_program_from_the_virtualenv(lab):
@@ -763,6 +802,12 @@ def test_lab_pgbouncer_in_front_of_the_leader_port(lab):
     # the admin console only through the socket, as PgBouncer's own user
     assert pooler["admin_users"] == pooler["stats_users"] == ""
     assert pooler["pool_mode"] == "transaction"
+
+
+def test_lab_pgbouncer_checks_the_servers_certificates(lab):
+    pooler = pgbouncer_ini(lab)["pgbouncer"]
+    assert pooler["server_tls_sslmode"] == "verify-ca"
+    assert pooler["server_tls_ca_file"] == str(lab.path("haproxy", "/etc/pgha/pki/postgresql-ca.crt"))
 
 
 def test_lab_pgbouncer_auth_file_private(lab):

@@ -10,6 +10,7 @@ import os
 import stat
 
 import psycopg
+import pytest
 from conftest import ADDRESSES, state_result
 
 STAGES = [
@@ -210,3 +211,18 @@ def test_read_paths_reach_the_replicas(salt_master, orchestration, cluster_secre
     assert role_of[_server(5003, cluster_secrets)[0]] == "replica"
     ret = salt_master.salt_cli(timeout=60).run("pgha_haproxy.servers", minion_tgt="haproxy")
     assert list(ret.data) == ["postgres", "postgres_replicas", "postgres_sync", "postgres_async"]
+
+
+def test_clients_must_use_tls_and_can_verify_the_host(orchestration, cluster_secrets, test_root):
+    """pgha:postgresql:tls in the lab's pillar: required of clients; the nodes' certificates name HAProxy's address."""
+    common = {"host": ADDRESSES["haproxy"], "port": 5432, "user": "postgres", "dbname": "postgres",
+              "password": cluster_secrets["superuser_password"], "connect_timeout": 5}
+    ca = os.path.join(test_root, "pki", "ca.crt")
+    with psycopg.connect(sslmode="verify-full", sslrootcert=ca, **common) as conn:
+        ssl, version = conn.execute("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()
+        assert ssl is True and version.startswith("TLS")
+        # the replicas stream over TLS too
+        assert conn.execute("SELECT count(*) FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid) "
+                            "WHERE s.ssl").fetchone()[0] == 2
+    with pytest.raises(psycopg.OperationalError, match="no encryption"):
+        psycopg.connect(sslmode="disable", **common)

@@ -252,6 +252,14 @@ def test_mapdata_production_derivations(production_pillar):
     assert data["lookup"]["patroni"]["config_file"] == "/etc/patroni/config.yml"
 
 
+def test_mapdata_postgresql_tls_files_under_the_root(production_pillar):
+    pillar = patched(production_pillar, {"lookup": {"root": "/srv/hosts/{id}"}})
+    tls = load_module(pillar).mapdata()["postgresql"]["tls"]
+    assert (tls["enabled"], tls["require_clients"], tls["require_replication"]) == (True, True, True)
+    assert tls["cert_file"] == "/srv/hosts/postgres01/etc/pgha/pki/postgresql.crt"
+    assert tls["ca_file"] == "/srv/hosts/postgres01/etc/pgha/pki/postgresql-ca.crt"
+
+
 def test_mapdata_etcd_without_tls_is_http(production_pillar):
     pillar = patched(production_pillar, {"etcd": {"tls": {"enabled": False}}})
     data = load_module(pillar, minion_id="etcd").mapdata()
@@ -776,6 +784,8 @@ INVALID = [
     ("sync-port-bad", {"haproxy": {"sync": {"port": 70000}}}, "pgha:haproxy:sync:port", r"port number"),
     ("async-enabled-string", {"haproxy": {"async": {"enabled": "no"}}}, "pgha:haproxy:async:enabled", r"true or false"),
     ("replicas-max-lag-negative", {"haproxy": {"replicas": {"max_lag": -1}}}, "pgha:haproxy:replicas:max_lag", r"at least 0"),
+    ("haproxy-nbthread-zero", {"haproxy": {"nbthread": 0}}, "pgha:haproxy:nbthread", r"at least 1"),
+    ("haproxy-nbthread-text", {"haproxy": {"nbthread": "two"}}, "pgha:haproxy:nbthread", r"must be an integer"),
     ("read-path-typo", {"haproxy": {"replica": {"port": 5001}}}, "pgha:haproxy:replica", r"unknown key"),
     # PgBouncer
     ("pgbouncer-enabled-string", {"pgbouncer": {"enabled": "yes"}}, "pgha:pgbouncer:enabled", r"true or false"),
@@ -796,6 +806,14 @@ INVALID = [
     ("etcd-tls-cert-is-dir", {"etcd": {"tls": {"enabled": True, "cert_file": "/etc/pgha/pki/"}}}, "pgha:etcd:tls:cert_file", r"absolute path of a file"),
     ("etcd-tls-key-is-cert", {"etcd": {"tls": {"enabled": True, "key_file": "/etc/pgha/pki/etcd.crt"}}}, "pgha:etcd:tls:key_file", r"same file as etcd:tls:cert_file"),
     ("etcd-tls-unknown-key", {"etcd": {"tls": {"ca": "/etc/ca.crt"}}}, "pgha:etcd:tls:ca", r"unknown key"),
+    ("pg-tls-require-without-tls", {"postgresql": {"tls": {"enabled": False, "require_clients": True}}},
+     "pgha:postgresql:tls:require_clients", r"needs postgresql:tls:enabled true"),
+    ("pg-tls-require-replication-string", {"postgresql": {"tls": {"require_replication": "yes"}}},
+     "pgha:postgresql:tls:require_replication", r"true or false"),
+    ("pg-tls-relative-key", {"postgresql": {"tls": {"key_file": "server.key"}}}, "pgha:postgresql:tls:key_file",
+     r"absolute path"),
+    ("pg-tls-key-is-cert", {"postgresql": {"tls": {"key_file": "/etc/pgha/pki/postgresql.crt"}}},
+     "pgha:postgresql:tls:key_file", r"same file as postgresql:tls:cert_file"),
     ("etcd-listen-localhost-string", {"etcd": {"listen_localhost": "no"}}, "pgha:etcd:listen_localhost", r"true or false"),
     # Patroni's version and installation
     ("patroni-version-too-old", {"patroni": {"version": "3.0.2"}}, "pgha:patroni:version", r"3\.0\.2 is older than 3\.1: .*lose acknowledged writes"),
@@ -945,23 +963,32 @@ def _host_with_pki(tmp_path, minion_id: str, files: tuple[str, ...]) -> None:
         (pki / name).write_text("PEM")
 
 
+PG_PKI = ("postgresql-ca.crt", "postgresql.crt", "postgresql.key")
+TLS_OFF = {"enabled": False, "require_clients": False, "require_replication": False}
+
+
 @pytest.mark.parametrize(
-    ("minion_id", "present", "missing"),
+    ("minion_id", "present", "missing", "pgbouncer"),
     [
-        ("etcd", ("etcd-ca.crt", "etcd.crt", "etcd.key"), []),
-        ("etcd", ("etcd-ca.crt",), ["cert_file", "key_file"]),
-        ("postgres01", ("etcd-ca.crt",), []),
-        ("postgres01", (), ["ca_file"]),
-        ("haproxy", (), []),  # HAProxy never talks to etcd
+        ("etcd", ("etcd-ca.crt", "etcd.crt", "etcd.key"), [], False),
+        ("etcd", ("etcd-ca.crt",), ["etcd:tls:cert_file", "etcd:tls:key_file"], False),
+        ("postgres01", ("etcd-ca.crt", *PG_PKI), [], False),
+        ("postgres01", PG_PKI, ["etcd:tls:ca_file"], False),
+        ("postgres01", ("etcd-ca.crt", "postgresql-ca.crt"),
+         ["postgresql:tls:cert_file", "postgresql:tls:key_file"], False),
+        ("haproxy", (), [], False),  # HAProxy never talks to etcd, and passes PostgreSQL's TLS through
+        ("haproxy", (), ["postgresql:tls:ca_file"], True),  # PgBouncer checks the servers against the CA
+        ("haproxy", ("postgresql-ca.crt",), [], True),
     ],
 )
-def test_check_host_tls_files(production_pillar, tmp_path, minion_id, present, missing):
+def test_check_host_tls_files(production_pillar, tmp_path, minion_id, present, missing, pgbouncer):
     _host_with_pki(tmp_path, minion_id, present)
-    pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"}})
+    pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"},
+                                         "pgbouncer": {"enabled": pgbouncer}})
     module = load_module(pillar, minion_id=minion_id)
     result = module.check_host()
     assert result["ready"] is (not missing)
-    assert [error.split(": ")[0] for error in result["errors"]] == [f"pgha:etcd:tls:{key}" for key in missing]
+    assert [error.split(": ")[0] for error in result["errors"]] == [f"pgha:{key}" for key in missing]
     for error in result["errors"]:
         assert error.endswith(f" is not a file on {minion_id}")
         assert str(tmp_path / minion_id) in error
@@ -969,7 +996,8 @@ def test_check_host_tls_files(production_pillar, tmp_path, minion_id, present, m
 
 
 def test_check_host_tls_off_needs_nothing(production_pillar, tmp_path):
-    pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"}, "etcd": {"tls": {"enabled": False}}})
+    pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"}, "etcd": {"tls": {"enabled": False}},
+                                         "postgresql": {"tls": TLS_OFF}})
     assert load_module(pillar, minion_id="etcd").check_host() == {
         "ready": True, "errors": [], "patroni_version": None, "patroni_running": None
     }
@@ -989,7 +1017,8 @@ def test_check_host_refuses_an_invalid_pillar(production_pillar):
 def _patroni_host(production_pillar, tmp_path, patch: dict | None = None, minion_id: str = "postgres01",
                   version_output: str | None = None, installed: str = "", candidate: str = "", binary: str | None = None):
     """check_host's module for a host under tmp_path, with a Patroni binary printing version_output (None: absent)."""
-    pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"}, "etcd": {"tls": {"enabled": False}}})
+    pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"}, "etcd": {"tls": {"enabled": False}},
+                                         "postgresql": {"tls": TLS_OFF}})
     pillar = patched(pillar, patch or {})
     module = load_module(pillar, minion_id=minion_id)
     path = binary or f"{tmp_path}/{minion_id}/opt/pgha/patroni/bin/patroni"

@@ -12,6 +12,7 @@ include:
   - {{ tplroot }}.root
   - {{ tplroot }}.postgresql.package
   - {{ tplroot }}.etcd.tls
+  - {{ tplroot }}.postgresql.tls
 
 pgha-patroni-data-dir-managed:
   file.directory:
@@ -70,3 +71,4 @@ pgha-patroni-config-file-managed:
       - file: pgha-patroni-dirs-managed
       - file: pgha-patroni-post-bootstrap-file-managed
       - test: pgha-etcd-tls-checked
+      - test: pgha-postgresql-tls-checked

@@ -12,6 +12,7 @@
 include:
   - {{ tplroot }}.root
   - {{ tplroot }}.pgbouncer.package
+  - {{ tplroot }}.postgresql.tls
 
 pgha-pgbouncer-dirs-managed:
   file.directory:
@@ -37,6 +38,7 @@ pgha-pgbouncer-config-file-managed:
     - mode: '0640'
     - require:
       - file: pgha-pgbouncer-dirs-managed
+      - test: pgha-postgresql-tls-checked
 
 pgha-pgbouncer-auth-file-managed:
   file.managed:
