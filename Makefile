@@ -9,6 +9,7 @@ DEB_PACKAGES := postgresql-15 python3-venv etcd-server etcd-client haproxy pgbou
 
 .PHONY: lab lab-down lab-clean lab-status test unit bench deps venv lint
 
+# make lab TOPOLOGY=ha: the three-member etcd (README, "Topologies"); a lab keeps the topology it was made with.
 lab: deps venv
 	$(VENV)/bin/python -m lab up
 

@@ -260,8 +260,9 @@ def switchover(candidate: str | None = None, scheduled_at: str | None = None) ->
     if scheduled_at:
         body["scheduled_at"] = scheduled_at
     requested_at = time.time()
-    answer = _api().call(current, "/switchover", method="POST", body=body, ok=(200, 202), auth=True,
-                         timeout=SWITCH_TIMEOUT)
+    # Any member records the request in the DCS; the leader first, unless pillar no longer lists it (scaling in).
+    _, answer = _api().any_member("/switchover", method="POST", body=body, ok=(200, 202), auth=True,
+                                  timeout=SWITCH_TIMEOUT, first=[current])
     return {"old_leader": current, "candidate": candidate, "message": answer, "requested_at": requested_at}
 
 

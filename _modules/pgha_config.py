@@ -58,7 +58,7 @@ TLS_FILES = ("ca_file", "cert_file", "key_file")
 # Which TLS files (pillar <section>:tls) a host needs, by its roles.
 TLS_NEEDS = {
     "etcd": {"ca_file": {"etcd", "postgresql"}, "cert_file": {"etcd"}, "key_file": {"etcd"}},
-    # the CA on the HAProxy node too: PgBouncer verifies the servers with it
+    # the CA on the HAProxy node too, when PgBouncer verifies the servers or HAProxy checks the REST API over https
     "postgresql": {"ca_file": {"postgresql", "haproxy"}, "cert_file": {"postgresql"}, "key_file": {"postgresql"}},
 }
 _DURATION = re.compile(r"\d+(us|ms|s|m|h|d)?")
@@ -331,6 +331,11 @@ def _check_patroni(cfg: dict, errors: list) -> None:
         )
     _check_int(patroni.get("maximum_lag_on_failover"), ("patroni", "maximum_lag_on_failover"), errors, 0)
     _check_port(patroni.get("restapi_port"), ("patroni", "restapi_port"), errors)
+    _check_bool(patroni.get("restapi_tls"), ("patroni", "restapi_tls"), errors)
+    pg_tls = ((cfg.get("postgresql") or {}).get("tls") or {}).get("enabled")
+    if patroni.get("restapi_tls") is True and pg_tls is not True:
+        errors.append(f"{_key('patroni', 'restapi_tls')}: serves the node's certificate of postgresql:tls, "
+                      "which is not enabled")
     for flag in ("use_pg_rewind", "synchronous_mode", "synchronous_mode_strict", "failsafe_mode"):
         _check_bool(patroni.get(flag), ("patroni", flag), errors)
     if patroni.get("synchronous_mode_strict") is True and patroni.get("synchronous_mode") is not True:
@@ -589,6 +594,7 @@ def _check_misc(cfg: dict, by_role: dict, errors: list) -> None:
     for key in ("freeze_s", "outage_s"):
         if drill.get(key) is not None:
             _check_int(drill.get(key), ("drill", key), errors, 1)
+    _check_bool((cfg.get("retire") or {}).get("purge_data"), ("retire", "purge_data"), errors)
     gates = cfg.get("gates") or {}
     _check_int(gates.get("timeout"), ("gates", "timeout"), errors, 10)
     _check_int(gates.get("max_lag_bytes"), ("gates", "max_lag_bytes"), errors, 0)
@@ -695,9 +701,12 @@ def _build(cfg: dict, minion_id: str) -> dict:
     etcd["peer_urls"] = {n: f"{scheme}://{_host(nodes[n]['address'])}:{etcd['peer_port']}" for n in by_role["etcd"]}
     etcd["hosts"] = [f"{_host(nodes[n]['address'])}:{etcd['client_port']}" for n in by_role["etcd"]]
     etcd["initial_cluster"] = ",".join(f"{n}={url}" for n, url in etcd["peer_urls"].items())
+    restapi = "https" if data["patroni"]["restapi_tls"] else "http"
     data["restapi_urls"] = {
-        n: f"http://{_host(nodes[n]['address'])}:{data['patroni']['restapi_port']}" for n in by_role["postgresql"]
+        n: f"{restapi}://{_host(nodes[n]['address'])}:{data['patroni']['restapi_port']}" for n in by_role["postgresql"]
     }
+    # the CA that verifies the REST API's certificates, on whichever host reads them (the master too)
+    data["restapi_cafile"] = data["postgresql"]["tls"]["ca_file"] if restapi == "https" else None
     patroni_paths = data["lookup"]["patroni"]
     if patroni_paths["install"] == "pip":
         patroni_paths["binary"] = patroni_paths["venv_dir"] + "/bin/patroni"
@@ -915,7 +924,8 @@ def check_host(saltenv: str = "base", patroni: bool = True) -> dict:
     pillar: with ``pgha:etcd:tls`` on, the CA on etcd and PostgreSQL nodes and
     the member certificate and key on etcd nodes; with ``pgha:postgresql:tls``
     on, the CA, certificate and key on PostgreSQL nodes and the CA on the
-    HAProxy node when PgBouncer runs there (the operator's PKI places them;
+    HAProxy node when PgBouncer runs there or HAProxy checks Patroni's REST
+    API over https (``patroni:restapi_tls``) (the operator's PKI places them;
     pgha never creates them); on PostgreSQL nodes, a Patroni of 3.1 or
     later (unless ``patroni:allow_unsafe_version``): the installed one, or
     with ``lookup:patroni:install: package`` the package's candidate; with
@@ -943,8 +953,8 @@ def check_host(saltenv: str = "base", patroni: bool = True) -> dict:
         if not tls["enabled"]:
             continue
         mine = set(data["roles"])
-        if section == "postgresql" and not data["pgbouncer"]["enabled"]:
-            mine.discard("haproxy")  # HAProxy itself passes PostgreSQL's TLS through untouched
+        if section == "postgresql" and not (data["pgbouncer"]["enabled"] or data["patroni"]["restapi_tls"]):
+            mine.discard("haproxy")  # HAProxy passes PostgreSQL's TLS through; its checks are plain http
         errors += [
             f"{_key(section, 'tls', key)}: {tls[key]} is not a file on {data['id']}"
             for key, roles in needs.items()

@@ -189,6 +189,36 @@ def start(service: str) -> dict:
     return status(service)
 
 
+def disable(service: str) -> dict:
+    """
+    Stop a service and keep it from starting again (a node retired from
+    the cluster): ``systemctl disable --now`` under systemd; under
+    supervisord its program file is renamed ``<name>.conf.disabled`` (out
+    of the include pattern) and ``supervisorctl update`` removes it.
+    ``start`` does not undo this; the formula's states do, when the host is
+    given the role again.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres04 pgha_service.disable patroni
+    """
+    unit = _unit(service)
+    stopping_at = time.time()
+    if _manager() == "supervisord":
+        program = os.path.join(_map()["lookup"]["supervisor"]["include_dir"], f"{unit}.conf")
+        if manager()["running"]:
+            _supervisorctl("stop", unit, ok_codes=(0, 7))  # waits for the graceful stop
+        if os.path.exists(program):
+            os.replace(program, program + ".disabled")
+        if manager()["running"]:
+            _supervisorctl("update", unit)
+    else:
+        _run(["systemctl", "disable", "--now", unit])
+    return dict(status(service), stopping_at=stopping_at, disabled=True)
+
+
 RELOAD_SIGNALS = {"patroni": "HUP", "haproxy": "USR2", "pgbouncer": "HUP"}
 
 

@@ -397,3 +397,69 @@ def reload(timeout: Any = 60) -> dict:
         salt-run pgha.reload
     """
     return _rolling("reload", "patroni", False, _check("seconds", timeout, "timeout", minimum=10))
+
+
+@_one_line
+def retire(purge_data: Any = False, timeout: Any = 120) -> dict:
+    """
+    Scale in: every Patroni member that pillar no longer lists as a
+    PostgreSQL node leaves the cluster, one at a time: the leadership moves
+    to a node that stays (a switchover, measured as ``pgha.switchover``
+    is), HAProxy drains it, its Patroni is stopped and disabled (PostgreSQL
+    shuts down cleanly), and the run waits until it has left Patroni's
+    member list. Its data directory stays on its host unless
+    ``purge_data=True``. The orchestration runs it before the PostgreSQL
+    nodes' states; with nothing to retire it changes nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run pgha.retire
+        salt-run pgha.retire purge_data=True
+    """
+    purge = _check("flag", purge_data, "purge_data")
+    limit = _check("seconds", timeout, "timeout", minimum=10)
+    topo = _topology()
+    api, call = _api(topo), _caller()
+
+    # Made here: the callbacks run in the utilities' loader context, where this module's dunders do not
+    # resolve (see _caller). The drill's gates count every member there is until it has left, not only pillar's.
+    scoped = dict(topo, pg_nodes=[], nodes=dict(topo["nodes"]))
+
+    def rescope() -> None:  # the members pillar no longer lists, with the address Patroni has for them
+        members = _members_of(api)
+        scoped["pg_nodes"][:] = sorted({m["name"] for m in members} | set(topo["pg_nodes"]))
+        for member in members:
+            scoped["nodes"].setdefault(member["name"], {"address": member["host"], "roles": ["postgresql"]})
+
+    rescope()
+    options = _drill_options(scoped, {"timeout": limit, "report": False})
+    drill = _driller(scoped, "switchover", options)
+
+    def switchover(name: str, target: str | None) -> dict:
+        rescope()
+        options["candidate"] = target
+        return drill()
+
+    def drain(name: str) -> list[str]:
+        done = []
+        for node in topo["haproxy_nodes"]:
+            try:
+                call(node, "pgha_haproxy.drain", name, wait=60)
+                done.append(f"HAProxy on {node} drains {name}")
+            except CommandExecutionError as exc:  # a node HAProxy never listed has nothing to drain
+                done.append(f"HAProxy on {node} did not drain {name}: {exc}")
+        return done
+
+    def purge_dir(name: str) -> str:
+        path = call(name, "pgha_config.mapdata", wait=60)["lookup"]["patroni"]["data_dir"]
+        call(name, "file.remove", path, wait=300)
+        return f"{name}:{path}"
+
+    acts = __utils__["pgha_retire.acts"](
+        members=lambda: _members_of(api), staying=topo["pg_nodes"], switchover=switchover, drain=drain,
+        disable=lambda name: call(name, "pgha_service.disable", "patroni", wait=int(limit) + 60),
+        purge=purge_dir, timeout=limit)
+    result = __utils__["pgha_retire.run"](acts, purge)
+    return result if result["ok"] else _fail(result)

@@ -65,7 +65,10 @@ def request(url: str, method: str = "GET", body: Any = None, auth: tuple[str, st
     headers = {"Content-Type": "application/json"} if data is not None else {}
     if auth:
         headers.update(basic_auth(*auth))
-    context = ssl.create_default_context(cafile=cafile) if url.startswith("https:") else None
+    try:
+        context = ssl.create_default_context(cafile=cafile) if url.startswith("https:") else None
+    except (OSError, ssl.SSLError) as exc:
+        raise CommandExecutionError(f"{url}: cannot use the CA {cafile}: {exc}") from exc
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:

@@ -108,7 +108,9 @@ class Switchover(Fault):
         if plan["pooler"]:
             ctx.call(plan["pooler"], "pgha_pooler.pause", timeout=ctx.timeout, wait=int(ctx.timeout) + 30)
             paused = time.monotonic()
-        answer = ctx.call(plan["target"], "patroni.switchover", candidate=plan["candidate"], wait=int(ctx.timeout))
+        # asked through the candidate's minion when there is one: a leader that is leaving has no REST secrets
+        answer = ctx.call(plan["candidate"] or plan["target"], "patroni.switchover", candidate=plan["candidate"],
+                          wait=int(ctx.timeout))
         if plan["pooler"]:
             _routed_elsewhere(ctx, plan["target"])
             ctx.call(plan["pooler"], "pgha_pooler.resume", wait=60)

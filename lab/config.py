@@ -14,6 +14,9 @@ import yaml
 from lab import REPO
 
 MASTER_ID = "pgha-lab"
+# The lab's topologies: the pillar files each stacks (under pillar/), later ones overriding. seed: the
+# recipe's five hosts with one etcd member; ha: the same hosts, etcd also on postgres01 and postgres02.
+TOPOLOGIES = {"seed": ("pgha.lab",), "ha": ("pgha.lab", "pgha.lab_ha")}
 # The repository is a file root (for _modules, _states, _runners, _utils): keep
 # the virtualenv, the lab's own files and git out of the master's file server.
 FILE_IGNORE_REGEX = [r"/\.venv/", r"/\.lab/", r"/\.git/", r"/tests/", r"/bench/", r"__pycache__"]
@@ -108,10 +111,65 @@ def pillar_top(nodes: dict, master_id: str, common: list[str]) -> str:
     return "# Written by `python -m lab`: secrets by role.\n" + yaml.safe_dump({"base": top}, default_flow_style=False)
 
 
-def lab_nodes(repo: str = REPO) -> dict:
-    """The lab's hosts (pillar/pgha/lab.sls): id -> address and roles."""
-    with open(os.path.join(repo, "pillar", "pgha", "lab.sls"), encoding="utf-8") as handle:
-        return yaml.safe_load(handle)["pgha"]["nodes"]
+# The lab's own pillar file for nodes beyond its topology's (README, "Adding and removing nodes"): the
+# operator's to edit, kept by `make lab`, stacked after the topology's files.
+NODES_SLS = "nodes"
+NODES_TEMPLATE = """# The lab's extra nodes (README, "Adding and removing nodes"), yours to edit:
+# stacked on the topology's pillar files; `make lab` starts a minion for each
+# node and the orchestration adds it (or, once removed here, retires it).
+# pgha:
+#   nodes:
+#     postgres04:
+#       address: 127.0.0.40
+#       roles: [postgresql]
+{}
+"""
+
+
+def read_sls(path: str) -> dict:
+    """A plain YAML pillar file (no Jinja) as a map; {} when it is empty or missing."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle) or {}
+    if not isinstance(data, dict):
+        raise SystemExit(f"lab: {path} must be a YAML map (pgha: nodes: ...)")
+    return data
+
+
+def lab_nodes(repo: str = REPO, topology: str = "seed", extra_sls: str | None = None) -> dict:
+    """
+    The lab's hosts in ``topology`` (its pillar files, later ones
+    overriding), plus those of ``extra_sls`` (the lab's nodes file) when
+    given: id -> address and roles.
+    """
+    nodes: dict = {}
+    files = [os.path.join(repo, "pillar", *sls.split(".")) + ".sls" for sls in TOPOLOGIES[topology]]
+    for path in files + ([extra_sls] if extra_sls else []):
+        cfg = read_sls(path).get("pgha") or {}
+        nodes = merged(nodes, cfg.get("nodes") or {})
+    return nodes
+
+
+def topology(lab: str, wanted: str | None = None) -> str:
+    """
+    The lab's topology: ``wanted`` (TOPOLOGY=...) if given, else the one the
+    lab was made with (``.lab/topology``), else the seed's. A lab made with
+    one topology is not turned into another (etcd members are not added or
+    removed under a running cluster here): that needs a new lab.
+    """
+    recorded = None
+    path = os.path.join(lab, "topology")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            recorded = handle.read().strip() or None
+    chosen = wanted or recorded or "seed"
+    if chosen not in TOPOLOGIES:
+        raise SystemExit(f"lab: TOPOLOGY must be one of {', '.join(TOPOLOGIES)} (got {chosen!r})")
+    if recorded and chosen != recorded:
+        raise SystemExit(f"lab: this lab was made with TOPOLOGY={recorded}; `make lab-clean` first to make one "
+                         f"with TOPOLOGY={chosen}")
+    return chosen
 
 
 def merged(base: dict, update: dict) -> dict:
@@ -122,13 +180,15 @@ def merged(base: dict, update: dict) -> dict:
     return out
 
 
-def pillar_files(root_template: str, report_dir: str, extra: dict | None = None, repo: str = REPO) -> dict[str, str]:
+def pillar_files(root_template: str, report_dir: str, extra: dict | None = None, repo: str = REPO,
+                 topology: str = "seed", nodes_sls: str | None = None) -> dict[str, str]:
     """
-    The lab's local pillar: its top file, where this clone keeps each host's
+    The lab's local pillar: its top file (the topology's pillar files, then
+    the lab's nodes file ``nodes_sls``), where this clone keeps each host's
     files, and ``extra`` pillar (``{"pgha": ...}``; the benchmark's way to
     try another setting, e.g. the distribution's Patroni).
     """
-    top = pillar_top(lab_nodes(repo), MASTER_ID, ["pgha.lab", "lab_local"])
+    top = pillar_top(lab_nodes(repo, topology, nodes_sls), MASTER_ID, [*TOPOLOGIES[topology], NODES_SLS, "lab_local"])
     local = merged({"pgha": {"lookup": {"root": root_template}, "drill": {"report_dir": report_dir}}}, extra or {})
     text = "# Written by `python -m lab`: where this clone keeps each lab host's files.\n"
     return {"top.sls": top, "lab_local.sls": text + yaml.safe_dump(local, default_flow_style=False)}

@@ -86,7 +86,7 @@ def place(ca_dir: str, host_root: Callable[[str], str], nodes: dict[str, dict], 
         roles = node.get("roles", [])
         for section, extra, suffix in (("etcd", [], ""), ("postgresql", proxies, "-postgresql")):
             paths = tls_paths(section, repo)
-            write(root + paths["ca_file"], ca_text)
+            _place(root + paths["ca_file"], ca_text)
             if section in roles:
                 _put(root, paths, _issue(ca_dir, node_id + suffix, [node["address"], *extra], ca))
     return ca[1]
@@ -95,6 +95,20 @@ def place(ca_dir: str, host_root: Callable[[str], str], nodes: dict[str, dict], 
 def _put(root: str, paths: dict[str, str], issued: tuple[str, str]) -> None:
     key, crt = issued
     with open(crt, encoding="utf-8") as handle:
-        write(root + paths["cert_file"], handle.read())
+        _place(root + paths["cert_file"], handle.read())
     with open(key, encoding="utf-8") as handle:
-        write(root + paths["key_file"], handle.read(), mode=0o600)
+        _place(root + paths["key_file"], handle.read(), mode=0o600)
+
+
+def _place(path: str, text: str, mode: int = 0o644) -> None:
+    """
+    A file on a host as a PKI would place it. One already there with this
+    content is left alone: the formula has made the key its service's
+    (owner postgres or etcd, 0600), and a service restarted before the
+    states run again must still read it.
+    """
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            if handle.read() == text:
+                return
+    write(path, text, mode=mode)

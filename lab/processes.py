@@ -73,9 +73,25 @@ def _is_postgres(pid: int) -> bool:
 class Lab:
     """One lab (or one test run's hosts): its directory, its processes."""
 
-    def __init__(self, lab: str = LAB, repo: str = REPO, minions: tuple[str, ...] = MINIONS):
-        self.lab, self.repo, self.minions = lab, repo, minions
+    def __init__(self, lab: str = LAB, repo: str = REPO, minions: tuple[str, ...] | None = None):
+        self.lab, self.repo, self._minions = lab, repo, minions
         self.conf_dir = os.path.join(lab, "etc", "salt")
+
+    @property
+    def minions(self) -> tuple[str, ...]:
+        """
+        The lab's minions: the seed's five and every other one it has a
+        configuration for (a node added in the nodes file, or one removed
+        from it since: its minion stays to retire it, as a real host's would).
+        """
+        if self._minions is not None:
+            return self._minions
+        made = os.path.join(self.lab, "minions")
+        extra = sorted(set(os.listdir(made)) - set(MINIONS)) if os.path.isdir(made) else []
+        return MINIONS + tuple(extra)
+
+    def nodes_sls(self) -> str:
+        return os.path.join(self.lab, "pillar", config.NODES_SLS + ".sls")
 
     # paths -----------------------------------------------------------------
     def host_root(self, minion_id: str) -> str:
@@ -104,6 +120,7 @@ class Lab:
     # set-up ----------------------------------------------------------------
     def configure(self) -> dict[str, str]:
         """Salt's files, the lab's pillar and passwords, the PKI; private where they hold secrets."""
+        topology = config.topology(self.lab, os.environ.get("TOPOLOGY") or None)  # refused before any change
         os.makedirs(self.lab, exist_ok=True)
         os.chmod(self.lab, LAB_MODE)
         for sub in PRIVATE:
@@ -111,11 +128,15 @@ class Lab:
             os.chmod(os.path.join(self.lab, sub), 0o700)
         os.makedirs(os.path.join(self.lab, "hosts"), mode=0o755, exist_ok=True)
         config.write(os.path.join(self.conf_dir, "master"), config.master_config(self.lab, self.repo), mode=0o600)
-        for minion_id in self.minions:
+        if not os.path.exists(self.nodes_sls()):
+            config.write(self.nodes_sls(), config.NODES_TEMPLATE, mode=0o600)
+        nodes = config.lab_nodes(self.repo, topology, self.nodes_sls())
+        for minion_id in nodes:
             config.write(os.path.join(self.minion_conf_dir(minion_id), "minion"),
                          config.minion_config(self.lab, minion_id), mode=0o600)
         extra = json.loads(os.environ.get("PGHA_LAB_PILLAR") or "{}")
-        files = config.pillar_files(os.path.join(self.lab, "hosts", "{id}"), os.path.join(self.lab, "reports"), extra)
+        files = config.pillar_files(os.path.join(self.lab, "hosts", "{id}"), os.path.join(self.lab, "reports"), extra,
+                                    self.repo, topology, self.nodes_sls())
         for name, text in files.items():
             config.write(os.path.join(self.lab, "pillar", name), text, mode=0o600)
         secrets = os.path.join(self.lab, "pillar", "pgha_secrets.yaml")
@@ -123,7 +144,10 @@ class Lab:
         if os.path.exists(old) and not os.path.exists(secrets):
             os.replace(old, secrets)  # a lab made before secrets by role kept its passwords there
         values = config.secrets_file(secrets)
-        pki.place(os.path.join(self.lab, "pki"), self.host_root, config.lab_nodes(self.repo), self.repo)
+        # the master reads Patroni's REST API too: the CA under its root (it has no role, no certificate)
+        hosts = dict(nodes, **{config.MASTER_ID: {"address": "127.0.0.1", "roles": []}})
+        pki.place(os.path.join(self.lab, "pki"), self.host_root, hosts, self.repo)
+        config.write(os.path.join(self.lab, "topology"), topology + "\n")
         config.write(os.path.join(self.lab, "pgpass"),
                      config.pgpass_line("127.0.0.3", "*", "postgres", values["superuser_password"]), mode=0o600)
         return values

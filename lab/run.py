@@ -72,6 +72,10 @@ def orchestrate(lab: Lab) -> tuple[int, dict]:
         say(f"  {mark} {name:<36} {state.get('duration', 0) / 1000:7.1f} s")
         if name == "pgha-orch-hosts-ready":
             say("       Patroni installed: " + (installed_versions(state) or "none yet"))
+        if name == "pgha-orch-departed-retired":
+            retired = (state.get("changes") or {}).get("return")
+            for step in retired.get("steps") or [] if isinstance(retired, dict) else []:
+                say(f"       {step}")
         if state.get("result") is False:
             say("       " + str(state.get("comment", "")).replace("\n", "\n       ")[:4000])
             for line in failed_details(state.get("changes") or {}):

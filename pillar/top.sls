@@ -3,13 +3,23 @@
 # Real hosts: every minion (and the master) sees the cluster's description;
 # each minion gets only the secrets its roles use (pillar/pgha/secrets/<role>.sls,
 # taken from pillar/pgha_secrets.yaml, which git ignores), the master all of
-# them. The roles come from pgha:nodes in pgha/production.sls. README,
-# "Secrets by role".
-{%- import_yaml 'pgha/production.sls' as cluster %}
-{%- set nodes = cluster.pgha.nodes %}
+# them. The roles come from pgha:nodes in the files of `stack`, later ones
+# overriding. README, "Secrets by role".
+# The seed's topology (one etcd member):   ['pgha/production.sls']
+# Three etcd members (README, "Topologies"): ['pgha/production.sls', 'pgha/production_ha.sls']
+{%- set stack = ['pgha/production.sls'] %}
+{%- set nodes = {} %}
+{%- for file in stack %}
+{%-   import_yaml file as layer %}
+{%-   for node_id, node in layer.pgha.nodes | dictsort %}
+{%-     do nodes.update({node_id: dict(nodes.get(node_id, {}), **node)}) %}
+{%-   endfor %}
+{%- endfor %}
 base:
   '*':
-    - pgha.production
+{%- for file in stack %}
+    - {{ file[:-4] | replace('/', '.') }}
+{%- endfor %}
 {%- for role in ('postgresql', 'etcd', 'haproxy') %}
 {%-   set ids = [] %}
 {%-   for node_id, node in nodes | dictsort if role in node.roles %}

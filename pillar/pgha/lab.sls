@@ -53,6 +53,8 @@ pgha:
       require_clients: true
       require_replication: true
   patroni:
+    # https for the REST API, with the nodes' PostgreSQL certificates
+    restapi_tls: true
     # Patroni from PyPI (the default lookup:patroni:install: pip), in a
     # virtualenv under each host's root (.lab/hosts/<id>/opt/pgha/patroni).
     version: '4.1.5'

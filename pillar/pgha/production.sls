@@ -49,6 +49,8 @@ pgha:
       require_clients: true
       require_replication: true
   patroni:
+    # https for the REST API, with the nodes' PostgreSQL certificates
+    restapi_tls: true
     # Patroni from PyPI, pinned, in /opt/pgha/patroni on each PostgreSQL node
     # (hosts without PyPI: lookup:patroni:pip:index_url or wheel_dir).
     version: '4.1.5'

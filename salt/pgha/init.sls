@@ -108,6 +108,19 @@ pgha-orch-etcd-members:
     - require:
       - salt: pgha-orch-etcd-healthy
 
+# Scaling in: Patroni members that pillar no longer lists as PostgreSQL
+# nodes leave, one at a time (leadership moved away, HAProxy drained,
+# Patroni stopped and disabled, gone from the member list); their data is
+# kept unless pgha:retire:purge_data. Nothing to do on a new cluster.
+pgha-orch-departed-retired:
+  salt.runner:
+    - name: pgha.retire
+    - purge_data: {{ cfg.get('retire', {}).get('purge_data', False) | json }}
+    - timeout: {{ timeout }}
+    - failhard: True
+    - require:
+      - salt: pgha-orch-etcd-members
+
 pgha-orch-leader-applied:
   salt.state:
     - tgt: {{ leader }}
@@ -115,7 +128,7 @@ pgha-orch-leader-applied:
     - expect_minions: True
     - failhard: True
     - require:
-      - salt: pgha-orch-etcd-members
+      - salt: pgha-orch-departed-retired
 
 pgha-orch-leader-leads:
   salt.function:

@@ -22,10 +22,10 @@ POSTGRESQL = {"superuser_password", "replication_password", "admin_password", "r
               "etcd_patroni_password", "pooler_password"}
 
 
-@pytest.fixture(scope="module")
-def pillar_of(tmp_path_factory):
-    base = tmp_path_factory.mktemp("pillar-by-role")
+def _pillar_reader(base, top: str | None = None):
     (base / "pillar").mkdir()
+    if top is not None:  # a top file of its own, earlier in pillar_roots than the shipped one
+        (base / "pillar" / "top.sls").write_text(top)
     (base / "pillar" / "pgha_secrets.yaml").write_text(yaml.safe_dump({"pgha": {"secrets": TEST_SECRETS}}))
     config = {"file_client": "local", "root_dir": str(base), "cachedir": str(base / "cache"),
               "pki_dir": str(base / "pki"), "log_file": str(base / "minion.log"), "file_roots": {"base": [str(base)]},
@@ -40,6 +40,21 @@ def pillar_of(tmp_path_factory):
         return json.loads(proc.stdout)["local"]
 
     return pillar
+
+
+@pytest.fixture(scope="module")
+def pillar_of(tmp_path_factory):
+    return _pillar_reader(tmp_path_factory.mktemp("pillar-by-role"))
+
+
+@pytest.fixture(scope="module")
+def ha_pillar_of(tmp_path_factory):
+    """The shipped top file with its `stack` set to the three-member etcd topology, as README says."""
+    shipped = (PILLAR_DIR / "top.sls").read_text()
+    seed = "{%- set stack = ['pgha/production.sls'] %}"
+    assert seed in shipped
+    top = shipped.replace(seed, "{%- set stack = ['pgha/production.sls', 'pgha/production_ha.sls'] %}")
+    return _pillar_reader(tmp_path_factory.mktemp("pillar-by-role-ha"), top)
 
 
 @pytest.mark.parametrize(("minion_id", "own"), [
@@ -59,3 +74,19 @@ def test_each_minion_gets_the_secrets_of_its_roles_only(pillar_of, minion_id, ow
     assert all(given[key] == TEST_SECRETS[key] for key in given)
     text = json.dumps(pillar)
     assert not [key for key in set(TEST_SECRETS) - own if TEST_SECRETS[key] in text]
+
+
+@pytest.mark.parametrize(("minion_id", "own"), [
+    ("postgres01", POSTGRESQL | {"etcd_root_password"}),
+    ("postgres02", POSTGRESQL | {"etcd_root_password"}),
+    ("postgres03", POSTGRESQL),
+    ("etcd", {"etcd_root_password", "etcd_patroni_password"}),
+    ("haproxy", {"haproxy_stats_password", "pooler_password"}),
+])
+def test_three_member_etcd_gives_the_co_located_members_the_etcd_secrets(ha_pillar_of, minion_id, own):
+    pillar = ha_pillar_of(minion_id)
+    assert "_errors" not in pillar, pillar.get("_errors")
+    nodes = pillar["pgha"]["nodes"]
+    assert sorted(node for node in nodes if "etcd" in nodes[node]["roles"]) == ["etcd", "postgres01", "postgres02"]
+    assert nodes["postgres01"]["address"] == "10.131.0.15"  # the overlay changes roles only
+    assert set(pillar["pgha"].get("secrets") or {}) == own

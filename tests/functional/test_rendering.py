@@ -16,6 +16,7 @@ fails them with what to run (tests/functional/conftest.py).
 
 from __future__ import annotations
 
+import functools
 import grp
 import json
 import pathlib
@@ -23,6 +24,7 @@ import pwd
 import re
 import stat
 import subprocess
+import tempfile
 
 import pytest
 import yaml
@@ -42,6 +44,16 @@ LAB_SERVERS = {"postgres01": "127.0.0.15", "postgres02": "127.0.0.32", "postgres
 # ---------------------------------------------------------------------------
 # a masterless salt-call environment under tmp
 # ---------------------------------------------------------------------------
+
+
+@functools.cache
+def real_ca() -> str:
+    """A self-signed certificate (PEM), made once with openssl, standing in for an operator's CA."""
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", f"{tmp}/ca.key", "-out", f"{tmp}/ca.crt", "-days", "30",
+                        "-subj", "/CN=pgha test CA"], check=True, capture_output=True)
+        return pathlib.Path(f"{tmp}/ca.crt").read_text()
 
 
 class SaltEnv:
@@ -120,7 +132,8 @@ class SaltEnv:
             pki = self.path(minion_id, "/etc/pgha/pki")
             pki.mkdir(parents=True, exist_ok=True)
             for section in ("etcd", "postgresql"):
-                (pki / f"{section}-ca.crt").write_text("-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n")
+                # a real certificate: `haproxy -c` loads the CA its checks verify the REST API with
+                (pki / f"{section}-ca.crt").write_text(real_ca())
                 if section in roles:
                     (pki / f"{section}.crt").write_text("-----BEGIN CERTIFICATE-----\nnode\n-----END CERTIFICATE-----\n")
                     (pki / f"{section}.key").write_text("-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n")
@@ -183,6 +196,20 @@ def lab(tmp_path_factory, salt_root) -> SaltEnv:
     return env
 
 
+@pytest.fixture(scope="module", params=["lab", "production"])
+def three_etcd(request, tmp_path_factory, salt_root) -> SaltEnv:
+    """The three-member etcd topology: pgha/<lab|production>.sls with its _ha overlay (`make lab TOPOLOGY=ha`)."""
+    name = request.param
+    secrets = LAB_SECRETS if name == "lab" else TEST_SECRETS
+    env = SaltEnv(tmp_path_factory.mktemp(f"pgha-{name}-ha"), [f"pgha.{name}", f"pgha.{name}_ha"],
+                  {"pgha": {"secrets": secrets}}, salt_root)
+    env.place_pki({"postgres01": ["postgresql", "etcd"], "postgres02": ["postgresql", "etcd"], "etcd": ["etcd"]})
+    env.results = {f"etcd@{node}": env.apply("pgha.etcd.config", node) for node in ("etcd", "postgres01")}
+    env.results["patroni"] = env.apply("pgha.patroni.config", "postgres02")
+    env.addresses = (LAB_SERVERS if name == "lab" else SEED_SERVERS) | {"etcd": "127.0.0.5" if name == "lab" else "10.131.0.5"}
+    return env
+
+
 @pytest.fixture(scope="module")
 def invalid(tmp_path_factory, salt_root) -> tuple[SaltEnv, subprocess.CompletedProcess]:
     env = SaltEnv(
@@ -214,6 +241,11 @@ def patroni_config(env: SaltEnv, minion_id: str = "postgres01") -> dict:
     return yaml.safe_load(env.path(minion_id, "/etc/patroni/config.yml").read_text())
 
 
+def ca(env: SaltEnv) -> str:
+    """The PostgreSQL CA on the HAProxy node: its checks verify Patroni's REST API with it."""
+    return str(env.path("haproxy", "/etc/pgha/pki/postgresql-ca.crt"))
+
+
 def haproxy_lines(env: SaltEnv) -> list[str]:
     text = env.path("haproxy", "/etc/haproxy/haproxy.cfg").read_text()
     return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
@@ -236,9 +268,9 @@ def haproxy_sections(env: SaltEnv) -> dict[str, list[str]]:
     return sections
 
 
-def etcd_env(env: SaltEnv) -> dict[str, str]:
+def etcd_env(env: SaltEnv, minion_id: str = "etcd") -> dict[str, str]:
     values = {}
-    for line in env.path("etcd", "/etc/default/etcd").read_text().splitlines():
+    for line in env.path(minion_id, "/etc/default/etcd").read_text().splitlines():
         if not line.strip() or line.startswith("#"):
             continue
         match = re.fullmatch(r'([A-Z_]+)="(.*)"', line)
@@ -299,6 +331,10 @@ def test_patroni_restapi(production):
     assert restapi["connect_address"] == "10.131.0.15:8008"
     # hardening: the REST API's unsafe endpoints need a password
     assert restapi["authentication"] == {"username": "patroni", "password": TEST_SECRETS["restapi_password"]}
+    # https with the node's PostgreSQL certificate (patroni:restapi_tls); patronictl and the members verify it
+    pki = production.path("postgres01", "/etc/pgha/pki")
+    assert (restapi["certfile"], restapi["keyfile"]) == (str(pki / "postgresql.crt"), str(pki / "postgresql.key"))
+    assert patroni_config(production)["ctl"] == {"cacert": str(pki / "postgresql-ca.crt")}
 
 
 def test_patroni_etcd3(production):
@@ -601,7 +637,8 @@ def test_haproxy_postgres_listener(production):
     assert "default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions" in postgres
     servers = [line for line in postgres if line.startswith("server ")]
     assert servers == [
-        f"server {name} {address}:5432 maxconn 100 check port 8008" for name, address in SEED_SERVERS.items()
+        f"server {name} {address}:5432 maxconn 100 check port 8008 check-ssl verify required ca-file {ca(production)}"
+        for name, address in SEED_SERVERS.items()
     ]
 
 
@@ -617,7 +654,8 @@ def test_haproxy_read_paths(production, listener, port, check):
     assert f"option httpchk OPTIONS {check}" in section
     assert "http-check expect status 200" in section
     assert [line for line in section if line.startswith("server ")] == [
-        f"server {name} {address}:5432 maxconn 100 check port 8008" for name, address in SEED_SERVERS.items()
+        f"server {name} {address}:5432 maxconn 100 check port 8008 check-ssl verify required ca-file {ca(production)}"
+        for name, address in SEED_SERVERS.items()
     ]
 
 
@@ -772,7 +810,8 @@ def test_lab_haproxy(lab):
     assert "bind 127.0.0.3:8080" in sections["listen stats"]
     assert "default-server inter 1s fastinter 250ms downinter 250ms fall 2 rise 1 on-marked-down shutdown-sessions" in postgres
     assert [line for line in postgres if line.startswith("server ")] == [
-        f"server {name} {address}:5432 maxconn 100 check port 8008" for name, address in LAB_SERVERS.items()
+        f"server {name} {address}:5432 maxconn 100 check port 8008 check-ssl verify required ca-file {ca(lab)}"
+        for name, address in LAB_SERVERS.items()
     ]
 
 
@@ -872,3 +911,22 @@ def test_invalid_pillar_secrets_never_in_salt_output(invalid):
     output = env.outputs()
     for key, secret in TEST_SECRETS.items():
         assert secret not in output, f"{key} appears in salt-call's output"
+
+
+def test_three_etcd_members_one_cluster(three_etcd):
+    """Each member names the same three peers; a co-located member listens on its own host's address."""
+    address = three_etcd.addresses
+    expected = ",".join(f"{node}=https://{address[node]}:2380" for node in ("etcd", "postgres01", "postgres02"))
+    for node in ("etcd", "postgres01"):
+        values = etcd_env(three_etcd, node)
+        assert values["ETCD_NAME"] == node
+        assert values["ETCD_INITIAL_CLUSTER"] == expected
+        assert values["ETCD_LISTEN_CLIENT_URLS"].split(",")[-1] == f"https://{address[node]}:2379"
+        assert values["ETCD_INITIAL_CLUSTER_STATE"] == "new"
+
+
+def test_three_etcd_members_patroni_reaches_all(three_etcd):
+    config = patroni_config(three_etcd, "postgres02")
+    address = three_etcd.addresses
+    assert sorted(config["etcd3"]["hosts"]) == sorted(f"{address[node]}:2379" for node in ("etcd", "postgres01", "postgres02"))
+    assert config["etcd3"]["protocol"] == "https"

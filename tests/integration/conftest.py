@@ -30,6 +30,8 @@ ADDRESSES = {
     "etcd": "127.0.100.5",
     "haproxy": "127.0.100.3",
 }
+# A fourth PostgreSQL node, added and then removed by test_scaling.py.
+ADDED = {"postgres04": "127.0.100.40"}
 PORTS = (5432, 8008, 2379, 2380, 8080)
 MASTER_ID = "pgha-test-master"
 
@@ -50,7 +52,7 @@ def salt_factories_config():
 
 @pytest.fixture(scope="session")
 def test_root():
-    busy = [f"{a}:{p}" for a in ADDRESSES.values() for p in PORTS if _listening(a, p)]
+    busy = [f"{a}:{p}" for a in [*ADDRESSES.values(), *ADDED.values()] for p in PORTS if _listening(a, p)]
     if busy:
         pytest.exit(f"the integration tests' addresses are in use ({', '.join(busy)}): another test run is up", 3)
     # Not under /tmp/pytest-of-root (0700): postgres and etcd must reach their dirs.
@@ -58,7 +60,7 @@ def test_root():
     os.makedirs(root, mode=0o755)
     os.chmod(root, 0o755)
     yield root
-    processes.Lab(lab=root).down()
+    processes.Lab(lab=root, minions=tuple(ADDRESSES) + tuple(ADDED)).down()
     if os.environ.get("PGHA_KEEP_TEST_ROOT"):
         print(f"\nkept the test hosts' files in {root}")
     else:
@@ -70,27 +72,39 @@ def cluster_secrets():
     return {name: secrets.token_urlsafe(16) for name in config.secret_names()}
 
 
-@pytest.fixture(scope="session")
-def pillar_dir(test_root, cluster_secrets):
+def write_pillar(test_root: str, cluster_secrets: dict, added: dict | None = None) -> str:
+    """
+    The cluster's pillar (pgha.lab at the tests' addresses, secrets by role),
+    with ``added`` nodes (id -> address: PostgreSQL nodes beyond the five)
+    and their certificates. Written again to add or remove a node.
+    """
     path = os.path.join(test_root, "pillar")
-    os.makedirs(path)
+    os.makedirs(path, exist_ok=True)
+    addresses = dict(ADDRESSES, **(added or {}))
+    nodes = {node_id: dict(node, address=ADDRESSES[node_id]) for node_id, node in config.lab_nodes().items()}
+    nodes.update({node_id: {"address": address, "roles": ["postgresql"]} for node_id, address in (added or {}).items()})
     overrides = {
         "pgha": {
-            "nodes": {node_id: {"address": address} for node_id, address in ADDRESSES.items()},
+            "nodes": {node_id: dict(nodes[node_id]) for node_id in addresses},
             "lookup": {"root": os.path.join(test_root, "hosts", "{id}")},
             "haproxy": {"bind_address": ADDRESSES["haproxy"], "stats_bind_address": ADDRESSES["haproxy"]},
             "drill": {"report_dir": os.path.join(test_root, "reports")},
         }
     }
-    # etcd over TLS (pillar pgha.lab): the certificates on the hosts, as a PKI would place them.
-    nodes = {node_id: dict(node, address=ADDRESSES[node_id]) for node_id, node in config.lab_nodes().items()}
-    pki.place(os.path.join(test_root, "pki"), lambda node_id: os.path.join(test_root, "hosts", node_id), nodes)
+    # etcd and PostgreSQL over TLS (pillar pgha.lab): the certificates on the hosts, as a PKI would place them.
+    hosts = dict(nodes, **{MASTER_ID: {"address": "127.0.0.1", "roles": []}})  # the master: the CA only
+    pki.place(os.path.join(test_root, "pki"), lambda node_id: os.path.join(test_root, "hosts", node_id), hosts)
     # secrets by role, as the lab and pillar/top.sls give them
     config.write(os.path.join(path, "top.sls"), config.pillar_top(nodes, MASTER_ID, ["pgha.lab", "tests_local"]))
     config.write(os.path.join(path, "tests_local.sls"), yaml.safe_dump(overrides), mode=0o600)
     config.write(os.path.join(path, "pgha_secrets.yaml"), yaml.safe_dump({"pgha": {"secrets": cluster_secrets}}),
                  mode=0o600)
     return path
+
+
+@pytest.fixture(scope="session")
+def pillar_dir(test_root, cluster_secrets):
+    return write_pillar(test_root, cluster_secrets)
 
 
 @pytest.fixture(scope="session")

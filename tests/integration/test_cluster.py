@@ -6,8 +6,12 @@ then the cluster is checked as a DBA would check it.
 
 from __future__ import annotations
 
+import json
 import os
+import ssl
 import stat
+import urllib.error
+import urllib.request
 
 import psycopg
 import pytest
@@ -22,6 +26,7 @@ STAGES = [
     "pgha-orch-etcd-applied",
     "pgha-orch-etcd-healthy",
     "pgha-orch-etcd-members",
+    "pgha-orch-departed-retired",
     "pgha-orch-leader-applied",
     "pgha-orch-leader-leads",
     "pgha-orch-replicas-applied",
@@ -226,3 +231,14 @@ def test_clients_must_use_tls_and_can_verify_the_host(orchestration, cluster_sec
                             "WHERE s.ssl").fetchone()[0] == 2
     with pytest.raises(psycopg.OperationalError, match="no encryption"):
         psycopg.connect(sslmode="disable", **common)
+
+
+def test_rest_api_over_https_verified_by_the_ca(orchestration, test_root):
+    """pgha:patroni:restapi_tls in the lab's pillar: https with the node's certificate, checked against the CA."""
+    context = ssl.create_default_context(cafile=os.path.join(test_root, "pki", "ca.crt"))
+    with urllib.request.urlopen(f"https://{ADDRESSES['postgres01']}:8008/patroni", context=context, timeout=10) as resp:
+        assert json.loads(resp.read())["patroni"]["scope"] == "postgres"
+    # a client that does not know the CA is refused the certificate
+    with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+        urllib.request.urlopen(f"https://{ADDRESSES['postgres01']}:8008/patroni", context=ssl.create_default_context(),
+                               timeout=10)

@@ -312,6 +312,21 @@ def test_switchover_posts_to_the_leader(patroni, api):
     assert write.timeout == patroni.SWITCH_TIMEOUT
 
 
+def test_switchover_away_from_a_leader_pillar_no_longer_lists(patroni, api):
+    """Scaling in: the leader being retired is not in restapi_urls; another member records the request."""
+    doc = cluster_doc(leader="nobody")
+    doc["members"].append({"name": "postgres04", "role": "leader", "state": "running", "host": "127.0.0.40",
+                           "port": 5432, "timeline": 3, "api_url": "http://127.0.0.40:8008/patroni"})
+    for url in URLS.values():
+        api.on("GET", f"{url}/cluster", (200, doc))
+    api.on("POST", "http://127.0.0.15:8008/switchover", (200, 'Successfully switched over to "postgres02"'))
+    result = patroni.switchover(candidate="postgres02")
+    assert result["old_leader"] == "postgres04"
+    (write,) = api.writes()
+    assert write.url == "http://127.0.0.15:8008/switchover"
+    assert write.data == {"leader": "postgres04", "candidate": "postgres02"}
+
+
 def test_switchover_scheduled(patroni, api):
     healthy_cluster(api)
     api.on("POST", "http://127.0.0.15:8008/switchover", (202, "Switchover scheduled"))

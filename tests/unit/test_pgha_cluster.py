@@ -99,6 +99,12 @@ def test_request_over_https_verifies_against_the_ca(tmp_path):
     assert seen["context"] is make.return_value
 
 
+def test_request_over_https_without_its_ca_names_it(tmp_path):
+    missing = str(tmp_path / "ca.crt")
+    with pytest.raises(CommandExecutionError, match=f"https://127.0.0.15:8008/patroni: cannot use the CA {missing}"):
+        cluster_util.request("https://127.0.0.15:8008/patroni", cafile=missing)
+
+
 def test_request_returns_error_status_and_text():
     def urlopen(req, timeout, context):
         raise urllib.error.HTTPError(req.full_url, 412, "Precondition Failed", {},

@@ -233,11 +233,11 @@ def test_mapdata_production_derivations(production_pillar):
     assert data["etcd"]["tls"]["ca_file"] == "/etc/pgha/pki/etcd-ca.crt"
     assert data["etcd"]["auth"] == {"enabled": True}
     assert data["etcd"]["token"] == "etcd-cluster"
-    # Patroni REST API of each PostgreSQL node
+    # Patroni REST API of each PostgreSQL node (https: patroni:restapi_tls)
     assert data["restapi_urls"] == {
-        "postgres01": "http://10.131.0.15:8008",
-        "postgres02": "http://10.131.0.32:8008",
-        "postgres03": "http://10.131.0.6:8008",
+        "postgres01": "https://10.131.0.15:8008",
+        "postgres02": "https://10.131.0.32:8008",
+        "postgres03": "https://10.131.0.6:8008",
     }
     assert data["cluster"] == {"scope": "postgres", "namespace": "/db/", "bootstrap_leader": "postgres01"}
     assert data["haproxy"]["write_address"] == "10.131.0.3"
@@ -250,6 +250,14 @@ def test_mapdata_production_derivations(production_pillar):
     # root empty: paths unchanged
     assert data["lookup"]["root"] == ""
     assert data["lookup"]["patroni"]["config_file"] == "/etc/patroni/config.yml"
+
+
+def test_mapdata_restapi_over_https(production_pillar):
+    data = load_module(production_pillar).mapdata()
+    assert data["restapi_urls"]["postgres01"] == "https://10.131.0.15:8008"
+    assert data["restapi_cafile"] == "/etc/pgha/pki/postgresql-ca.crt"
+    plain = load_module(patched(production_pillar, {"patroni": {"restapi_tls": False}})).mapdata()
+    assert plain["restapi_urls"]["postgres01"] == "http://10.131.0.15:8008" and plain["restapi_cafile"] is None
 
 
 def test_mapdata_postgresql_tls_files_under_the_root(production_pillar):
@@ -315,7 +323,7 @@ def test_mapdata_ipv6_addresses_are_bracketed(production_pillar):
     data = load_module(pillar).mapdata()
     assert data["etcd"]["hosts"] == ["[fd00::5]:2379"]
     assert data["etcd"]["initial_cluster"] == "etcd=https://[fd00::5]:2380"
-    assert data["restapi_urls"]["postgres01"] == "http://[fd00::15]:8008"
+    assert data["restapi_urls"]["postgres01"] == "https://[fd00::15]:8008"
 
 
 @pytest.mark.parametrize(
@@ -649,6 +657,8 @@ def hba(**changes: Any) -> dict:
 
 
 # (id, patch applied to production + secrets, key path that must be named, regex the message must match)
+TLS_OFF = {"enabled": False, "require_clients": False, "require_replication": False}
+
 INVALID = [
     # nodes
     ("collision-same-address", {"nodes": {"postgres02": {"address": "10.131.0.15"}}}, "pgha:nodes:postgres02", r"10\.131\.0\.15:5432 collides"),
@@ -769,6 +779,7 @@ INVALID = [
     ("drill-timeout-too-small", {"drill": {"timeout": 5}}, "pgha:drill:timeout", r"at least 10"),
     ("gates-timeout-too-small", {"gates": {"timeout": 1}}, "pgha:gates:timeout", r"at least 10"),
     ("gates-max-lag-negative", {"gates": {"max_lag_bytes": -1}}, "pgha:gates:max_lag_bytes", r"at least 0"),
+    ("retire-purge-not-bool", {"retire": {"purge_data": "yes"}}, "pgha:retire:purge_data", r"true or false"),
     ("user-name-invalid", {"users": {"admin": "adm in"}}, "pgha:users:admin", r"user name"),
     ("user-name-quote", {"users": {"replication": 'rep"licator'}}, "pgha:users:replication", r"user name"),
     ("etcd-state-invalid", {"etcd": {"initial_cluster_state": "old"}}, "pgha:etcd:initial_cluster_state", r"new or existing"),
@@ -806,6 +817,9 @@ INVALID = [
     ("etcd-tls-cert-is-dir", {"etcd": {"tls": {"enabled": True, "cert_file": "/etc/pgha/pki/"}}}, "pgha:etcd:tls:cert_file", r"absolute path of a file"),
     ("etcd-tls-key-is-cert", {"etcd": {"tls": {"enabled": True, "key_file": "/etc/pgha/pki/etcd.crt"}}}, "pgha:etcd:tls:key_file", r"same file as etcd:tls:cert_file"),
     ("etcd-tls-unknown-key", {"etcd": {"tls": {"ca": "/etc/ca.crt"}}}, "pgha:etcd:tls:ca", r"unknown key"),
+    ("restapi-tls-without-pg-tls", {"postgresql": {"tls": TLS_OFF}},
+     "pgha:patroni:restapi_tls", r"postgresql:tls, which is not enabled"),
+    ("restapi-tls-string", {"patroni": {"restapi_tls": "on"}}, "pgha:patroni:restapi_tls", r"true or false"),
     ("pg-tls-require-without-tls", {"postgresql": {"tls": {"enabled": False, "require_clients": True}}},
      "pgha:postgresql:tls:require_clients", r"needs postgresql:tls:enabled true"),
     ("pg-tls-require-replication-string", {"postgresql": {"tls": {"require_replication": "yes"}}},
@@ -964,7 +978,6 @@ def _host_with_pki(tmp_path, minion_id: str, files: tuple[str, ...]) -> None:
 
 
 PG_PKI = ("postgresql-ca.crt", "postgresql.crt", "postgresql.key")
-TLS_OFF = {"enabled": False, "require_clients": False, "require_replication": False}
 
 
 @pytest.mark.parametrize(
@@ -979,12 +992,15 @@ TLS_OFF = {"enabled": False, "require_clients": False, "require_replication": Fa
         ("haproxy", (), [], False),  # HAProxy never talks to etcd, and passes PostgreSQL's TLS through
         ("haproxy", (), ["postgresql:tls:ca_file"], True),  # PgBouncer checks the servers against the CA
         ("haproxy", ("postgresql-ca.crt",), [], True),
+        ("haproxy", (), ["postgresql:tls:ca_file"], None),  # HAProxy checks the REST API over https
     ],
 )
 def test_check_host_tls_files(production_pillar, tmp_path, minion_id, present, missing, pgbouncer):
+    """pgbouncer None: PgBouncer off and the REST API over https."""
     _host_with_pki(tmp_path, minion_id, present)
     pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"},
-                                         "pgbouncer": {"enabled": pgbouncer}})
+                                         "pgbouncer": {"enabled": bool(pgbouncer)},
+                                         "patroni": {"restapi_tls": pgbouncer is None}})
     module = load_module(pillar, minion_id=minion_id)
     result = module.check_host()
     assert result["ready"] is (not missing)
@@ -997,7 +1013,7 @@ def test_check_host_tls_files(production_pillar, tmp_path, minion_id, present, m
 
 def test_check_host_tls_off_needs_nothing(production_pillar, tmp_path):
     pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"}, "etcd": {"tls": {"enabled": False}},
-                                         "postgresql": {"tls": TLS_OFF}})
+                                         "postgresql": {"tls": TLS_OFF}, "patroni": {"restapi_tls": False}})
     assert load_module(pillar, minion_id="etcd").check_host() == {
         "ready": True, "errors": [], "patroni_version": None, "patroni_running": None
     }
@@ -1018,7 +1034,7 @@ def _patroni_host(production_pillar, tmp_path, patch: dict | None = None, minion
                   version_output: str | None = None, installed: str = "", candidate: str = "", binary: str | None = None):
     """check_host's module for a host under tmp_path, with a Patroni binary printing version_output (None: absent)."""
     pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"}, "etcd": {"tls": {"enabled": False}},
-                                         "postgresql": {"tls": TLS_OFF}})
+                                         "postgresql": {"tls": TLS_OFF}, "patroni": {"restapi_tls": False}})
     pillar = patched(pillar, patch or {})
     module = load_module(pillar, minion_id=minion_id)
     path = binary or f"{tmp_path}/{minion_id}/opt/pgha/patroni/bin/patroni"
@@ -1142,7 +1158,13 @@ def test_check_host_asks_the_running_patroni(production_pillar, tmp_path, rest_a
 @pytest.mark.parametrize("body", [b"not json", b'{"patroni": "4.1.5"}', b'{"state": "running"}', b"[]"])
 def test_running_patroni_version_odd_answers(production_pillar, rest_api, body):
     rest_api.answers["http://10.131.0.15:8008/patroni"] = body
-    module = load_module(production_pillar)
+    module = load_module(patched(production_pillar, {"patroni": {"restapi_tls": False}}))
+    assert module._running_patroni_version(module.mapdata()) is None
+
+
+def test_running_patroni_version_without_its_ca(production_pillar):
+    """https and the CA not on this host (check_host names the missing file): no version, no traceback."""
+    module = load_module(patched(production_pillar, {"lookup": {"root": "/nonexistent/{id}"}}))
     assert module._running_patroni_version(module.mapdata()) is None
 
 

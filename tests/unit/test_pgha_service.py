@@ -475,3 +475,36 @@ def test_manager_running_state(test):
     functions["pgha_service.manager"].return_value = {"manager": "supervisord", "running": True, "pid": 77}
     ret = pgha_service_state.manager_running("/etc/pgha/supervisord.conf")
     assert (ret["result"], ret["changes"], ret["comment"]) == (True, {}, "supervisord is running (pid 77)")
+
+
+# ---------------------------------------------------------------------------
+# disable: a node retired from the cluster
+# ---------------------------------------------------------------------------
+
+
+def test_disable_under_supervisord_stops_and_takes_the_program_out(pidfile, manager_map, host, tmp_path):
+    include = tmp_path / "supervisord.d"
+    include.mkdir()
+    (include / "patroni.conf").write_text("[program:patroni]\n")
+    manager_map["lookup"]["supervisor"]["include_dir"] = str(include)
+    pidfile.write_text(f"{os.getpid()}\n")  # supervisord runs
+    host.pids["patroni"] = 0  # and Patroni is stopped after
+    result = pgha_service.disable("patroni")
+    assert host.after_reread() == [["stop", "patroni"], ["update", "patroni"], ["pid", "patroni"]]
+    assert not (include / "patroni.conf").exists()
+    assert (include / "patroni.conf.disabled").read_text() == "[program:patroni]\n"
+    assert result["disabled"] is True and result["running"] is False
+
+
+def test_disable_under_systemd(manager_map, host):
+    systemd(manager_map)
+    host.pids["patroni"] = 0
+    assert pgha_service.disable("patroni")["disabled"] is True
+    assert host.commands[0] == ["systemctl", "disable", "--now", "patroni"]
+
+
+def test_disable_that_fails_says_so(manager_map, host):
+    systemd(manager_map)
+    host.fail = (("systemctl", "disable"),)
+    with pytest.raises(CommandExecutionError, match="systemctl disable --now patroni failed"):
+        pgha_service.disable("patroni")

@@ -9,6 +9,8 @@
 include:
   - {{ tplroot }}.root
   - {{ tplroot }}.haproxy.package
+  # the CA its checks verify Patroni's REST API with (pgha:patroni:restapi_tls)
+  - {{ tplroot }}.postgresql.tls
 
 pgha-haproxy-socket-dir-managed:
   file.directory:
@@ -33,3 +35,4 @@ pgha-haproxy-config-file-managed:
     - require:
       - pkg: pgha-haproxy-package-installed
       - file: pgha-haproxy-socket-dir-managed
+      - test: pgha-postgresql-tls-checked

@@ -1,0 +1,106 @@
+"""
+Scaling out and in on the running cluster, as a DBA does it: a fourth
+PostgreSQL node added to pillar and the orchestration run becomes a
+streaming replica on the leader's timeline and an HAProxy server, the
+leader untouched; removed from pillar and the orchestration run again, it
+is drained and stopped, leaves Patroni's member list and HAProxy, and its
+data stays on its host. Runs last (same cluster as test_cluster.py and
+test_operations.py).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import psycopg
+import pytest
+from conftest import ADDED, ADDRESSES, state_result, write_pillar
+
+NEW = "postgres04"
+# the drill is the orchestration's own test (test_cluster.py): here only the convergence is timed
+NO_DRILL = 'pillar={"pgha": {"drill": {"enabled": false}}}'
+
+
+def orchestrate(salt_master) -> tuple[dict, float]:
+    started = time.monotonic()
+    ret = salt_master.salt_run_cli(timeout=900).run("state.orchestrate", "pgha", NO_DRILL, _timeout=900)
+    elapsed = time.monotonic() - started
+    data = ret.data or {}
+    payload = data.get("data", data) if isinstance(data, dict) else {}
+    states = {k: v for value in payload.values() if isinstance(value, dict) for k, v in value.items()}
+    failed = {k.split("_|-")[1]: v.get("comment") for k, v in states.items() if v.get("result") is not True}
+    assert ret.returncode == 0 and not failed, (failed, ret.stdout[-3000:])
+    print(f"\norchestration: {elapsed:.1f} s")
+    return {"states": states}, elapsed
+
+
+def members(salt_master) -> list[dict]:
+    ret = salt_master.salt_cli(timeout=60).run("patroni.members", minion_tgt="postgres02")
+    assert ret.returncode == 0, ret.stdout
+    return ret.data
+
+
+def leader_started(cluster_secrets) -> tuple[str, str]:
+    with psycopg.connect(host=ADDRESSES["haproxy"], port=5432, user="postgres", dbname="postgres",
+                         password=cluster_secrets["superuser_password"], connect_timeout=5) as conn:
+        row = conn.execute("SELECT host(inet_server_addr()), pg_postmaster_start_time()::text").fetchone()
+    return row[0], row[1]
+
+
+def haproxy_servers(salt_master) -> set[str]:
+    ret = salt_master.salt_cli(timeout=60).run("pgha_haproxy.servers", minion_tgt="haproxy")
+    assert ret.returncode == 0, ret.stdout
+    return {server for listener in ret.data.values() for server in listener}
+
+
+def check_healthy(salt_master) -> None:
+    ret = salt_master.salt_run_cli(timeout=300).run("pgha.check", _timeout=300)
+    assert ret.returncode == 0 and ret.data["healthy"] is True, ret.stdout
+
+
+@pytest.fixture(scope="module")
+def fourth_node(salt_master, orchestration, test_root, cluster_secrets):
+    """postgres04 in pillar, its minion started, the orchestration run: (seconds, leader before, after)."""
+    assert orchestration["returncode"] == 0
+    ret = salt_master.salt_cli(timeout=180).run("patroni.wait_healthy", "members=3", "timeout=120",
+                                                minion_tgt="postgres01")
+    assert ret.returncode == 0, ret.stdout
+    before = leader_started(cluster_secrets)
+    write_pillar(test_root, cluster_secrets, ADDED)
+    factory = salt_master.salt_minion_daemon(NEW)
+    factory.start(start_timeout=120)
+    try:
+        result, elapsed = orchestrate(salt_master)
+        yield {"elapsed": elapsed, "before": before, "after": leader_started(cluster_secrets), "result": result}
+    finally:
+        write_pillar(test_root, cluster_secrets)  # the last test has taken it out; the minion goes at the end
+        factory.terminate()
+
+
+def test_added_node_streams_from_the_leader_without_restarting_it(salt_master, fourth_node):
+    found = members(salt_master)
+    assert sorted(m["name"] for m in found) == ["postgres01", "postgres02", "postgres03", NEW]
+    leader = next(m for m in found if m["role"] == "leader")
+    new = next(m for m in found if m["name"] == NEW)
+    assert new["state"] == "streaming" and new["streaming"] is True
+    assert new["timeline"] == leader["timeline"]
+    # the same leader, its PostgreSQL started at the same moment: not restarted
+    assert fourth_node["after"] == fourth_node["before"]
+    assert NEW in haproxy_servers(salt_master)
+    check_healthy(salt_master)
+    assert fourth_node["elapsed"] < 600
+
+
+def test_removed_node_is_retired_and_its_data_kept(salt_master, fourth_node, test_root, cluster_secrets):
+    write_pillar(test_root, cluster_secrets)
+    result, elapsed = orchestrate(salt_master)
+    retired = state_result(result, "pgha-orch-departed-retired")["changes"]["return"]
+    assert retired["retired"] == [NEW] and retired["kept_data"] == [NEW], retired
+    assert sorted(m["name"] for m in members(salt_master)) == ["postgres01", "postgres02", "postgres03"]
+    assert NEW not in haproxy_servers(salt_master)
+    status = salt_master.salt_cli(timeout=60).run("pgha_service.status", "patroni", minion_tgt=NEW)
+    assert status.returncode == 0 and status.data["running"] is False, status.stdout
+    assert os.path.exists(os.path.join(test_root, "hosts", NEW, "var", "lib", "patroni", "PG_VERSION"))
+    check_healthy(salt_master)
+    assert elapsed < 600

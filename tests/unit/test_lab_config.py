@@ -1,0 +1,71 @@
+"""
+The lab's topologies (`make lab`, `make lab TOPOLOGY=ha`): which hosts run
+which roles, which pillar files the lab's top stacks, which secrets each
+host is given, and that a lab is never turned into another topology.
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from lab import config
+
+
+def test_seed_topology_is_the_recipe():
+    nodes = config.lab_nodes()
+    assert {node: sorted(spec["roles"]) for node, spec in nodes.items()} == {
+        "postgres01": ["postgresql"], "postgres02": ["postgresql"], "postgres03": ["postgresql"],
+        "etcd": ["etcd"], "haproxy": ["haproxy"]}
+
+
+def test_ha_topology_has_three_etcd_members_on_the_same_hosts():
+    seed, ha = config.lab_nodes(), config.lab_nodes(topology="ha")
+    assert sorted(node for node, spec in ha.items() if "etcd" in spec["roles"]) == ["etcd", "postgres01", "postgres02"]
+    assert {node: spec["address"] for node, spec in ha.items()} == {node: spec["address"] for node, spec in seed.items()}
+    assert all("postgresql" in ha[node]["roles"] for node in ("postgres01", "postgres02"))
+
+
+def test_ha_pillar_top_stacks_the_overlay_and_gives_etcd_secrets_to_its_members(tmp_path):
+    files = config.pillar_files(str(tmp_path / "{id}"), str(tmp_path / "reports"), topology="ha")
+    top = yaml.safe_load(files["top.sls"].split("\n", 1)[1])["base"]
+    assert top["*"] == ["pgha.lab", "pgha.lab_ha", "nodes", "lab_local"]
+    assert top["etcd,postgres01,postgres02"] == [{"match": "list"}, "pgha.secrets.etcd"]
+    assert top["postgres01,postgres02,postgres03"] == [{"match": "list"}, "pgha.secrets.postgresql"]
+    assert top["haproxy"] == [{"match": "list"}, "pgha.secrets.haproxy"]
+
+
+def test_topology_defaults_to_the_seed_and_then_to_what_the_lab_was_made_with(tmp_path):
+    assert config.topology(str(tmp_path)) == "seed"
+    (tmp_path / "topology").write_text("ha\n")
+    assert config.topology(str(tmp_path)) == "ha"
+    assert config.topology(str(tmp_path), "ha") == "ha"
+
+
+def test_a_lab_is_not_turned_into_another_topology(tmp_path):
+    (tmp_path / "topology").write_text("seed\n")
+    with pytest.raises(SystemExit, match="made with TOPOLOGY=seed; `make lab-clean` first"):
+        config.topology(str(tmp_path), "ha")
+
+
+def test_unknown_topology_named(tmp_path):
+    with pytest.raises(SystemExit, match=r"TOPOLOGY must be one of seed, ha \(got 'triple'\)"):
+        config.topology(str(tmp_path), "triple")
+
+
+def test_the_nodes_file_adds_a_node_with_its_secrets(tmp_path):
+    nodes_sls = tmp_path / "nodes.sls"
+    nodes_sls.write_text(config.NODES_TEMPLATE)  # as `make lab` first writes it: no node
+    assert config.lab_nodes(extra_sls=str(nodes_sls)) == config.lab_nodes()
+    nodes_sls.write_text("pgha:\n  nodes:\n    postgres04:\n      address: 127.0.0.40\n      roles: [postgresql]\n")
+    assert config.lab_nodes(extra_sls=str(nodes_sls))["postgres04"] == {"address": "127.0.0.40", "roles": ["postgresql"]}
+    files = config.pillar_files(str(tmp_path / "{id}"), str(tmp_path / "reports"), nodes_sls=str(nodes_sls))
+    top = yaml.safe_load(files["top.sls"].split("\n", 1)[1])["base"]
+    assert top["postgres01,postgres02,postgres03,postgres04"] == [{"match": "list"}, "pgha.secrets.postgresql"]
+
+
+def test_a_nodes_file_that_is_not_a_map_is_named(tmp_path):
+    nodes_sls = tmp_path / "nodes.sls"
+    nodes_sls.write_text("- postgres04\n")
+    with pytest.raises(SystemExit, match="nodes.sls must be a YAML map"):
+        config.lab_nodes(extra_sls=str(nodes_sls))
