@@ -13,7 +13,10 @@ the frozen leader with the distribution's Patroni (Debian 12's 3.0.2, on a
 lab built for it) against PyPI's, the same drill on the same lab otherwise.
 Then pgbench through the three client paths (bench/pgbench.py; BENCH_PGBENCH=0
 skips it) and, the pooler being on in the lab, the switchover with the drill
-writing through PgBouncer (`path=pooler`), BENCH_RUNS times.
+writing through PgBouncer (`path=pooler`), BENCH_RUNS times; a fourth node
+added and removed (BENCH_SCALE=0 skips it); last, the three-member etcd
+(TOPOLOGY=ha, from nothing; BENCH_HA=0 skips it): etcd-member-loss and stop,
+BENCH_RUNS times each.
 `python -m bench --report` rewrites the tables from bench/results.json;
 `python -m bench --client-paths` measures only the client paths, on the lab
 as it runs, into the same results.
@@ -73,11 +76,11 @@ def stats(values: list) -> dict:
     return {"median": round(statistics.median(values), 3), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def lab_from_nothing(results: dict, pillar: dict | None = None) -> bool:
-    print("orchestration from nothing (make lab-clean, then the lab's `up`)", flush=True)
+def lab_from_nothing(results: dict, pillar: dict | None = None, topology: str = "seed") -> bool:
+    print(f"orchestration from nothing (make lab-clean, then the lab's `up`, TOPOLOGY={topology})", flush=True)
     lab = [sys.executable, "-m", "lab"]
     subprocess.run([*lab, "clean"], check=True, capture_output=True, cwd=REPO)
-    env = dict(os.environ, PGHA_LAB_PILLAR=json.dumps(pillar or {}))
+    env = dict(os.environ, PGHA_LAB_PILLAR=json.dumps(pillar or {}), TOPOLOGY=topology)
     started = time.monotonic()
     up = subprocess.run([*lab, "up"], capture_output=True, text=True, check=False, cwd=REPO, env=env)
     results["lab_from_nothing_s"] = round(time.monotonic() - started, 1)
@@ -148,8 +151,8 @@ def distro_against_pypi(results: dict) -> None:
     results["distro_freeze"] = {"patroni": patroni_versions(), "runs": runs}
 
 
-def one_drill(mode: str, synchronous: bool, attempt: int, path: str = "leader") -> dict:
-    ret = salt("salt-run", "pgha.failover_drill", f"mode={mode}", f"path={path}", "--out=json", timeout=1200)
+def one_drill(mode: str, synchronous: bool, attempt: int, path: str = "leader", *extra: str) -> dict:
+    ret = salt("salt-run", "pgha.failover_drill", f"mode={mode}", f"path={path}", *extra, "--out=json", timeout=1200)
     try:
         drill = json.loads(ret.stdout)
     except ValueError:
@@ -191,6 +194,43 @@ def pooled_switchovers() -> list[dict]:
             break
         runs.append(one_drill("switchover", True, attempt, path="pooler"))
     return runs
+
+
+def scale_out_and_in(results: dict) -> None:
+    """A fourth PostgreSQL node added through the lab's nodes file, then removed: each orchestration timed."""
+    nodes_sls = Lab().nodes_sls()
+    fourth = {"pgha": {"nodes": {"postgres04": {"address": "127.0.0.40", "roles": ["postgresql"]}}}}
+    steps = {}
+    for step, content in (("add", fourth), ("remove", {})):
+        with open(nodes_sls, "w", encoding="utf-8") as handle:
+            json.dump(content, handle)  # JSON is YAML
+        started = time.monotonic()
+        up = subprocess.run([sys.executable, "-m", "lab", "up"], capture_output=True, text=True, check=False, cwd=REPO,
+                            env=dict(os.environ, PGHA_LAB_PILLAR=json.dumps({"pgha": {"drill": {"enabled": False}}})))
+        elapsed = round(time.monotonic() - started, 1)
+        names = sorted(m["name"] for m in members())
+        steps[step] = {"exit": up.returncode, "s": elapsed, "members": names, "healthy": healthy(60)}
+        print(f"  scale {step}: exit {up.returncode} in {elapsed} s, members {names}", flush=True)
+    results["scaling"] = steps
+    subprocess.run([sys.executable, "-m", "lab", "up"], capture_output=True, check=False, cwd=REPO)  # the drill on again
+
+
+def three_etcd_members(results: dict) -> None:
+    """TOPOLOGY=ha from nothing: one etcd member lost (each in turn), and the stop drill, RUNS times each."""
+    probe: dict = {}
+    if not lab_from_nothing(probe, topology="ha"):
+        results["ha"] = {"error": "the lab did not come up with TOPOLOGY=ha"}
+        return
+    etcd = ("etcd", "postgres01", "postgres02")
+    runs = []
+    for mode in ("etcd-member-loss", "stop"):
+        for attempt in range(1, RUNS + 1):
+            if not healthy():
+                print("  cluster not healthy before a drill: stopping", flush=True)
+                break
+            extra = (f"member={etcd[(attempt - 1) % len(etcd)]}",) if mode == "etcd-member-loss" else ()
+            runs.append(one_drill(mode, True, attempt, "leader", *extra))
+    results["ha"] = {"lab_from_nothing_s": probe["lab_from_nothing_s"], "runs": runs}
 
 
 def client_paths_only() -> int:
@@ -242,6 +282,7 @@ def table(results: dict) -> str:
                   "writes missing, all runs together. `switchover (pooler)`: the drill writes through PgBouncer, "
                   "paused for the move.")]
     lines += distro_lines(results.get("distro_freeze"))
+    lines += scaling_lines(results.get("scaling")) + ha_lines(results.get("ha"), cell)
     if results.get("pgbench", {}).get("cases"):
         lines += ["", *pgbench.table(results["pgbench"])]
     return "\n".join(lines) + "\n"
@@ -258,6 +299,35 @@ def distro_lines(distro: dict | None) -> list[str]:
     return ["", (f"Frozen leader with the distribution's Patroni ({', '.join(distro['patroni']) or '?'}), "
                  f"synchronous mode on, {len(runs)} runs: ok in {sum(1 for run in runs if run['ok'])}, "
                  f"acknowledged writes lost per run {lost} (PyPI's Patroni: the `freeze` rows above).")]
+
+
+def scaling_lines(scaling: dict | None) -> list[str]:
+    if not scaling:
+        return []
+    add, remove = scaling.get("add", {}), scaling.get("remove", {})
+    return ["", (f"Adding a fourth PostgreSQL node (the lab's nodes file, then `make lab`, drill off): exit "
+                 f"{add.get('exit')} in {add.get('s')} s, members {add.get('members')}, healthy {add.get('healthy')}; "
+                 f"removing it: exit {remove.get('exit')} in {remove.get('s')} s, members {remove.get('members')}, "
+                 f"healthy {remove.get('healthy')}.")]
+
+
+def ha_lines(ha: dict | None, cell) -> list[str]:
+    """The three-member etcd topology's drills, one row per mode."""
+    if not ha:
+        return []
+    if "runs" not in ha:
+        return ["", f"Three etcd members (TOPOLOGY=ha): {ha.get('error')}"]
+    title = (f"Three etcd members (`make lab TOPOLOGY=ha`, from nothing in {ha['lab_from_nothing_s']} s; "
+             "synchronous mode on; etcd-member-loss stops the etcd host's, postgres01's and postgres02's member "
+             "in turn for 40 s):")
+    lines = ["", title, "", "| mode | runs | ok | lost | failed_writes | rto_s | write_gap_s |",
+             "|---|---|---|---|---|---|---|"]
+    for mode in dict.fromkeys(run["mode"] for run in ha["runs"]):
+        runs = [run for run in ha["runs"] if run["mode"] == mode]
+        lines.append(f"| {mode} | {len(runs)} | {sum(1 for r in runs if r['ok'])} | {sum(r['lost'] or 0 for r in runs)} | "
+                     + " | ".join(cell(stats([r.get(f) for r in runs])) for f in ("failed_writes", "rto_s", "write_gap_s"))
+                     + " |")
+    return lines
 
 
 def write_report(results: dict) -> None:
@@ -290,6 +360,11 @@ def main() -> int:
     if os.environ.get("BENCH_PGBENCH", "1") != "0":
         client_paths(results)
     drills(results)
+    if os.environ.get("BENCH_SCALE", "1") != "0":
+        scale_out_and_in(results)
+    write_report(results)  # what is measured so far, kept if the next phase fails
+    if os.environ.get("BENCH_HA", "1") != "0":
+        three_etcd_members(results)
     write_report(results)
     return 0
 
