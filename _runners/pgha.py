@@ -33,12 +33,8 @@ def __virtual__():
 
 def _caller():
     """
-    A function that runs one execution function on one minion (waiting
-    ``wait`` seconds) and returns its answer, or raises with its message.
-    The callbacks this runner hands the shared code run inside the
-    utilities' loader context, where this module's dunders do not resolve:
-    what they need is looked up before, by the functions that make them
-    (this one, ``_haproxy_reader``, ``_driller``).
+    ``call(minion, function, *args, wait=60)``: its answer, or an error with its message. Callbacks
+    handed to ``_utils/`` run in their loader context, where this module's dunders do not resolve.
     """
     conf_file = __opts__["conf_file"]
 
@@ -139,10 +135,8 @@ def _check(kind: str, *args: Any, **kwargs: Any) -> Any:
 @_one_line
 def write_check(timeout: Any = 60, path: str = "leader") -> dict:
     """
-    Check, waiting at most ``timeout`` seconds, that a write through
-    HAProxy's leader port (or ``path=pooler``: through PgBouncer) commits on
-    the Patroni leader (the probe role updates one row of its own table in
-    the formula's database). Exit code non-zero when not.
+    Check, waiting at most ``timeout`` s, that a write through HAProxy's leader port (or
+    ``path=pooler``) commits on the Patroni leader (the probe role, in the formula's database).
 
     CLI Example:
 
@@ -177,10 +171,8 @@ def _status_data(topo: dict) -> dict:
 @_one_line
 def status(table: Any = None) -> Any:
     """
-    One view of the whole cluster: Patroni members (role, state, timeline,
-    lag, streaming, Patroni version), etcd endpoints and their health,
-    HAProxy's backend servers. A table by default; structured data with
-    ``--out=json`` (or ``table=False``).
+    The whole cluster: Patroni members (role, state, timeline, lag, streaming, version), etcd's
+    endpoints, HAProxy's servers. A table; data with ``--out=json`` (or ``table=False``).
 
     CLI Example:
 
@@ -197,11 +189,9 @@ def status(table: Any = None) -> Any:
 @_one_line
 def check(max_lag: Any = None) -> dict:
     """
-    Every health gate at once: etcd healthy, one Patroni leader, every
-    member streaming from it on its timeline within the lag bound, HAProxy
-    sending writes to the leader alone, and the probe role reaching a
-    writable leader through HAProxy. Exit code non-zero when anything is
-    unhealthy (for cron or monitoring).
+    Every health gate at once: etcd, one leader, every member streaming on its timeline within the
+    lag bound, HAProxy's writes to the leader alone, the probe role writing through HAProxy.
+    Non-zero exit when anything is unhealthy (for cron or monitoring).
 
     CLI Example:
 
@@ -224,11 +214,8 @@ def check(max_lag: Any = None) -> dict:
 @_one_line
 def validate(pillar: dict | None = None, tgt: Any = "*", tgt_type: str = "glob") -> dict:
     """
-    Check the ``pgha`` pillar (optionally merged with ``pillar='{"pgha":
-    ...}'``, to try a change before committing it): every minion targeted
-    checks what it sees, with the secrets of its own roles (it is given no
-    other), and the master checks every secret. Lists every wrong key with
-    its full path; exit code non-zero when invalid.
+    Check the ``pgha`` pillar, or a change to it (``pillar='{"pgha": ...}'``): each minion what it
+    sees (its roles' secrets), the master every secret. Every wrong key by its full path; non-zero exit.
 
     CLI Example:
 
@@ -242,13 +229,7 @@ def validate(pillar: dict | None = None, tgt: Any = "*", tgt_type: str = "glob")
     with salt.client.get_local_client(__opts__["conf_file"]) as client:
         ret = client.cmd(tgt, "pgha_config.validate", kwarg={"pillar": pillar} if pillar else None, timeout=60,
                          tgt_type=tgt_type, full_return=True)
-    expected = set(tgt) if tgt_type == "list" else set(ret)
-    errors = [f"no minion matching {tgt!r} answered"] if not ret else []
-    errors += [f"{minion}: did not answer" for minion in sorted(expected - set(ret))]
-    for minion, answer in sorted(ret.items()):
-        value = answer.get("ret") if isinstance(answer, dict) else answer
-        found = value.get("errors", []) if isinstance(value, dict) else [f"{minion}: could not validate: {value}"]
-        errors += [error for error in found if error not in errors]
+    errors = __utils__["pgha_secrets.minion_errors"](ret, tgt, tgt_type)
     master = (_master_pillar() or {}).get("pgha") or {}  # the master is given every secret
     errors += [e for e in __utils__["pgha_secrets.cluster_problems"](master, pillar) if e not in errors]
     result = {"valid": not errors, "errors": errors, "minions": sorted(ret)}
@@ -281,19 +262,12 @@ def _driller(topo: dict, mode: str, options: dict):
 def failover_drill(mode: str = "stop", timeout: Any = None, report: Any = True, candidate: str | None = None,
                    freeze_s: Any = None, outage_s: Any = None, member: str | None = None, path: str = "leader") -> dict:
     """
-    Inject a fault while a writer commits numbered rows through HAProxy's
-    leader port or (``path=pooler``) PgBouncer, as the probe role, into the
-    formula's database; undo it, and measure.
-    Modes (README, "The failover drill"): ``stop``, ``crash``,
-    ``switchover`` (to ``candidate`` when given), ``freeze`` (the leader's
-    Patroni stopped for ``freeze_s``), ``dcs-outage`` and
-    ``etcd-member-loss`` (all etcd members, or one ``member``, down for
-    ``outage_s``) and ``sync-standby-loss``. A fault injected is always
-    undone, whatever fails after; the report says what was restored, what
-    was lost (``lost``, ``failed_writes``, ``unavailable_s``) and how long
-    it took (``rto_s``, ``write_gap_s``, ``rejoin_s``, ...); the exit code is
-    non-zero when ``ok`` is false. The JSON report and a timeline picture go
-    under pillar ``pgha:drill:report_dir``.
+    Inject a fault (README, "The failover drill": stop, crash, switchover,
+    freeze, dcs-outage, etcd-member-loss, sync-standby-loss) while the
+    probe role writes numbered rows through HAProxy (or ``path=pooler``),
+    undo it whatever fails, and measure: what was restored, lost
+    (``lost``, ``failed_writes``) and how long (``rto_s``, ...). Non-zero
+    exit when not ``ok``; JSON report and picture in ``pgha:drill:report_dir``.
 
     CLI Example:
 
@@ -315,12 +289,9 @@ def failover_drill(mode: str = "stop", timeout: Any = None, report: Any = True, 
 @_one_line
 def switchover(candidate: str | None = None, timeout: Any = None) -> dict:
     """
-    A planned move of the leader (to ``candidate`` when given) through
-    Patroni, measured by the drill's writer (probe role, formula's database):
-    returns how long writes stopped (``rto_s``, ``write_gap_s``,
-    ``failed_writes``, ``client_stall_s``) and whether any acknowledged
-    write was lost. With PgBouncer, it is paused for the move and resumed
-    once HAProxy routes to the new leader, whatever fails.
+    A planned move of the leader (to ``candidate``) through Patroni, measured by the drill's
+    writer: ``rto_s``, ``write_gap_s``, ``failed_writes``, ``client_stall_s``, ``lost``. PgBouncer
+    is paused for the move and resumed once HAProxy routes to the new leader, whatever fails.
 
     CLI Example:
 
@@ -364,12 +335,9 @@ def _rolling(action: str, what: str, pending_only: bool, timeout: float) -> dict
 @_one_line
 def restart(pending_only: Any = True, timeout: Any = 120, what: str = "postgresql") -> dict:
     """
-    Rolling restart: replicas first, one at a time, each followed by a
-    health gate; the leader last, after a switchover moves the leadership
-    away. ``what=postgresql`` (default) restarts PostgreSQL through Patroni,
-    by default only members with ``pending_restart``; ``what=patroni``
-    restarts the Patroni service itself on every member (to run a newly
-    installed Patroni; PostgreSQL restarts with it).
+    Rolling restart, replicas first, each followed by a health gate, the leader last after a
+    switchover: PostgreSQL through Patroni (default; only members with ``pending_restart`` unless
+    ``pending_only=False``), or ``what=patroni``: the Patroni service (a newly installed Patroni).
 
     CLI Example:
 
@@ -402,14 +370,9 @@ def reload(timeout: Any = 60) -> dict:
 @_one_line
 def retire(purge_data: Any = False, timeout: Any = 120) -> dict:
     """
-    Scale in: every Patroni member that pillar no longer lists as a
-    PostgreSQL node leaves the cluster, one at a time: the leadership moves
-    to a node that stays (a switchover, measured as ``pgha.switchover``
-    is), HAProxy drains it, its Patroni is stopped and disabled (PostgreSQL
-    shuts down cleanly), and the run waits until it has left Patroni's
-    member list. Its data directory stays on its host unless
-    ``purge_data=True``. The orchestration runs it before the PostgreSQL
-    nodes' states; with nothing to retire it changes nothing.
+    Scale in (``_utils/pgha_retire.py``): Patroni members pillar no longer lists leave one at a time
+    (switchover away, HAProxy drain, Patroni disabled, gone from the member list); data kept unless
+    ``purge_data=True``. The orchestration runs it before the PostgreSQL states.
 
     CLI Example:
 
@@ -421,45 +384,15 @@ def retire(purge_data: Any = False, timeout: Any = 120) -> dict:
     purge = _check("flag", purge_data, "purge_data")
     limit = _check("seconds", timeout, "timeout", minimum=10)
     topo = _topology()
-    api, call = _api(topo), _caller()
+    api = _api(topo)
 
-    # Made here: the callbacks run in the utilities' loader context, where this module's dunders do not
-    # resolve (see _caller). The drill's gates count every member there is until it has left, not only pillar's.
-    scoped = dict(topo, pg_nodes=[], nodes=dict(topo["nodes"]))
+    def members() -> list[dict]:
+        return _members_of(api)
 
-    def rescope() -> None:  # the members pillar no longer lists, with the address Patroni has for them
-        members = _members_of(api)
-        scoped["pg_nodes"][:] = sorted({m["name"] for m in members} | set(topo["pg_nodes"]))
-        for member in members:
-            scoped["nodes"].setdefault(member["name"], {"address": member["host"], "roles": ["postgresql"]})
-
-    rescope()
+    # Made here: the callbacks run in the utilities' loader context, where this module's dunders do not resolve.
+    scoped = __utils__["pgha_retire.scoped"](topo, members())
     options = _drill_options(scoped, {"timeout": limit, "report": False})
-    drill = _driller(scoped, "switchover", options)
-
-    def switchover(name: str, target: str | None) -> dict:
-        rescope()
-        options["candidate"] = target
-        return drill()
-
-    def drain(name: str) -> list[str]:
-        done = []
-        for node in topo["haproxy_nodes"]:
-            try:
-                call(node, "pgha_haproxy.drain", name, wait=60)
-                done.append(f"HAProxy on {node} drains {name}")
-            except CommandExecutionError as exc:  # a node HAProxy never listed has nothing to drain
-                done.append(f"HAProxy on {node} did not drain {name}: {exc}")
-        return done
-
-    def purge_dir(name: str) -> str:
-        path = call(name, "pgha_config.mapdata", wait=60)["lookup"]["patroni"]["data_dir"]
-        call(name, "file.remove", path, wait=300)
-        return f"{name}:{path}"
-
-    acts = __utils__["pgha_retire.acts"](
-        members=lambda: _members_of(api), staying=topo["pg_nodes"], switchover=switchover, drain=drain,
-        disable=lambda name: call(name, "pgha_service.disable", "patroni", wait=int(limit) + 60),
-        purge=purge_dir, timeout=limit)
+    acts = __utils__["pgha_retire.acts_through"](_caller(), members, topo, scoped, options,
+                                                 _driller(scoped, "switchover", options), limit)
     result = __utils__["pgha_retire.run"](acts, purge)
     return result if result["ok"] else _fail(result)

@@ -45,6 +45,57 @@ def acts(**fields: Any) -> Acts:
     return Acts(**fields)
 
 
+def scoped(topo: dict, members: list[dict]) -> dict:
+    """
+    The cluster's model for a switchover while members are leaving: the
+    drill's gates count every member there is until it has left, not only
+    pillar's, each with the address Patroni has for it.
+    """
+    model = dict(topo, pg_nodes=[], nodes=dict(topo["nodes"]))
+    rescope(model, topo, members)
+    return model
+
+
+def rescope(model: dict, topo: dict, members: list[dict]) -> None:
+    model["pg_nodes"][:] = sorted({m["name"] for m in members} | set(topo["pg_nodes"]))
+    for member in members:
+        model["nodes"].setdefault(member["name"], {"address": member["host"], "roles": ["postgresql"]})
+
+
+def acts_through(call: Callable[..., Any], members: Callable[[], list[dict]], topo: dict, model: dict, options: dict,
+                 drill: Callable[[], dict], timeout: float) -> Acts:
+    """
+    ``Acts`` through the runner's ``call`` (one function on one minion):
+    the switchover is ``drill`` (the drill's switchover over ``model``,
+    its candidate set through ``options``), the drain HAProxy's on every
+    HAProxy node, Patroni disabled and the data removed through the
+    departing host's own minion.
+    """
+    def switchover(name: str, target: str | None) -> dict:
+        rescope(model, topo, members())
+        options["candidate"] = target
+        return drill()
+
+    def drain(name: str) -> list[str]:
+        done = []
+        for node in topo["haproxy_nodes"]:
+            try:
+                call(node, "pgha_haproxy.drain", name, wait=60)
+                done.append(f"HAProxy on {node} drains {name}")
+            except CommandExecutionError as exc:  # a node HAProxy never listed has nothing to drain
+                done.append(f"HAProxy on {node} did not drain {name}: {exc}")
+        return done
+
+    def purge(name: str) -> str:
+        path = call(name, "pgha_config.mapdata", wait=60)["lookup"]["patroni"]["data_dir"]
+        call(name, "file.remove", path, wait=300)
+        return f"{name}:{path}"
+
+    return Acts(members=members, staying=topo["pg_nodes"], switchover=switchover, drain=drain,
+                disable=lambda name: call(name, "pgha_service.disable", "patroni", wait=int(timeout) + 60),
+                purge=purge, timeout=timeout)
+
+
 def departing(members: list[dict], staying: list[str]) -> list[str]:
     """The members pillar does not list as PostgreSQL nodes, by name."""
     return sorted(m["name"] for m in members if m["name"] not in staying)

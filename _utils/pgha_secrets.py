@@ -83,3 +83,15 @@ def cluster_problems(cfg: Any, change: Any = None) -> list[str]:
     auth = (etcd.get("auth") or {}).get("enabled", True) is True if isinstance(etcd, dict) else True
     pooler = change.get("pgbouncer") or cfg.get("pgbouncer") or {}
     return problems(secrets, everyone(auth, isinstance(pooler, dict) and pooler.get("enabled") is True))
+
+
+def minion_errors(ret: dict, tgt: Any, tgt_type: str) -> list[str]:
+    """The errors of every minion's ``pgha_config.validate`` answer (full_return), and of each that did not answer."""
+    expected = set(tgt) if tgt_type == "list" else set(ret)
+    errors = [f"no minion matching {tgt!r} answered"] if not ret else []
+    errors += [f"{minion}: did not answer" for minion in sorted(expected - set(ret))]
+    for minion, answer in sorted(ret.items()):
+        value = answer.get("ret") if isinstance(answer, dict) else answer
+        found = value.get("errors", []) if isinstance(value, dict) else [f"{minion}: could not validate: {value}"]
+        errors += [error for error in found if error not in errors]
+    return errors

@@ -132,3 +132,42 @@ def test_a_failed_disable_is_reported():
     result = retire.run(cluster.acts())
     assert result["ok"] is False and result["comment"] == (
         "retiring postgres04: pgha: pgha_service.disable on postgres04 failed: boom")
+
+
+TOPO = {"pg_nodes": STAYING, "haproxy_nodes": ["haproxy"],
+        "nodes": {n: {"address": f"127.0.0.{i}", "roles": ["postgresql"]} for i, n in enumerate(STAYING, 1)}}
+
+
+def test_the_switchover_model_counts_the_leaving_members_with_patronis_address():
+    members = [dict(m, host="127.0.0.40" if m["name"] == "postgres04" else "x")
+               for m in Cluster(leader="postgres04").members()]
+    model = retire.scoped(TOPO, members)
+    assert model["pg_nodes"] == ["postgres01", "postgres02", "postgres03", "postgres04"]
+    assert model["nodes"]["postgres04"] == {"address": "127.0.0.40", "roles": ["postgresql"]}
+    assert model["nodes"]["postgres01"] == TOPO["nodes"]["postgres01"]  # pillar's address kept
+    assert TOPO["pg_nodes"] == STAYING  # the pillar's model itself untouched
+
+
+def test_acts_through_the_minions():
+    calls: list = []
+
+    def call(tgt, fun, *args, wait=60):
+        calls.append((tgt, fun, *args))
+        if fun == "pgha_config.mapdata":
+            return {"lookup": {"patroni": {"data_dir": "/var/lib/patroni"}}}
+        if fun == "pgha_haproxy.drain" and args == ("postgres05",):
+            raise CommandExecutionError("pgha_haproxy: no server postgres05")
+        return {}
+
+    cluster = Cluster(leader="postgres04")
+    members = [dict(m, host="127.0.0.40") for m in cluster.members()]
+    model, options, drilled = retire.scoped(TOPO, members), {}, []
+    acts = retire.acts_through(call, lambda: members, TOPO, model, options,
+                               lambda: drilled.append(dict(options)) or {"ok": True}, timeout=30)
+    assert acts.switchover("postgres04", "postgres02") == {"ok": True} and drilled == [{"candidate": "postgres02"}]
+    assert acts.drain("postgres04") == ["HAProxy on haproxy drains postgres04"]
+    assert acts.drain("postgres05") == ["HAProxy on haproxy did not drain postgres05: pgha_haproxy: no server postgres05"]
+    acts.disable("postgres04")
+    assert acts.purge("postgres04") == "postgres04:/var/lib/patroni"
+    assert calls[-3:] == [("postgres04", "pgha_service.disable", "patroni"), ("postgres04", "pgha_config.mapdata"),
+                          ("postgres04", "file.remove", "/var/lib/patroni")]

@@ -68,3 +68,13 @@ def test_each_roles_pillar_file_gives_exactly_its_secrets(role):
     text = (PILLAR_DIR / "pgha" / "secrets" / f"{role}.sls").read_text()
     picked = ast.literal_eval(re.search(r"pick\(given, (\[.*?\])\)", text, re.DOTALL).group(1))
     assert picked == list(secrets.ROLE_SECRETS[role])
+
+
+def test_minion_errors_name_each_minion_that_did_not_answer_or_failed():
+    ret = {"postgres01": {"ret": {"valid": False, "errors": ["pgha:patroni:ttl: at least 20"]}, "retcode": 1},
+           "etcd": {"ret": {"valid": False, "errors": ["pgha:patroni:ttl: at least 20"]}, "retcode": 1},
+           "haproxy": {"ret": "'pgha_config.validate' is not available.", "retcode": 1}}
+    errors = secrets.minion_errors(ret, ["postgres01", "etcd", "haproxy", "postgres02"], "list")
+    assert errors == ["postgres02: did not answer", "pgha:patroni:ttl: at least 20",
+                      "haproxy: could not validate: 'pgha_config.validate' is not available."]
+    assert secrets.minion_errors({}, "*", "glob") == ["no minion matching '*' answered"]
