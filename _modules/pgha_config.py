@@ -332,6 +332,9 @@ def _check_patroni(cfg: dict, errors: list) -> None:
     _check_int(patroni.get("maximum_lag_on_failover"), ("patroni", "maximum_lag_on_failover"), errors, 0)
     _check_port(patroni.get("restapi_port"), ("patroni", "restapi_port"), errors)
     _check_bool(patroni.get("restapi_tls"), ("patroni", "restapi_tls"), errors)
+    if _check_int(patroni.get("restapi_queue_size"), ("patroni", "restapi_queue_size"), errors, 1) \
+            and patroni["restapi_queue_size"] > 4096:
+        errors.append(f"{_key('patroni', 'restapi_queue_size')}: must be at most 4096 (got {patroni['restapi_queue_size']})")
     pg_tls = ((cfg.get("postgresql") or {}).get("tls") or {}).get("enabled")
     if patroni.get("restapi_tls") is True and pg_tls is not True:
         errors.append(f"{_key('patroni', 'restapi_tls')}: serves the node's certificate of postgresql:tls, "

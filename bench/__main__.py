@@ -18,6 +18,7 @@ added and removed (BENCH_SCALE=0 skips it); last, the three-member etcd
 (TOPOLOGY=ha, from nothing; BENCH_HA=0 skips it): etcd-member-loss and stop,
 BENCH_RUNS times each.
 `python -m bench --report` rewrites the tables from bench/results.json;
+`python -m bench --amend` measures BENCH_MODES again on a new lab and replaces their rows;
 `python -m bench --client-paths` measures only the client paths, on the lab
 as it runs, into the same results.
 """
@@ -233,6 +234,26 @@ def three_etcd_members(results: dict) -> None:
     results["ha"] = {"lab_from_nothing_s": probe["lab_from_nothing_s"], "runs": runs}
 
 
+def amend() -> int:
+    """
+    --amend: a lab from nothing and only BENCH_MODES (sync on and off, then the pooled switchover), their rows
+    replacing those of bench/results.json; the table says which rows come from this run and why (BENCH_AMEND_WHY).
+    """
+    with open(os.path.join(REPO, "bench", "results.json"), encoding="utf-8") as handle:
+        results = json.load(handle)
+    probe: dict = {}
+    if not lab_from_nothing(probe):
+        return 1
+    fresh: dict = {}
+    drills(fresh)
+    replaced = set(MODES) | {"switchover (pooler)"}
+    results["drills"] = [d for d in results["drills"] if d["mode"] not in replaced] + fresh.get("drills", [])
+    results["amended"] = {"modes": sorted(replaced), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                          "why": os.environ.get("BENCH_AMEND_WHY", "")}
+    write_report(results)
+    return 0
+
+
 def client_paths_only() -> int:
     """--client-paths: on the running lab, pgbench and the pooled switchovers, merged into bench/results.json."""
     with open(os.path.join(REPO, "bench", "results.json"), encoding="utf-8") as handle:
@@ -281,6 +302,10 @@ def table(results: dict) -> str:
     lines += ["", ("Cells: median (min-max) over the runs, in seconds (failed_writes: attempts); lost: acknowledged "
                   "writes missing, all runs together. `switchover (pooler)`: the drill writes through PgBouncer, "
                   "paused for the move.")]
+    if results.get("amended"):
+        amended = results["amended"]
+        lines += ["", (f"Rows {', '.join(amended['modes'])}: from a second run ({amended['started']}, `python -m bench "
+                       f"--amend`), the others from the full run ({results['started']}). {amended['why']}").rstrip()]
     lines += distro_lines(results.get("distro_freeze"))
     lines += scaling_lines(results.get("scaling")) + ha_lines(results.get("ha"), cell)
     if results.get("pgbench", {}).get("cases"):
@@ -372,6 +397,8 @@ def main() -> int:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--client-paths"]:
         sys.exit(client_paths_only())
+    if sys.argv[1:] == ["--amend"]:
+        sys.exit(amend())
     if sys.argv[1:] == ["--report"]:
         with open(os.path.join(REPO, "bench", "results.json"), encoding="utf-8") as handle:
             write_report(json.load(handle))

@@ -771,6 +771,8 @@ def test_lab_patroni(lab):
     text = lab.path("postgres01", "/etc/patroni/config.yml").read_text()
     assert "10.131." not in text
     assert config["restapi"]["authentication"]["password"] == LAB_SECRETS["restapi_password"]
+    # a backlog that a stopping Patroni's queued checks do not fill (patroni:restapi_queue_size)
+    assert config["restapi"]["request_queue_size"] == 128
 
 
 def test_lab_patroni_failsafe_and_no_watchdog(lab):
