@@ -208,11 +208,12 @@ def disable(service: str) -> dict:
     stopping_at = time.time()
     if _manager() == "supervisord":
         program = os.path.join(_map()["lookup"]["supervisor"]["include_dir"], f"{unit}.conf")
-        if manager()["running"]:
+        running = manager()["running"]
+        if running:
             _supervisorctl("stop", unit, ok_codes=(0, 7))  # waits for the graceful stop
         if os.path.exists(program):
             os.replace(program, program + ".disabled")
-        if manager()["running"]:
+        if running:
             _supervisorctl("update", unit)
     else:
         _run(["systemctl", "disable", "--now", unit])

@@ -74,7 +74,8 @@ def orchestrate(lab: Lab) -> tuple[int, dict]:
             say("       Patroni installed: " + (installed_versions(state) or "none yet"))
         if name == "pgha-orch-departed-retired":
             retired = (state.get("changes") or {}).get("return")
-            for step in retired.get("steps") or [] if isinstance(retired, dict) else []:
+            steps = (retired.get("steps") or []) if isinstance(retired, dict) else []  # a failed runner returns text
+            for step in steps:
                 say(f"       {step}")
         if state.get("result") is False:
             say("       " + str(state.get("comment", "")).replace("\n", "\n       ")[:4000])
