@@ -9,7 +9,7 @@ DEB_PACKAGES := postgresql-15 python3-venv etcd-server etcd-client haproxy pgbou
 
 .PHONY: lab lab-down lab-clean lab-status test unit bench deps venv lint
 
-# make lab TOPOLOGY=ha: the three-member etcd (README, "Topologies"); a lab keeps the topology it was made with.
+# make lab TOPOLOGY=ha: the three-member etcd (README, "Topologies"); a lab keeps its topology until TOPOLOGY= names another (etcd members join or leave).
 lab: deps venv
 	$(VENV)/bin/python -m lab up
 

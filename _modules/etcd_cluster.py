@@ -205,22 +205,38 @@ def members() -> list[dict]:
     raise CommandExecutionError("etcd_cluster: no endpoint answered: " + "; ".join(problems))
 
 
-def health() -> dict:
+def _names(names: str | list | None) -> list[str] | None:
+    """``names`` as a list (a comma-separated string from the command line), None for all."""
+    if names is None or names == "":
+        return None
+    return [name.strip() for name in names.split(",")] if isinstance(names, str) else [str(name) for name in names]
+
+
+def health(names: str | list | None = None) -> dict:
     """
     Each endpoint's health: reachable, whether it is the raft leader, raft
     term and index, database size, version; ``healthy`` for the whole
     (every endpoint reachable and all agreeing on one leader); ``tls``: the
-    endpoints were reached over https, verified against the CA.
+    endpoints were reached over https, verified against the CA. ``names``
+    (etcd nodes of pillar, a list or comma-separated) checks only those:
+    the members a cluster has while others are still to join.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt etcd etcd_cluster.health
+        salt etcd etcd_cluster.health names=etcd,postgres01
     """
     endpoints = {}
     leaders = set()
     settings = _settings()
+    wanted = _names(names)
+    if wanted is not None:
+        unknown = sorted(set(wanted) - {name for name, _, _ in settings["endpoints"]})
+        if unknown or not wanted:
+            raise CommandExecutionError(f"etcd_cluster: names must be etcd nodes of pillar (not: {', '.join(unknown)})")
+        settings["endpoints"] = [endpoint for endpoint in settings["endpoints"] if endpoint[0] in wanted]
     for name, host, port in settings["endpoints"]:
         entry: dict = {"endpoint": f"{host}:{port}", "reachable": False}
         try:
@@ -246,10 +262,11 @@ def health() -> dict:
     return {"healthy": healthy, "tls": settings["ca_file"] is not None, "endpoints": endpoints}
 
 
-def wait_healthy(timeout: int = 60, interval: float = 1.0) -> dict:
+def wait_healthy(timeout: int = 60, interval: float = 1.0, names: str | list | None = None) -> dict:
     """
-    Wait, at most ``timeout`` seconds, until every etcd endpoint answers and
-    they agree on a leader. Fails with what was seen last.
+    Wait, at most ``timeout`` seconds, until every etcd endpoint (or those
+    of ``names``, as in ``health``) answers and they agree on a leader.
+    Fails with what was seen last.
 
     CLI Example:
 
@@ -259,7 +276,7 @@ def wait_healthy(timeout: int = 60, interval: float = 1.0) -> dict:
     """
     deadline = time.monotonic() + float(timeout)
     while True:
-        seen = health()
+        seen = health(names)
         if seen["healthy"]:
             return seen
         if time.monotonic() >= deadline:
@@ -543,3 +560,47 @@ def auth_status() -> dict:
         return {"enabled": enabled, "users": users, "roles": roles}
 
     return _with_client("reading authentication", read)
+
+
+def local() -> dict:
+    """
+    This host's etcd member as its files show it: the data directory and
+    whether it holds member data (``bootstrapped``: etcd has started here
+    and will not read its initial settings again).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd etcd_cluster.local
+    """
+    data_dir = __salt__["pgha_config.mapdata"]()["lookup"]["etcd"]["data_dir"]
+    return {"data_dir": data_dir, "bootstrapped": os.path.isdir(os.path.join(data_dir, "member"))}
+
+
+def retire_local(purge: bool = False) -> dict:
+    """
+    After this host's member was removed from the cluster
+    (``member_remove``): etcd stopped and kept from starting
+    (``pgha_service.disable``), its data directory moved aside to
+    ``<data_dir>.removed-<UTC time>`` (kept; deleted when ``purge``) so
+    that the host can join again from an empty one. Returns where the data
+    went.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres04 etcd_cluster.retire_local
+    """
+    service = __salt__["pgha_service.disable"]("etcd")
+    data_dir = local()["data_dir"]
+    moved = None
+    if os.path.isdir(data_dir) and os.listdir(data_dir):
+        if purge:
+            __salt__["file.remove"](data_dir)
+            moved = "removed"
+        else:
+            moved = f"{data_dir}.removed-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}"
+            os.rename(data_dir, moved)
+    return {"service": {"running": service.get("running"), "disabled": True}, "data_dir": data_dir, "data": moved}

@@ -69,6 +69,7 @@ _RELEASE = re.compile(r"\d+\.\d+\.\d+")
 _VERSION_IN_TEXT = re.compile(r"(?:^|[\s:])(\d+\.\d+(?:\.\d+)?)")
 _PACKAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]*")
 _URL = re.compile(r"(https?|file)://\S+")
+_MEMBER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*=https?://[^,\s/]+")
 
 
 def __virtual__():
@@ -566,6 +567,11 @@ def _check_misc(cfg: dict, by_role: dict, errors: list) -> None:
     _check_port(etcd.get("peer_port"), ("etcd", "peer_port"), errors)
     if etcd.get("initial_cluster_state") not in ("new", "existing"):
         errors.append(f"{_key('etcd', 'initial_cluster_state')}: must be new or existing")
+    initial = etcd.get("initial_cluster")
+    if initial is not None and not (isinstance(initial, str) and all(
+            _MEMBER.fullmatch(item) for item in initial.split(","))):
+        errors.append(f"{_key('etcd', 'initial_cluster')}: must be name=peer URL pairs separated by commas, "
+                      f"e.g. etcd=https://10.131.0.5:2380 (got {initial!r})")
     if not isinstance(etcd.get("token"), str) or not etcd.get("token"):
         errors.append(f"{_key('etcd', 'token')}: must be a non-empty string")
     _check_bool(etcd.get("listen_localhost"), ("etcd", "listen_localhost"), errors)
@@ -703,7 +709,7 @@ def _build(cfg: dict, minion_id: str) -> dict:
     etcd["client_urls"] = {n: f"{scheme}://{_host(nodes[n]['address'])}:{etcd['client_port']}" for n in by_role["etcd"]}
     etcd["peer_urls"] = {n: f"{scheme}://{_host(nodes[n]['address'])}:{etcd['peer_port']}" for n in by_role["etcd"]}
     etcd["hosts"] = [f"{_host(nodes[n]['address'])}:{etcd['client_port']}" for n in by_role["etcd"]]
-    etcd["initial_cluster"] = ",".join(f"{n}={url}" for n, url in etcd["peer_urls"].items())
+    etcd["initial_cluster"] = etcd.get("initial_cluster") or ",".join(f"{n}={url}" for n, url in etcd["peer_urls"].items())
     restapi = "https" if data["patroni"]["restapi_tls"] else "http"
     data["restapi_urls"] = {
         n: f"{restapi}://{_host(nodes[n]['address'])}:{data['patroni']['restapi_port']}" for n in by_role["postgresql"]

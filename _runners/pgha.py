@@ -396,3 +396,24 @@ def retire(purge_data: Any = False, timeout: Any = 120) -> dict:
                                                  _driller(scoped, "switchover", options), limit)
     result = __utils__["pgha_retire.run"](acts, purge)
     return result if result["ok"] else _fail(result)
+
+
+@_one_line
+def etcd_members(purge_data: Any = False, timeout: Any = 120) -> dict:
+    """
+    etcd's members follow pillar (``_utils/pgha_etcd_members.py``), one at a time, health checked after
+    each: new etcd nodes join the running cluster, members pillar no longer lists leave (etcd stopped,
+    data moved aside unless ``purge_data=True``). The orchestration runs it before etcd's states.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run pgha.etcd_members
+    """
+    purge = _check("flag", purge_data, "purge_data")
+    limit = _check("seconds", timeout, "timeout", minimum=10)
+    wanted = _topology()["etcd"]["peer_urls"]
+    result = __utils__["pgha_etcd_members.run"](__utils__["pgha_etcd_members.acts_through"](_caller(), wanted, limit),
+                                                wanted, purge)
+    return result if result["ok"] else _fail(result)

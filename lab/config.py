@@ -154,9 +154,10 @@ def lab_nodes(repo: str = REPO, topology: str = "seed", extra_sls: str | None = 
 def topology(lab: str, wanted: str | None = None) -> str:
     """
     The lab's topology: ``wanted`` (TOPOLOGY=...) if given, else the one the
-    lab was made with (``.lab/topology``), else the seed's. A lab made with
-    one topology is not turned into another (etcd members are not added or
-    removed under a running cluster here): that needs a new lab.
+    lab was made with (``.lab/topology``), else the seed's. Another topology
+    on a running lab is a change of etcd's members, made by the
+    orchestration like any other: seed -> ha, postgres01 and postgres02
+    join etcd; ha -> seed, they leave it.
     """
     recorded = None
     path = os.path.join(lab, "topology")
@@ -166,9 +167,6 @@ def topology(lab: str, wanted: str | None = None) -> str:
     chosen = wanted or recorded or "seed"
     if chosen not in TOPOLOGIES:
         raise SystemExit(f"lab: TOPOLOGY must be one of {', '.join(TOPOLOGIES)} (got {chosen!r})")
-    if recorded and chosen != recorded:
-        raise SystemExit(f"lab: this lab was made with TOPOLOGY={recorded}; `make lab-clean` first to make one "
-                         f"with TOPOLOGY={chosen}")
     return chosen
 
 

@@ -120,7 +120,7 @@ class Lab:
     # set-up ----------------------------------------------------------------
     def configure(self) -> dict[str, str]:
         """Salt's files, the lab's pillar and passwords, the PKI; private where they hold secrets."""
-        topology = config.topology(self.lab, os.environ.get("TOPOLOGY") or None)  # refused before any change
+        topology = config.topology(self.lab, os.environ.get("TOPOLOGY") or None)  # an unknown one refused before any change
         os.makedirs(self.lab, exist_ok=True)
         os.chmod(self.lab, LAB_MODE)
         for sub in PRIVATE:

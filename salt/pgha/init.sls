@@ -1,9 +1,9 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 # The pgha orchestration: `salt-run state.orchestrate pgha` on the master.
-# etcd, the bootstrap leader, the replicas, etcd's authentication and HAProxy,
-# each stage gated on a health check with a bounded wait, then the failover
-# drill.
+# etcd (its members following pillar), the bootstrap leader, the replicas,
+# etcd's authentication and HAProxy, each stage gated on a health check with
+# a bounded wait, then the failover drill.
 # (The formula's states for one minion are pgha.roles, applied by highstate.)
 {%- if opts.get('__role') != 'master' %}
 {{ raise("pgha: 'pgha' is the orchestration and runs on the master: `salt-run state.orchestrate pgha`. To configure this minion, run `state.apply` (highstate) or `state.apply pgha.roles`.") }}
@@ -79,6 +79,20 @@ pgha-orch-patroni-installed:
     - require:
       - salt: pgha-orch-hosts-ready
 
+# etcd's members follow pillar on a running cluster, one at a time with
+# its health checked after each: new etcd nodes join (added, then started
+# with the cluster as it is), members pillar dropped leave (removed, etcd
+# stopped, data moved aside unless pgha:retire:purge_data). Nothing to do
+# on a new cluster: the next stage starts every member.
+pgha-orch-etcd-membership:
+  salt.runner:
+    - name: pgha.etcd_members
+    - purge_data: {{ cfg.get('retire', {}).get('purge_data', False) | json }}
+    - timeout: {{ timeout }}
+    - failhard: True
+    - require:
+      - salt: pgha-orch-patroni-installed
+
 pgha-orch-etcd-applied:
   salt.state:
     - tgt: {{ by_role.etcd | json }}
@@ -87,7 +101,7 @@ pgha-orch-etcd-applied:
     - expect_minions: True
     - failhard: True
     - require:
-      - salt: pgha-orch-patroni-installed
+      - salt: pgha-orch-etcd-membership
 
 pgha-orch-etcd-healthy:
   salt.function:

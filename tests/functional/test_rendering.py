@@ -268,14 +268,17 @@ def haproxy_sections(env: SaltEnv) -> dict[str, list[str]]:
     return sections
 
 
-def etcd_env(env: SaltEnv, minion_id: str = "etcd") -> dict[str, str]:
+def etcd_env(env: SaltEnv, minion_id: str = "etcd", files=("/etc/default/etcd", "/etc/default/etcd-initial")) -> dict[str, str]:
+    """etcd's settings as its service reads them: the env file, then the initial one (when there)."""
     values = {}
-    for line in env.path(minion_id, "/etc/default/etcd").read_text().splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        match = re.fullmatch(r'([A-Z_]+)="(.*)"', line)
-        assert match, f"not KEY=\"value\": {line!r}"
-        values[match[1]] = match[2]
+    for name in files:
+        path = env.path(minion_id, name)
+        for line in path.read_text().splitlines() if path.exists() else []:
+            if not line.strip() or line.startswith("#"):
+                continue
+            match = re.fullmatch(r'([A-Z_]+)="(.*)"', line)
+            assert match, f"not KEY=\"value\": {line!r}"
+            values[match[1]] = match[2]
     return values
 
 
@@ -932,3 +935,36 @@ def test_three_etcd_members_patroni_reaches_all(three_etcd):
     address = three_etcd.addresses
     assert sorted(config["etcd3"]["hosts"]) == sorted(f"{address[node]}:2379" for node in ("etcd", "postgres01", "postgres02"))
     assert config["etcd3"]["protocol"] == "https"
+
+
+def test_etcd_initial_settings_apart_and_kept_once_the_member_started(lab):
+    """
+    What a member starts from with an empty data directory is in its own
+    file: a change of membership (here the orchestration's settings for a
+    joining member) rewrites it only while the data directory holds no
+    member data, and never touches the file whose change restarts etcd.
+    """
+    assert not any(key.startswith("ETCD_INITIAL_CLUSTER") for key in etcd_env(lab, files=("/etc/default/etcd",)))
+    main = lab.path("etcd", "/etc/default/etcd").read_text()
+    joining = {"pgha": {"etcd": {"initial_cluster": "postgres01=https://127.0.0.15:2380,etcd=https://127.0.0.5:2380",
+                                 "initial_cluster_state": "existing"}}}
+    member = lab.path("etcd", "/var/lib/etcd/default/member")
+    try:
+        proc = lab.call("state.sls", "pgha.etcd.config", "pillar=" + json.dumps(joining), minion_id="etcd")
+        assert proc.returncode == 0, proc.stdout
+        values = etcd_env(lab)
+        assert values["ETCD_INITIAL_CLUSTER"] == "postgres01=https://127.0.0.15:2380,etcd=https://127.0.0.5:2380"
+        assert values["ETCD_INITIAL_CLUSTER_STATE"] == "existing"
+        assert lab.path("etcd", "/etc/default/etcd").read_text() == main
+        # started: the member's data is there; pillar's settings no longer reach the initial file
+        member.mkdir(parents=True)
+        results = lab.apply("pgha.etcd.config", "etcd")
+        initial = next(v for k, v in results.items() if "pgha-etcd-initial-env-file-managed" in k)
+        assert initial["changes"] == {} and "unless" in initial["comment"]
+        assert etcd_env(lab)["ETCD_INITIAL_CLUSTER_STATE"] == "existing"
+    finally:
+        if member.exists():
+            member.rmdir()
+        lab.apply("pgha.etcd.config", "etcd")
+    assert etcd_env(lab)["ETCD_INITIAL_CLUSTER_STATE"] == "new"
+

@@ -30,8 +30,11 @@ ADDRESSES = {
     "etcd": "127.0.100.5",
     "haproxy": "127.0.100.3",
 }
-# A fourth PostgreSQL node, added and then removed by test_scaling.py.
+# A fourth PostgreSQL node, added and then removed by test_scaling.py; with it etcd grows to three
+# members (an even number is refused): the node itself and postgres01.
 ADDED = {"postgres04": "127.0.100.40"}
+ADDED_ROLES = ["postgresql", "etcd"]
+ADDED_ETCD = ("postgres01",)
 PORTS = (5432, 8008, 2379, 2380, 8080)
 MASTER_ID = "pgha-test-master"
 
@@ -75,14 +78,17 @@ def cluster_secrets():
 def write_pillar(test_root: str, cluster_secrets: dict, added: dict | None = None) -> str:
     """
     The cluster's pillar (pgha.lab at the tests' addresses, secrets by role),
-    with ``added`` nodes (id -> address: PostgreSQL nodes beyond the five)
+    with ``added`` nodes (id -> address: PostgreSQL and etcd nodes beyond the five; ADDED_ETCD
+    become etcd members with them)
     and their certificates. Written again to add or remove a node.
     """
     path = os.path.join(test_root, "pillar")
     os.makedirs(path, exist_ok=True)
     addresses = dict(ADDRESSES, **(added or {}))
     nodes = {node_id: dict(node, address=ADDRESSES[node_id]) for node_id, node in config.lab_nodes().items()}
-    nodes.update({node_id: {"address": address, "roles": ["postgresql"]} for node_id, address in (added or {}).items()})
+    nodes.update({node_id: {"address": address, "roles": list(ADDED_ROLES)} for node_id, address in (added or {}).items()})
+    for node_id in ADDED_ETCD if added else ():
+        nodes[node_id] = dict(nodes[node_id], roles=[*nodes[node_id]["roles"], "etcd"])
     overrides = {
         "pgha": {
             "nodes": {node_id: dict(nodes[node_id]) for node_id in addresses},

@@ -23,6 +23,7 @@ STAGES = [
     "pgha-orch-pillar-valid",
     "pgha-orch-hosts-ready",
     "pgha-orch-patroni-installed",
+    "pgha-orch-etcd-membership",
     "pgha-orch-etcd-applied",
     "pgha-orch-etcd-healthy",
     "pgha-orch-etcd-members",

@@ -2,20 +2,23 @@
 Scaling out and in on the running cluster, as a DBA does it: a fourth
 PostgreSQL node added to pillar and the orchestration run becomes a
 streaming replica on the leader's timeline and an HAProxy server, the
-leader untouched; removed from pillar and the orchestration run again, it
-is drained and stopped, leaves Patroni's member list and HAProxy, and its
-data stays on its host. Runs last (same cluster as test_cluster.py and
-test_operations.py).
+leader untouched; with it etcd grows from one member to three (the new node
+and postgres01 join, one at a time). Removed from pillar and the
+orchestration run again, it is drained and stopped, leaves Patroni's member
+list and HAProxy, etcd shrinks back to one member, and the data stays on
+the hosts (PostgreSQL's; etcd's moved aside). Runs last (same cluster as
+test_cluster.py and test_operations.py).
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import time
 
 import psycopg
 import pytest
-from conftest import ADDED, ADDRESSES, state_result, write_pillar
+from conftest import ADDED, ADDED_ETCD, ADDRESSES, state_result, write_pillar
 
 NEW = "postgres04"
 # the drill is the orchestration's own test (test_cluster.py): here only the convergence is timed
@@ -52,6 +55,12 @@ def haproxy_servers(salt_master) -> set[str]:
     ret = salt_master.salt_cli(timeout=60).run("pgha_haproxy.servers", minion_tgt="haproxy")
     assert ret.returncode == 0, ret.stdout
     return {server for listener in ret.data.values() for server in listener}
+
+
+def etcd_members(salt_master) -> list[dict]:
+    ret = salt_master.salt_cli(timeout=60).run("etcd_cluster.members", minion_tgt="etcd")
+    assert ret.returncode == 0, ret.stdout
+    return ret.data
 
 
 def check_healthy(salt_master) -> None:
@@ -92,6 +101,20 @@ def test_added_node_streams_from_the_leader_without_restarting_it(salt_master, f
     assert fourth_node["elapsed"] < 600
 
 
+def test_etcd_grew_to_three_members_one_at_a_time(salt_master, fourth_node):
+    joined = state_result(fourth_node["result"], "pgha-orch-etcd-membership")["changes"]["return"]
+    assert joined["joined"] == sorted([*ADDED_ETCD, NEW]) and joined["left"] == [], joined
+    # each added, started and checked before the next
+    assert [step.split()[0] for step in joined["steps"]] == ["member", "etcd", "etcd"] * 2, joined["steps"]
+    found = etcd_members(salt_master)
+    assert sorted(m["name"] for m in found) == sorted(["etcd", *ADDED_ETCD, NEW])
+    new = next(m for m in found if m["name"] == NEW)
+    assert new["client_urls"] == [f"https://{ADDED[NEW]}:2379"]  # started: it published its client URL
+    health = salt_master.salt_cli(timeout=60).run("etcd_cluster.health", minion_tgt="etcd")
+    assert health.returncode == 0 and health.data["healthy"] is True, health.stdout
+    assert sorted(health.data["endpoints"]) == sorted(["etcd", *ADDED_ETCD, NEW])
+
+
 def test_removed_node_is_retired_and_its_data_kept(salt_master, fourth_node, test_root, cluster_secrets):
     write_pillar(test_root, cluster_secrets)
     result, elapsed = orchestrate(salt_master)
@@ -102,5 +125,14 @@ def test_removed_node_is_retired_and_its_data_kept(salt_master, fourth_node, tes
     status = salt_master.salt_cli(timeout=60).run("pgha_service.status", "patroni", minion_tgt=NEW)
     assert status.returncode == 0 and status.data["running"] is False, status.stdout
     assert os.path.exists(os.path.join(test_root, "hosts", NEW, "var", "lib", "patroni", "PG_VERSION"))
+    # etcd: the member removed, its etcd stopped, its data moved aside (kept)
+    left = state_result(result, "pgha-orch-etcd-membership")["changes"]["return"]
+    assert left["left"] == sorted([*ADDED_ETCD, NEW]) and left["joined"] == [], left
+    assert [m["name"] for m in etcd_members(salt_master)] == ["etcd"]
+    for host in (*ADDED_ETCD, NEW):
+        etcd_status = salt_master.salt_cli(timeout=60).run("pgha_service.status", "etcd", minion_tgt=host)
+        assert etcd_status.returncode == 0 and etcd_status.data["running"] is False, etcd_status.stdout
+        kept = glob.glob(os.path.join(test_root, "hosts", host, "var", "lib", "etcd", "default.removed-*", "member"))
+        assert len(kept) == 1, kept
     check_healthy(salt_master)
     assert elapsed < 600

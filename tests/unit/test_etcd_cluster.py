@@ -256,6 +256,48 @@ def test_wait_healthy_times_out(etcd_cluster, clients):
         etcd_cluster.wait_healthy(timeout=0)
 
 
+def test_health_of_named_members_only(etcd_cluster, clients):
+    # etcd03 is in pillar but has not joined yet: the members that have are checked
+    unreachable(clients["127.0.0.8"])
+    seen = etcd_cluster.health(names="etcd,etcd02")
+    assert seen["healthy"] is True and sorted(seen["endpoints"]) == ["etcd", "etcd02"]
+    assert etcd_cluster.wait_healthy(timeout=0, names=["etcd", "etcd02"])["healthy"] is True
+
+
+def test_health_names_must_be_pillars_etcd_nodes(etcd_cluster, clients):
+    with pytest.raises(CommandExecutionError, match=r"names must be etcd nodes of pillar \(not: postgres04\)"):
+        etcd_cluster.health(names="etcd,postgres04")
+
+
+def test_local_tells_whether_the_member_has_started_here(etcd_cluster, tmp_path):
+    data_dir = tmp_path / "default"
+    etcd_cluster.__salt__["pgha_config.mapdata"].return_value = dict(MAP, lookup={"etcd": {"data_dir": str(data_dir)}})
+    assert etcd_cluster.local() == {"data_dir": str(data_dir), "bootstrapped": False}
+    (data_dir / "member" / "wal").mkdir(parents=True)
+    assert etcd_cluster.local()["bootstrapped"] is True
+
+
+@pytest.mark.parametrize("purge", [False, True])
+def test_retire_local_disables_etcd_and_moves_its_data_aside(etcd_cluster, tmp_path, purge):
+    data_dir = tmp_path / "default"
+    (data_dir / "member" / "wal").mkdir(parents=True)
+    (data_dir / "member" / "wal" / "0.wal").write_text("x")
+    etcd_cluster.__salt__["pgha_config.mapdata"].return_value = dict(MAP, lookup={"etcd": {"data_dir": str(data_dir)}})
+    disable = etcd_cluster.__salt__["pgha_service.disable"] = MagicMock(return_value={"running": False})
+    remove = etcd_cluster.__salt__["file.remove"] = MagicMock(side_effect=lambda path: __import__("shutil").rmtree(path))
+    done = etcd_cluster.retire_local(purge=purge)
+    disable.assert_called_once_with("etcd")
+    assert not data_dir.exists()
+    if purge:
+        remove.assert_called_once_with(str(data_dir))
+        assert done["data"] == "removed"
+    else:
+        remove.assert_not_called()
+        assert done["data"].startswith(str(data_dir) + ".removed-")
+        assert (tmp_path / done["data"].rsplit("/", 1)[1] / "member" / "wal" / "0.wal").read_text() == "x"
+    assert done["service"] == {"running": False, "disabled": True}
+
+
 # ---------------------------------------------------------------------------
 # member_add
 # ---------------------------------------------------------------------------

@@ -786,6 +786,8 @@ INVALID = [
     ("user-name-invalid", {"users": {"admin": "adm in"}}, "pgha:users:admin", r"user name"),
     ("user-name-quote", {"users": {"replication": 'rep"licator'}}, "pgha:users:replication", r"user name"),
     ("etcd-state-invalid", {"etcd": {"initial_cluster_state": "old"}}, "pgha:etcd:initial_cluster_state", r"new or existing"),
+    ("etcd-initial-cluster", {"etcd": {"initial_cluster": "etcd 127.0.0.5"}}, "pgha:etcd:initial_cluster",
+     r"name=peer URL pairs separated by commas"),
     ("etcd-token-empty", {"etcd": {"token": ""}}, "pgha:etcd:token", r"non-empty string"),
     ("lab-retired", {"lab": False}, "pgha:lab", r"removed: demo passwords are refused everywhere"),
     ("drill-freeze-too-short", {"drill": {"freeze_s": 0}}, "pgha:drill:freeze_s", r"at least 1"),

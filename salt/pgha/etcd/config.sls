@@ -32,3 +32,20 @@ pgha-etcd-env-file-managed:
     - require:
       - pkg: pgha-etcd-package-installed
       - test: pgha-etcd-tls-checked
+
+# What the member starts from when its data directory is empty; left alone
+# once it holds member data (etcd reads it only then), so changing the
+# membership in pillar restarts no running member.
+pgha-etcd-initial-env-file-managed:
+  file.managed:
+    - name: {{ etcd.initial_env_file }}
+    - source: salt://{{ tplroot }}/etcd/files/etcd-initial.env.jinja
+    - template: jinja
+    - context:
+        tplroot: {{ tplroot }}
+    - mode: '0644'
+    - makedirs: True
+    - dir_mode: '0755'
+    - unless: test -d {{ etcd.data_dir }}/member
+    - require:
+      - pkg: pgha-etcd-package-installed

@@ -1,0 +1,236 @@
+"""
+etcd's membership follows pillar: etcd nodes pillar adds join the running
+cluster and members pillar no longer lists leave it, one member at a time,
+the cluster's health checked after each step. Joins come first, so that
+replacing a member never shrinks the cluster below its size.
+
+Joining: the member is added (``MemberAdd``, through a member that stays),
+then its etcd is configured and started with the cluster as it is now
+(``initial_cluster``) and ``initial_cluster_state: existing``, then every
+member of pillar that is in the cluster must answer and agree on a leader.
+A host that still holds etcd data is refused before anything changes.
+
+Leaving: the member is removed (``MemberRemove``), its etcd stopped and
+kept from starting, its data directory moved aside (kept) or deleted with
+``purge``; then the members that stay must be healthy.
+
+A new cluster (no etcd node holds data) is left to the orchestration's
+etcd stage, which starts every member with ``initial_cluster_state: new``.
+The runner hands in what to act with (``Acts``); this module only orders and
+gates. Plain Python; reached as ``__utils__["pgha_etcd_members.<function>"]``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from salt.exceptions import CommandExecutionError
+
+POLL = 1.0
+# etcd refuses a change of members until every member has been connected for
+# 5 s (its strict reconfiguration check), e.g. right after a member joined.
+BUSY = "unhealthy cluster"
+
+
+class Acts:
+    """
+    What the membership changes act with: ``members()``, the cluster's
+    members (an error when no endpoint answers); ``local(name)``, that
+    host's etcd files (``bootstrapped``); ``add(via, name, peer_url)``;
+    ``start(name, initial_cluster)``, etcd's states on the joining host;
+    ``healthy(via, names)``, wait until those members answer with one
+    leader; ``remove(via, name)``; ``retire(name, purge)``, etcd stopped
+    and its data moved aside on the host that left; ``timeout``, the bound
+    of each wait (seconds).
+    """
+
+    def __init__(self, timeout: float = 120, **fields: Callable[..., Any]):
+        self.timeout = timeout
+        for name in ("members", "local", "add", "start", "healthy", "remove", "retire"):
+            setattr(self, name, fields[name])
+
+
+def acts(**fields: Any) -> Acts:
+    """The membership's ``Acts`` (see its fields)."""
+    return Acts(**fields)
+
+
+def _when_ready(acts: Acts, change: Callable[..., Any], *args: Any) -> Any:
+    """``change(*args)``, tried again while etcd says the cluster is not ready for it, at most ``acts.timeout`` s."""
+    deadline = time.monotonic() + acts.timeout
+    while True:
+        try:
+            return change(*args)
+        except CommandExecutionError as exc:
+            if BUSY not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(POLL)
+
+
+def acts_through(call: Callable[..., Any], wanted: dict[str, str], timeout: float) -> Acts:
+    """
+    ``Acts`` through the runner's ``call`` (one function on one minion):
+    the cluster read through the first of pillar's etcd nodes that answers,
+    each change through a member that stays, each host's own part on its
+    own minion.
+    """
+    wait = int(timeout) + 60
+
+    def members() -> list[dict]:
+        problems = []
+        for via in sorted(wanted):
+            try:
+                return call(via, "etcd_cluster.members", wait=60)
+            except CommandExecutionError as exc:
+                problems.append(str(exc))
+        raise CommandExecutionError("; ".join(problems))
+
+    def start(name: str, initial_cluster: str) -> Any:
+        pillar = {"pgha": {"etcd": {"initial_cluster": initial_cluster, "initial_cluster_state": "existing"}}}
+        try:
+            return call(name, "state.apply", "pgha.etcd", pillar=pillar, wait=wait + 240)
+        except CommandExecutionError as exc:
+            raise CommandExecutionError(f"etcd's states on {name} failed: {failed_states(str(exc))}") from None
+
+    return Acts(
+        timeout=timeout,
+        members=members,
+        local=lambda name: call(name, "etcd_cluster.local", wait=60),
+        add=lambda via, name, peer_url: call(via, "etcd_cluster.member_add", name, peer_url, wait=60),
+        start=start,
+        healthy=lambda via, names: call(via, "etcd_cluster.wait_healthy", timeout=int(timeout),
+                                        names=",".join(names), wait=wait),
+        remove=lambda via, name: call(via, "etcd_cluster.member_remove", name, wait=60),
+        retire=lambda name, purge: call(name, "etcd_cluster.retire_local", purge=purge, wait=wait),
+    )
+
+
+def failed_states(text: str, limit: int = 1500) -> str:
+    """A failed state run's text, shortened: what a summary line can carry."""
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def plan(wanted: dict[str, str], members: list[dict]) -> tuple[list[str], list[dict]]:
+    """
+    Who joins and who leaves: ``wanted`` is pillar's etcd nodes (name ->
+    peer URL). A node joins unless a started member has its name (one
+    added but never started has no name yet: it is started, not added
+    again); a member leaves when pillar lists neither its name nor its peer
+    URLs.
+    """
+    names = {m["name"] for m in members if m["name"]}
+    joining = [name for name in sorted(wanted) if name not in names]
+    leaving = [m for m in members
+               if m["name"] not in wanted and not any(url in wanted.values() for url in m["peer_urls"])]
+    return joining, sorted(leaving, key=lambda m: m["name"] or m["id"])
+
+
+def initial_cluster(members: list[dict], wanted: dict[str, str]) -> str:
+    """
+    etcd's ``initial_cluster`` for a member starting into the cluster as it
+    is: every member, a member not started yet named by pillar's node with
+    its peer URL.
+    """
+    by_url = {url: name for name, url in wanted.items()}
+    pairs = []
+    for member in members:
+        for url in member["peer_urls"]:
+            pairs.append(f"{member['name'] or by_url.get(url, member['id'])}={url}")
+    return ",".join(sorted(pairs))
+
+
+def run(acts: Acts, wanted: dict[str, str], purge: bool = False) -> dict:
+    """
+    Bring etcd's members to ``wanted`` (pillar's etcd nodes: name -> peer
+    URL), joins first, one member at a time; the first failed step stops
+    the run (what was done is reported). Returns ok, joined, left,
+    kept_data or purged, steps, comment.
+    """
+    result: dict = {"ok": True, "joined": [], "left": [], "steps": [], "purged" if purge else "kept_data": []}
+    try:
+        members = acts.members()
+    except CommandExecutionError as exc:
+        return _no_cluster(acts, wanted, result, str(exc))
+    joining, leaving = plan(wanted, members)
+    if not joining and not leaving:
+        return dict(result, comment=f"etcd's members are pillar's etcd nodes ({', '.join(sorted(wanted))})")
+    try:
+        for name in joining:
+            members = _join(acts, wanted, name, members, result)
+        for member in leaving:
+            members = _leave(acts, wanted, member, members, purge, result)
+    except CommandExecutionError as exc:
+        return dict(result, ok=False, comment=str(exc))
+    return dict(result, comment=f"joined: {', '.join(result['joined']) or 'none'}; "
+                                f"left: {', '.join(result['left']) or 'none'}")
+
+
+def _no_cluster(acts: Acts, wanted: dict[str, str], result: dict, problem: str) -> dict:
+    """No endpoint answers: a new cluster (nothing to do here), or one that is down (nothing may join it)."""
+    try:
+        started = sorted(name for name in wanted if acts.local(name)["bootstrapped"])
+    except CommandExecutionError as exc:
+        return dict(result, ok=False, comment=f"etcd does not answer ({problem}) and a host cannot tell whether it "
+                                              f"holds etcd data: {exc}")
+    if not started:
+        return dict(result, comment="a new etcd cluster: no etcd node holds data yet; the etcd stage starts all of "
+                                    f"them ({', '.join(sorted(wanted))})")
+    missing = sorted(set(wanted) - set(started))
+    if not missing:
+        return dict(result, comment=f"etcd does not answer; every etcd node holds its data ({', '.join(started)}), "
+                                    "so none joins: the etcd stage starts them")
+    return dict(result, ok=False, comment=f"etcd does not answer ({problem}), so {', '.join(missing)} cannot join it; "
+                                          f"nothing was changed. Start its members first "
+                                          f"(salt -L {','.join(started)} state.apply pgha.etcd), then run again")
+
+
+def _staying(wanted: dict[str, str], members: list[dict]) -> list[str]:
+    """The members pillar keeps that have started (a name), in order: changes go through the first."""
+    return sorted(m["name"] for m in members if m["name"] in wanted)
+
+
+def _join(acts: Acts, wanted: dict[str, str], name: str, members: list[dict], result: dict) -> list[dict]:
+    staying = _staying(wanted, members)
+    if not staying:
+        raise CommandExecutionError(f"{name} cannot join: no member of the cluster is an etcd node of pillar")
+    found = acts.local(name)
+    if found["bootstrapped"]:
+        raise CommandExecutionError(
+            f"{name} cannot join: {found['data_dir']} holds etcd data of an earlier member; move it aside "
+            f"(salt {name} etcd_cluster.retire_local) and run again")
+    added = [m for m in members if wanted[name] in m["peer_urls"]]
+    if not added:
+        _when_ready(acts, acts.add, staying[0], name, wanted[name])
+        result["steps"].append(f"member {name} ({wanted[name]}) added through {staying[0]}")
+        members = acts.members()
+    cluster = initial_cluster(members, wanted)
+    acts.start(name, cluster)
+    result["steps"].append(f"etcd started on {name} (initial cluster {cluster}, existing)")
+    acts.healthy(staying[0], sorted({*staying, name}))
+    result["steps"].append(f"etcd healthy: {', '.join(sorted({*staying, name}))}")
+    result["joined"].append(name)
+    return acts.members()
+
+
+def _leave(acts: Acts, wanted: dict[str, str], member: dict, members: list[dict], purge: bool,
+           result: dict) -> list[dict]:
+    staying = _staying(wanted, members)
+    label = member["name"] or member["id"]
+    if not staying:
+        raise CommandExecutionError(f"{label} cannot leave: no member of the cluster is an etcd node of pillar")
+    _when_ready(acts, acts.remove, staying[0], member["name"] or member["id"])
+    result["steps"].append(f"member {label} removed through {staying[0]}")
+    if member["name"]:
+        try:
+            done = acts.retire(member["name"], purge)
+            result["steps"].append(f"etcd stopped and disabled on {label}; its data: {done.get('data') or 'none'}")
+            result["purged" if purge else "kept_data"].append(f"{label}:{done.get('data') or 'none'}")
+        except CommandExecutionError as exc:
+            result["steps"].append(f"etcd on {label} not stopped ({exc}): stop it there and move "
+                                   "its data directory aside before it joins again")
+    acts.healthy(staying[0], staying)
+    result["steps"].append(f"etcd healthy: {', '.join(staying)}")
+    result["left"].append(label)
+    return acts.members()
