@@ -201,7 +201,7 @@ def members() -> list[dict]:
             finally:
                 client.close()
         except Exception as exc:  # noqa: BLE001  # pylint: disable=broad-except
-            problems.append(f"{name} ({host}:{port}): {exc}")
+            problems.append(f"{name} ({host}:{port}): {_error_text(exc)}")
     raise CommandExecutionError("etcd_cluster: no endpoint answered: " + "; ".join(problems))
 
 

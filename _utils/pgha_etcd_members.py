@@ -4,18 +4,20 @@ cluster and members pillar no longer lists leave it, one member at a time,
 the cluster's health checked after each step. Joins come first, so that
 replacing a member never shrinks the cluster below its size.
 
-Joining: the member is added (``MemberAdd``, through a member that stays),
+Joining: the member is added (``etcd_cluster.member_present`` on a member that stays),
 then its etcd is configured and started with the cluster as it is now
 (``initial_cluster``) and ``initial_cluster_state: existing``, then every
 member of pillar that is in the cluster must answer and agree on a leader.
 A host that still holds etcd data is refused before anything changes.
 
-Leaving: the member is removed (``MemberRemove``), its etcd stopped and
+Leaving: the member is removed (``etcd_cluster.member_absent``), its etcd stopped and
 kept from starting, its data directory moved aside (kept) or deleted with
 ``purge``; then the members that stay must be healthy.
 
 A new cluster (no etcd node holds data) is left to the orchestration's
 etcd stage, which starts every member with ``initial_cluster_state: new``.
+A cluster that does not answer (its hosts just started, say) is started on
+the nodes that hold its data before anything joins it.
 The runner hands in what to act with (``Acts``); this module only orders and
 gates. Plain Python; reached as ``__utils__["pgha_etcd_members.<function>"]``.
 """
@@ -73,8 +75,9 @@ def acts_through(call: Callable[..., Any], wanted: dict[str, str], timeout: floa
     """
     ``Acts`` through the runner's ``call`` (one function on one minion):
     the cluster read through the first of pillar's etcd nodes that answers,
-    each change through a member that stays, each host's own part on its
-    own minion.
+    each change an ``etcd_cluster`` state (``member_present``,
+    ``member_absent``) applied on a member that stays, each host's own part
+    on its own minion.
     """
     wait = int(timeout) + 60
 
@@ -87,9 +90,12 @@ def acts_through(call: Callable[..., Any], wanted: dict[str, str], timeout: floa
                 problems.append(str(exc))
         raise CommandExecutionError("; ".join(problems))
 
-    def start(name: str, initial_cluster: str) -> Any:
+    def start(name: str, initial_cluster: str | None) -> Any:
+        # None: a member with its own data, as the etcd stage would start it
         pillar = {"pgha": {"etcd": {"initial_cluster": initial_cluster, "initial_cluster_state": "existing"}}}
         try:
+            if initial_cluster is None:
+                return call(name, "state.apply", "pgha.etcd", wait=wait + 240)
             return call(name, "state.apply", "pgha.etcd", pillar=pillar, wait=wait + 240)
         except CommandExecutionError as exc:
             raise CommandExecutionError(f"etcd's states on {name} failed: {failed_states(str(exc))}") from None
@@ -98,11 +104,12 @@ def acts_through(call: Callable[..., Any], wanted: dict[str, str], timeout: floa
         timeout=timeout,
         members=members,
         local=lambda name: call(name, "etcd_cluster.local", wait=60),
-        add=lambda via, name, peer_url: call(via, "etcd_cluster.member_add", name, peer_url, wait=60),
+        add=lambda via, name, peer_url: call(via, "state.single", "etcd_cluster.member_present", name,
+                                             peer_url=peer_url, wait=60),
         start=start,
         healthy=lambda via, names: call(via, "etcd_cluster.wait_healthy", timeout=int(timeout),
                                         names=",".join(names), wait=wait),
-        remove=lambda via, name: call(via, "etcd_cluster.member_remove", name, wait=60),
+        remove=lambda via, name: call(via, "state.single", "etcd_cluster.member_absent", name, wait=60),
         retire=lambda name, purge: call(name, "etcd_cluster.retire_local", purge=purge, wait=wait),
     )
 
@@ -150,13 +157,16 @@ def run(acts: Acts, wanted: dict[str, str], purge: bool = False) -> dict:
     """
     result: dict = {"ok": True, "joined": [], "left": [], "steps": [], "purged" if purge else "kept_data": []}
     try:
-        members = acts.members()
-    except CommandExecutionError as exc:
-        return _no_cluster(acts, wanted, result, str(exc))
-    joining, leaving = plan(wanted, members)
-    if not joining and not leaving:
-        return dict(result, comment=f"etcd's members are pillar's etcd nodes ({', '.join(sorted(wanted))})")
-    try:
+        try:
+            members = acts.members()
+        except CommandExecutionError as exc:
+            members = _down(acts, wanted, result, str(exc))
+            if members is None:
+                return result
+        joining, leaving = plan(wanted, members)
+        if not joining and not leaving:
+            return dict(result, comment=result.get("comment") or
+                        f"etcd's members are pillar's etcd nodes ({', '.join(sorted(wanted))})")
         for name in joining:
             members = _join(acts, wanted, name, members, result)
         for member in leaving:
@@ -167,23 +177,32 @@ def run(acts: Acts, wanted: dict[str, str], purge: bool = False) -> dict:
                                 f"left: {', '.join(result['left']) or 'none'}")
 
 
-def _no_cluster(acts: Acts, wanted: dict[str, str], result: dict, problem: str) -> dict:
-    """No endpoint answers: a new cluster (nothing to do here), or one that is down (nothing may join it)."""
+def _down(acts: Acts, wanted: dict[str, str], result: dict, problem: str) -> list[dict] | None:
+    """
+    No endpoint answers. A new cluster, or one whose every node holds its
+    data: nothing to do here (None; the etcd stage starts them). Some hold
+    data and others would join: those with data are started first (their
+    own data, nothing joins before they answer), then the members as they
+    see them.
+    """
     try:
         started = sorted(name for name in wanted if acts.local(name)["bootstrapped"])
     except CommandExecutionError as exc:
-        return dict(result, ok=False, comment=f"etcd does not answer ({problem}) and a host cannot tell whether it "
-                                              f"holds etcd data: {exc}")
+        raise CommandExecutionError(f"etcd does not answer ({problem}) and a host cannot tell whether it holds "
+                                    f"etcd data: {exc}") from None
     if not started:
-        return dict(result, comment="a new etcd cluster: no etcd node holds data yet; the etcd stage starts all of "
-                                    f"them ({', '.join(sorted(wanted))})")
-    missing = sorted(set(wanted) - set(started))
-    if not missing:
-        return dict(result, comment=f"etcd does not answer; every etcd node holds its data ({', '.join(started)}), "
-                                    "so none joins: the etcd stage starts them")
-    return dict(result, ok=False, comment=f"etcd does not answer ({problem}), so {', '.join(missing)} cannot join it; "
-                                          f"nothing was changed. Start its members first "
-                                          f"(salt -L {','.join(started)} state.apply pgha.etcd), then run again")
+        result["comment"] = ("a new etcd cluster: no etcd node holds data yet; the etcd stage starts all of them "
+                             f"({', '.join(sorted(wanted))})")
+        return None
+    if started == sorted(wanted):
+        result["comment"] = (f"etcd does not answer; every etcd node holds its data ({', '.join(started)}), "
+                             "so none joins: the etcd stage starts them")
+        return None
+    for name in started:
+        acts.start(name, None)
+    acts.healthy(started[0], started)
+    result["steps"].append(f"etcd did not answer: started on {', '.join(started)} (their own data), healthy")
+    return acts.members()
 
 
 def _staying(wanted: dict[str, str], members: list[dict]) -> list[str]:

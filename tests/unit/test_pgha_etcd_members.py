@@ -165,12 +165,27 @@ def test_a_new_cluster_is_left_to_the_etcd_stage():
     assert result["comment"].startswith("a new etcd cluster")
 
 
-def test_a_cluster_that_does_not_answer_takes_no_new_member():
+def test_a_cluster_that_does_not_answer_is_started_before_anything_joins():
     etcd = Etcd(bootstrapped=("etcd",), down=True)
+    original_start = etcd.start
+
+    def start(name, initial_cluster):
+        original_start(name, initial_cluster)
+        etcd.down = False  # etcd's own member answers once started
+
+    etcd.start = start
     result = members_util.run(etcd.acts(), wanted("etcd", "postgres01"))
-    assert not result["ok"] and etcd.acted == []
-    assert "postgres01 cannot join it; nothing was changed" in result["comment"]
-    assert "salt -L etcd state.apply pgha.etcd" in result["comment"]
+    assert result["ok"], result
+    assert etcd.acted[:3] == ["start etcd with None", "healthy etcd via etcd", "add postgres01 via etcd"]
+    assert result["joined"] == ["postgres01"]
+    assert result["steps"][0] == "etcd did not answer: started on etcd (their own data), healthy"
+
+
+def test_a_cluster_that_stays_down_takes_no_new_member():
+    etcd = Etcd(bootstrapped=("etcd",), down=True, fail={"healthy": "etcd_cluster: expected every endpoint reachable"})
+    result = members_util.run(etcd.acts(), wanted("etcd", "postgres01"))
+    assert not result["ok"] and "expected every endpoint reachable" in result["comment"]
+    assert not any(act.startswith("add") for act in etcd.acted)
 
 
 def test_a_cluster_down_with_every_member_bootstrapped_is_left_to_the_etcd_stage():
