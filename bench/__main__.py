@@ -12,7 +12,8 @@ nothing first (`make lab-clean`). First, unless BENCH_DISTRO=0, it measures
 the frozen leader with the distribution's Patroni (Debian 12's 3.0.2, on a
 lab built for it) against PyPI's, the same drill on the same lab otherwise.
 Then pgbench through the three client paths (bench/pgbench.py; BENCH_PGBENCH=0
-skips it) and, the pooler being on in the lab, the switchover with the drill
+skips it; BENCH_PGBENCH_ROUNDS interleaved rounds, default 5, of
+BENCH_PGBENCH_S seconds, default 10) and, the pooler being on in the lab, the switchover with the drill
 writing through PgBouncer (`path=pooler`), BENCH_RUNS times; a fourth node
 added and removed (BENCH_SCALE=0 skips it); last, the three-member etcd
 (TOPOLOGY=ha, from nothing; BENCH_HA=0 skips it): etcd-member-loss and stop,
@@ -134,7 +135,8 @@ def client_paths(results: dict) -> None:
     if not leader:
         results["pgbench"] = {"error": "no leader"}
         return
-    results["pgbench"] = pgbench.compare(leader, seconds=int(os.environ.get("BENCH_PGBENCH_S", "15")))
+    results["pgbench"] = pgbench.compare(leader, seconds=int(os.environ.get("BENCH_PGBENCH_S", "10")),
+                                         rounds=int(os.environ.get("BENCH_PGBENCH_ROUNDS", "5")))
 
 
 def distro_against_pypi(results: dict) -> None:

@@ -814,6 +814,9 @@ def test_lab_haproxy(lab):
     assert "bind 127.0.0.3:5432" in postgres
     assert "bind 127.0.0.3:8080" in sections["listen stats"]
     assert "default-server inter 1s fastinter 250ms downinter 250ms fall 2 rise 1 on-marked-down shutdown-sessions" in postgres
+    # the read paths check at inter: their down servers are not polled four times a second
+    for name in ("listen postgres_replicas", "listen postgres_sync", "listen postgres_async"):
+        assert "default-server inter 1s fall 2 rise 1 on-marked-down shutdown-sessions" in sections[name], name
     assert [line for line in postgres if line.startswith("server ")] == [
         f"server {name} {address}:5432 maxconn 100 check port 8008 check-ssl verify required ca-file {ca(lab)}"
         for name, address in LAB_SERVERS.items()
