@@ -701,6 +701,17 @@ def test_etcd_env_tls(production):
     assert values["ETCD_PEER_CLIENT_CERT_AUTH"] == "true"
 
 
+def test_etcd_settings_placed_before_its_package(production):
+    """Debian's etcd-server starts etcd when installed: pgha's settings (and, under systemd, the drop-in) come first."""
+    states = shown(production, "pgha.etcd", minion_id="etcd")
+    for state_id in ("pgha-etcd-env-file-managed", "pgha-etcd-initial-env-file-managed",
+                     "pgha-etcd-unit-dropin-managed", "pgha-etcd-unit-daemon-reloaded"):
+        assert states[state_id]["require_in"] == [{"pkg": "pgha-etcd-package-installed"}], state_id
+    assert "require" not in states["pgha-etcd-env-file-managed"]  # nothing of the package's is needed for it
+    dropin = states["pgha-etcd-unit-dropin-managed"]
+    assert dropin["contents"].splitlines()[-1] == f"EnvironmentFile=-{production.path('etcd', '/etc/default/etcd-initial')}"
+
+
 def test_etcd_files_modes(production):
     assert mode_owner(production.path("etcd", "/etc/default/etcd"))[0] == "0o644"
     assert mode_owner(production.path("etcd", "/var/lib/etcd/default")) == ("0o700", "etcd", "etcd")

@@ -19,6 +19,11 @@ pgha-etcd-data-dir-managed:
     - require:
       - pkg: pgha-etcd-package-installed
 
+# etcd's settings are in place before its package is installed: Debian's
+# etcd-server starts etcd when installed on a systemd host, and a first
+# start with the package's own settings would make a one-member cluster of
+# its own in the data directory. (Missing TLS files stop the run when the
+# states render, before this.)
 pgha-etcd-env-file-managed:
   file.managed:
     - name: {{ etcd.env_file }}
@@ -29,9 +34,8 @@ pgha-etcd-env-file-managed:
     - mode: '0644'
     - makedirs: True
     - dir_mode: '0755'
-    - require:
+    - require_in:
       - pkg: pgha-etcd-package-installed
-      - test: pgha-etcd-tls-checked
 
 # What the member starts from when its data directory is empty; left alone
 # once it holds member data (etcd reads it only then), so changing the
@@ -47,5 +51,5 @@ pgha-etcd-initial-env-file-managed:
     - makedirs: True
     - dir_mode: '0755'
     - unless: test -d {{ etcd.data_dir }}/member
-    - require:
+    - require_in:
       - pkg: pgha-etcd-package-installed

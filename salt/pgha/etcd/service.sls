@@ -23,12 +23,16 @@ pgha-etcd-unit-dropin-managed:
         # Managed by Salt (pgha): etcd's settings for a start from an empty data directory.
         [Service]
         EnvironmentFile=-{{ etcd.initial_env_file }}
+    - require_in:
+      - pkg: pgha-etcd-package-installed
 
 pgha-etcd-unit-daemon-reloaded:
   cmd.run:
     - name: systemctl daemon-reload
     - onchanges:
       - file: pgha-etcd-unit-dropin-managed
+    - require_in:
+      - pkg: pgha-etcd-package-installed
 {%- endif %}
 
 {{ service('pgha-etcd', mapdata, 'etcd',
