@@ -263,9 +263,13 @@ def client_paths_only() -> int:
     if not healthy(60):
         print("bench: the lab is not up and healthy (make lab)", flush=True)
         return 1
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     client_paths(results)
     kept = [d for d in results.get("drills", []) if d["mode"] != "switchover (pooler)"]
     results["drills"] = kept + pooled_switchovers()
+    results["client_paths"] = {"started": started}
+    if results.get("amended"):
+        results["amended"]["modes"] = [m for m in results["amended"]["modes"] if m != "switchover (pooler)"]
     write_report(results)
     return 0
 
@@ -308,6 +312,9 @@ def table(results: dict) -> str:
         amended = results["amended"]
         lines += ["", (f"Rows {', '.join(amended['modes'])}: from a second run ({amended['started']}, `python -m bench "
                        f"--amend`), the others from the full run ({results['started']}). {amended['why']}").rstrip()]
+    if results.get("client_paths"):
+        lines += ["", (f"Row switchover (pooler) and the pgbench table: from `python -m bench --client-paths` on the "
+                       f"lab as it ran ({results['client_paths']['started']}).")]
     lines += distro_lines(results.get("distro_freeze"))
     lines += scaling_lines(results.get("scaling")) + ha_lines(results.get("ha"), cell)
     if results.get("pgbench", {}).get("cases"):
