@@ -322,7 +322,7 @@ class PatroniAPI:
         if not lead:
             return parse_members(cluster)
         try:
-            status = self.call(lead["name"], "/patroni")
+            status = self._status_of(cluster, lead["name"])
         except CommandExecutionError:
             return parse_members(cluster)
         parsed = parse_members(cluster, status.get("replication", []))
@@ -332,6 +332,21 @@ class PatroniAPI:
                 member["timeline"] = status.get("timeline")
         return parsed
 
+
+    def _status_of(self, cluster: dict, name: str) -> Any:
+        """
+        ``GET /patroni`` of a member: at pillar's URL, or at the ``api_url``
+        Patroni has for it when pillar no longer lists it (a member leading
+        while it is retired).
+        """
+        if name in self.urls:
+            return self.call(name, "/patroni")
+        api_url = next((m.get("api_url") for m in cluster.get("members", []) if m.get("name") == name), None)
+        if not api_url:
+            raise CommandExecutionError(f"patroni: no REST API address for {name}")
+        status, answer = request(api_url, timeout=self.timeout, cafile=self.cafile)
+        raise_for(status, answer, "GET", "/patroni", name, (200,))
+        return answer
 
     def versions(self) -> dict:
         """Each member's running Patroni version (``GET /patroni``), None where it does not answer."""

@@ -336,6 +336,16 @@ def test_members_without_the_leaders_status_leave_streaming_unknown(fake_http, a
     assert [m["streaming"] for m in api.members()] == [None, None, None]
 
 
+def test_members_streaming_from_a_leader_pillar_no_longer_lists(fake_http):
+    # postgres01 leads while it is retired: pillar's URLs leave it out, Patroni's api_url still reaches it
+    staying = cluster_util.patroni_api({k: v for k, v in URLS.items() if k != "postgres01"})
+    fake_http.on("GET", f"{URLS['postgres02']}/cluster", (200, cluster_doc()))
+    fake_http.on("GET", f"{URLS['postgres01']}/patroni", (200, status_doc(("postgres02", "postgres03"))))
+    found = staying.members()
+    assert [(m["name"], m["streaming"]) for m in found] == [
+        ("postgres01", False), ("postgres02", True), ("postgres03", True)]
+
+
 def test_cluster_no_member_answers(fake_http, api):
     with pytest.raises(CommandExecutionError, match="no member answered GET /cluster") as err:
         api.cluster()
