@@ -15,13 +15,16 @@ Then pgbench through the three client paths (bench/pgbench.py; BENCH_PGBENCH=0
 skips it; BENCH_PGBENCH_ROUNDS interleaved rounds, default 5, of
 BENCH_PGBENCH_S seconds, default 10) and, the pooler being on in the lab, the switchover with the drill
 writing through PgBouncer (`path=pooler`), BENCH_RUNS times; a fourth node
-added and removed (BENCH_SCALE=0 skips it); last, the three-member etcd
+added and removed (BENCH_SCALE=0 skips it); etcd grown from one member to
+three and back on the running lab, a writer committing meanwhile
+(bench/membership.py; BENCH_ETCD=0 skips it); last, the three-member etcd
 (TOPOLOGY=ha, from nothing; BENCH_HA=0 skips it): etcd-member-loss and stop,
 BENCH_RUNS times each.
 `python -m bench --report` rewrites the tables from bench/results.json;
 `python -m bench --amend` measures BENCH_MODES again on a new lab and replaces their rows;
 `python -m bench --client-paths` measures only the client paths, on the lab
-as it runs, into the same results.
+as it runs, into the same results; `python -m bench --etcd-members` only the
+etcd membership changes.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import subprocess
 import sys
 import time
 
-from bench import pgbench
+from bench import membership, pgbench
 from lab import MINIONS, REPO
 from lab.processes import Lab
 
@@ -218,6 +221,38 @@ def scale_out_and_in(results: dict) -> None:
     subprocess.run([sys.executable, "-m", "lab", "up"], capture_output=True, check=False, cwd=REPO)  # the drill on again
 
 
+def etcd_membership(results: dict, run: str | None = None) -> None:
+    """On the running seed lab: etcd grown to three members and back to one (bench/membership.py)."""
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    steps = []
+    for label, topology in (("one member to three", "ha"), ("three to one", "seed")):
+        step = dict(membership.change(topology), label=label)
+        ret = salt("salt", "etcd", "etcd_cluster.members", "--out=json", timeout=120)
+        try:
+            step["members"] = sorted(m["name"] for m in json.loads(ret.stdout)["etcd"])
+        except (ValueError, KeyError, TypeError):
+            step["members"] = None
+        steps.append(step)
+        print(f"  etcd {label}: exit {step['exit']} in {step['s']} s (stage {step['stage_s']} s), members "
+              f"{step['members']}, acked {step['acked']} failed {step['failed']} lost {step['lost']}", flush=True)
+        if step["exit"] != 0:
+            break
+    results["etcd_membership"] = {"steps": steps, "started": started, "run": run}
+    subprocess.run([sys.executable, "-m", "lab", "up"], capture_output=True, check=False, cwd=REPO)  # the drill on again
+
+
+def etcd_membership_only() -> int:
+    """--etcd-members: on the running seed lab, etcd grown and shrunk, merged into bench/results.json."""
+    with open(os.path.join(REPO, "bench", "results.json"), encoding="utf-8") as handle:
+        results = json.load(handle)
+    if not healthy(60):
+        print("bench: the lab is not up and healthy (make lab)", flush=True)
+        return 1
+    etcd_membership(results, run="`python -m bench --etcd-members`")
+    write_report(results)
+    return 0
+
+
 def three_etcd_members(results: dict) -> None:
     """TOPOLOGY=ha from nothing: one etcd member lost (each in turn), and the stop drill, RUNS times each."""
     probe: dict = {}
@@ -316,7 +351,8 @@ def table(results: dict) -> str:
         lines += ["", (f"Row switchover (pooler) and the pgbench table: from `python -m bench --client-paths` on the "
                        f"lab as it ran ({results['client_paths']['started']}).")]
     lines += distro_lines(results.get("distro_freeze"))
-    lines += scaling_lines(results.get("scaling")) + ha_lines(results.get("ha"), cell)
+    lines += scaling_lines(results.get("scaling")) + membership.lines(results.get("etcd_membership"))
+    lines += ha_lines(results.get("ha"), cell)
     if results.get("pgbench", {}).get("cases"):
         lines += ["", *pgbench.table(results["pgbench"])]
     return "\n".join(lines) + "\n"
@@ -396,6 +432,8 @@ def main() -> int:
     drills(results)
     if os.environ.get("BENCH_SCALE", "1") != "0":
         scale_out_and_in(results)
+    if os.environ.get("BENCH_ETCD", "1") != "0":
+        etcd_membership(results)
     write_report(results)  # what is measured so far, kept if the next phase fails
     if os.environ.get("BENCH_HA", "1") != "0":
         three_etcd_members(results)
@@ -406,6 +444,8 @@ def main() -> int:
 if __name__ == "__main__":
     if sys.argv[1:] == ["--client-paths"]:
         sys.exit(client_paths_only())
+    if sys.argv[1:] == ["--etcd-members"]:
+        sys.exit(etcd_membership_only())
     if sys.argv[1:] == ["--amend"]:
         sys.exit(amend())
     if sys.argv[1:] == ["--report"]:
