@@ -241,12 +241,20 @@ def etcd_membership(results: dict, run: str | None = None) -> None:
     subprocess.run([sys.executable, "-m", "lab", "up"], capture_output=True, check=False, cwd=REPO)  # the drill on again
 
 
-def etcd_membership_only() -> int:
-    """--etcd-members: on the running seed lab, etcd grown and shrunk, merged into bench/results.json."""
+def _saved_results_on_a_healthy_lab() -> dict | None:
+    """bench/results.json, for a run on the lab as it is; None (and why, printed) when the lab is not healthy."""
     with open(os.path.join(REPO, "bench", "results.json"), encoding="utf-8") as handle:
         results = json.load(handle)
     if not healthy(60):
         print("bench: the lab is not up and healthy (make lab)", flush=True)
+        return None
+    return results
+
+
+def etcd_membership_only() -> int:
+    """--etcd-members: on the running seed lab, etcd grown and shrunk, merged into bench/results.json."""
+    results = _saved_results_on_a_healthy_lab()
+    if results is None:
         return 1
     etcd_membership(results, run="`python -m bench --etcd-members`")
     write_report(results)
@@ -293,10 +301,8 @@ def amend() -> int:
 
 def client_paths_only() -> int:
     """--client-paths: on the running lab, pgbench and the pooled switchovers, merged into bench/results.json."""
-    with open(os.path.join(REPO, "bench", "results.json"), encoding="utf-8") as handle:
-        results = json.load(handle)
-    if not healthy(60):
-        print("bench: the lab is not up and healthy (make lab)", flush=True)
+    results = _saved_results_on_a_healthy_lab()
+    if results is None:
         return 1
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     client_paths(results)
