@@ -332,7 +332,6 @@ class PatroniAPI:
                 member["timeline"] = status.get("timeline")
         return parsed
 
-
     def _status_of(self, cluster: dict, name: str) -> Any:
         """
         ``GET /patroni`` of a member: at pillar's URL, or at the ``api_url``

@@ -92,13 +92,14 @@ def acts_through(call: Callable[..., Any], wanted: dict[str, str], timeout: floa
 
     def start(name: str, initial_cluster: str | None) -> Any:
         # None: a member with its own data, as the etcd stage would start it
-        pillar = {"pgha": {"etcd": {"initial_cluster": initial_cluster, "initial_cluster_state": "existing"}}}
+        joining = {} if initial_cluster is None else {"pillar": {"pgha": {"etcd": {
+            "initial_cluster": initial_cluster, "initial_cluster_state": "existing"}}}}
         try:
-            if initial_cluster is None:
-                return call(name, "state.apply", "pgha.etcd", wait=wait + 240)
-            return call(name, "state.apply", "pgha.etcd", pillar=pillar, wait=wait + 240)
+            return call(name, "state.apply", "pgha.etcd", wait=wait + 240, **joining)
         except CommandExecutionError as exc:
-            raise CommandExecutionError(f"etcd's states on {name} failed: {failed_states(str(exc))}") from None
+            text = str(exc)  # a failed state run's whole return: what a summary line can carry
+            raise CommandExecutionError(f"etcd's states on {name} failed: "
+                                        f"{text if len(text) <= 1500 else text[:1500] + ' ...'}") from None
 
     return Acts(
         timeout=timeout,
@@ -112,11 +113,6 @@ def acts_through(call: Callable[..., Any], wanted: dict[str, str], timeout: floa
         remove=lambda via, name: call(via, "state.single", "etcd_cluster.member_absent", name, wait=60),
         retire=lambda name, purge: call(name, "etcd_cluster.retire_local", purge=purge, wait=wait),
     )
-
-
-def failed_states(text: str, limit: int = 1500) -> str:
-    """A failed state run's text, shortened: what a summary line can carry."""
-    return text if len(text) <= limit else text[:limit] + " ..."
 
 
 def plan(wanted: dict[str, str], members: list[dict]) -> tuple[list[str], list[dict]]:
