@@ -11,7 +11,7 @@ etcd-member-loss, which needs three etcd members). It rebuilds the lab from
 nothing first (`make lab-clean`). First, unless BENCH_DISTRO=0, it measures
 the frozen leader with the distribution's Patroni (Debian 12's 3.0.2, on a
 lab built for it) against PyPI's, the same drill on the same lab otherwise.
-Then pgbench through the three client paths (bench/pgbench.py; BENCH_PGBENCH=0
+Then pgbench through the three client paths and a bare HAProxy (bench/pgbench.py; BENCH_PGBENCH=0
 skips it; BENCH_PGBENCH_ROUNDS interleaved rounds, default 5, of
 BENCH_PGBENCH_S seconds, default 10) and, the pooler being on in the lab, the switchover with the drill
 writing through PgBouncer (`path=pooler`), BENCH_RUNS times; a fourth node

@@ -9,14 +9,25 @@ ratio to direct (TPS) and the latency it adds per transaction.
 pgbench logs in as the formula's probe role (it is what PgBouncer accepts:
 never a superuser) to a database of its own, ``pgbench``, made on the leader
 by the superuser and owned by the probe role.
+
+The select-only cases also go through a bare HAProxy that the benchmark
+starts for its run beside the lab's (``bare``): TCP mode, the leader as its
+one server, no health checks, HAProxy's defaults otherwise. What it adds to
+direct is what forwarding through HAProxy costs on this machine; what the
+lab's HAProxy adds beyond it is pgha's configuration (its checks, threads,
+timeouts).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import socket
 import statistics
 import subprocess
+import tempfile
+import time
 
 import yaml
 
@@ -30,6 +41,22 @@ SCALE = 5
 SCRIPTS = ("select-only", "tpcb-like")
 CLIENTS = (1, 4)
 PATHS = ("direct", "haproxy", "pooler")
+HAPROXY = "/usr/sbin/haproxy"
+BARE_PORT = 5499
+BARE_CONFIG = """\
+global
+    maxconn 100
+    user haproxy
+    group haproxy
+defaults
+    mode tcp
+    timeout client 30m
+    timeout connect 4s
+    timeout server 30m
+listen bare
+    bind {bind}
+    server leader {server}
+"""
 
 
 def _secrets() -> dict:
@@ -77,16 +104,53 @@ def run_one(endpoint: tuple[str, int], script: str, clients: int, seconds: int) 
     return {"tps": float(tps[1]), "latency_ms": float(latency[1])}
 
 
+@contextlib.contextmanager
+def bare_haproxy(leader: str):
+    """A bare HAProxy (BARE_CONFIG) on the HAProxy node's address, port BARE_PORT, for as long as the block runs."""
+    points = endpoints(leader)
+    bind = (points["haproxy"][0], BARE_PORT)
+    server = "{}:{}".format(*points["direct"])
+    with tempfile.TemporaryDirectory(prefix="pgha-bench-") as tmp:
+        config = os.path.join(tmp, "haproxy.cfg")
+        with open(config, "w", encoding="utf-8") as handle:
+            handle.write(BARE_CONFIG.format(bind=f"{bind[0]}:{bind[1]}", server=server))
+        proc = subprocess.Popen([HAPROXY, "-db", "-f", config], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(bind, timeout=1).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        why = proc.stderr.read().decode(errors="replace")[-300:] if proc.poll() is not None else "timeout"
+                        raise RuntimeError(f"bare HAProxy did not listen on {bind[0]}:{bind[1]}: {why}")
+                    time.sleep(0.1)
+            yield bind
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 def compare(leader: str, seconds: int = 15, rounds: int = 3) -> dict:
     """Every case through every path, ``rounds`` times interleaved; medians, ratios and added latency."""
     prepare(leader)
-    points = endpoints(leader)
+    with bare_haproxy(leader) as bare:
+        return _compare(leader, dict(endpoints(leader), bare=bare), seconds, rounds)
+
+
+def _compare(leader: str, points: dict, seconds: int, rounds: int) -> dict:
     cases = []
     for script in SCRIPTS:
         for clients in CLIENTS:
-            samples: dict[str, list[dict]] = {path: [] for path in PATHS}
+            paths = PATHS + (("bare",) if script == "select-only" else ())
+            samples: dict[str, list[dict]] = {path: [] for path in paths}
             for _ in range(rounds):
-                for path in PATHS:
+                for path in paths:
                     samples[path].append(run_one(points[path], script, clients, seconds))
             cases.append(_case(script, clients, samples))
             say(f"  pgbench {script:<11} {clients} client(s): " + "; ".join(
