@@ -48,18 +48,21 @@ def alive(pid: int | None) -> bool:
         return False
 
 
-def stop_pid(pid: int | None, what: str, grace: float = 60.0) -> None:
-    if not alive(pid):
-        return
-    os.kill(pid, signal.SIGTERM)
+def stop_pids(items: list[tuple[str, int | None]], grace: float = 60.0) -> None:
+    """SIGTERM to every (what, pid) at once, then wait for them all; SIGKILL to any still running after grace."""
+    items = [(what, pid) for what, pid in items if alive(pid)]
+    for what, pid in items:
+        say(f"  stopping {what} (pid {pid})")
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while alive(pid) and time.monotonic() < deadline:
+    while any(alive(pid) for _, pid in items) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if alive(pid):
-        say(f"  {what} (pid {pid}) ignored SIGTERM for {grace:.0f} s: SIGKILL")
-        os.kill(pid, signal.SIGKILL)
-        while alive(pid):
-            time.sleep(0.1)
+    for what, pid in items:
+        if alive(pid):
+            say(f"  {what} (pid {pid}) ignored SIGTERM for {grace:.0f} s: SIGKILL")
+            os.kill(pid, signal.SIGKILL)
+            while alive(pid):
+                time.sleep(0.1)
 
 
 def _is_postgres(pid: int) -> bool:
@@ -209,21 +212,23 @@ class Lab:
         return found
 
     def down(self) -> None:
+        """
+        Every process of the lab, by pid: the hosts without etcd together, while etcd still answers (a
+        leader's Patroni gives up its key on the way out), then etcd's hosts one at a time, the minions
+        together, the master; last any service or postmaster its supervisord left behind.
+        """
         services = self.service_pids()
-        for what, pidfile in self.pidfiles():
-            pid = read_pid(pidfile)
-            if alive(pid):
-                say(f"  stopping {what} (pid {pid})")
-                stop_pid(pid, what)
-        for what, pid in services:
-            if alive(pid):
-                say(f"  stopping {what} (pid {pid})")
-                stop_pid(pid, what, grace=30)
-        for what, pidfile in self.leftovers():
-            pid = read_pid(pidfile)
-            if alive(pid) and _is_postgres(pid):
-                say(f"  stopping {what} (pid {pid})")
-                stop_pid(pid, what, grace=30)
+        pids = {what: read_pid(pidfile) for what, pidfile in self.pidfiles()}
+        etcd_hosts = [m for m in self.minions if os.path.exists(
+            os.path.join(self.host_root(m), "etc", "pgha", "supervisord.d", "etcd.conf"))]
+        stop_pids([(f"supervisord of {m}", pids[f"supervisord of {m}"]) for m in self.minions if m not in etcd_hosts])
+        for m in etcd_hosts:
+            stop_pids([(f"supervisord of {m}", pids[f"supervisord of {m}"])])
+        stop_pids([(f"salt-minion {m}", pids[f"salt-minion {m}"]) for m in self.minions])
+        stop_pids([("salt-master", pids["salt-master"])])
+        stop_pids(services, grace=30)
+        stop_pids([(what, pid) for what, pid in ((w, read_pid(f)) for w, f in self.leftovers())
+                   if alive(pid) and _is_postgres(pid)], grace=30)
         running = [(what, read_pid(p)) for what, p in self.pidfiles() if alive(read_pid(p))]
         running += [(what, pid) for what, pid in services if alive(pid)]
         if running:
