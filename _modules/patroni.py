@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import time
 from typing import Any
 
@@ -132,6 +133,23 @@ def members() -> list[dict]:
         salt postgres01 patroni.members
     """
     return _api().members(first=_first())
+
+
+def local() -> dict:
+    """
+    This host's PostgreSQL data as its files show it: Patroni's data
+    directory and whether it holds a database (``initialized``: this host
+    was a member of the cluster; a stopped cluster is started again on
+    such hosts).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 patroni.local
+    """
+    data_dir = __salt__["pgha_config.mapdata"]()["lookup"]["patroni"]["data_dir"]
+    return {"data_dir": data_dir, "initialized": os.path.isfile(os.path.join(data_dir, "PG_VERSION"))}
 
 
 def leader() -> str | None:

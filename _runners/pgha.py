@@ -399,6 +399,35 @@ def retire(purge_data: Any = False, timeout: Any = 120) -> dict:
 
 
 @_one_line
+def cold_start(timeout: Any = 120) -> dict:
+    """
+    A stopped cluster started again (``_utils/pgha_cold_start.py``): when
+    no Patroni member leads, every PostgreSQL node that holds the cluster's
+    data is started, and a leader awaited (Patroni gives the lock only to a
+    member that cannot have missed an acknowledged write). A running or a
+    new cluster is left alone. The orchestration runs it before the
+    bootstrap leader's stage.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run pgha.cold_start
+    """
+    limit = _check("seconds", timeout, "timeout", minimum=10)
+    topo, call = _topology(), _caller()
+    api = _api(topo)
+    acts = __utils__["pgha_cold_start.acts"](
+        members=lambda: _members_of(api),
+        local=lambda name: call(name, "patroni.local", wait=60),
+        start=lambda name: call(name, "state.apply", "pgha.postgresql", wait=int(limit) + 240),
+        wait_leader=lambda name: call(name, "patroni.wait_leader", timeout=int(limit), wait=int(limit) + 60),
+    )
+    result = __utils__["pgha_cold_start.run"](acts, list(topo["pg_nodes"]))
+    return result if result["ok"] else _fail(result)
+
+
+@_one_line
 def etcd_members(purge_data: Any = False, timeout: Any = 120) -> dict:
     """
     etcd's members follow pillar (``_utils/pgha_etcd_members.py``), one at a time, health checked after

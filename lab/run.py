@@ -77,6 +77,10 @@ def orchestrate(lab: Lab) -> tuple[int, dict]:
             steps = (retired.get("steps") or []) if isinstance(retired, dict) else []  # a failed runner returns text
             for step in steps:
                 say(f"       {step}")
+        if name == "pgha-orch-stopped-members-started":
+            started = (state.get("changes") or {}).get("return")
+            if isinstance(started, dict) and started.get("started"):
+                say(f"       {started.get('comment')}")
         if state.get("result") is False:
             say("       " + str(state.get("comment", "")).replace("\n", "\n       ")[:4000])
             for line in failed_details(state.get("changes") or {}):

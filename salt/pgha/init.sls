@@ -135,6 +135,19 @@ pgha-orch-departed-retired:
     - require:
       - salt: pgha-orch-etcd-members
 
+# A stopped cluster (no member leads, nodes hold its data) is started on
+# every node holding its data before a leader is awaited: its bootstrap
+# leader alone may have been an asynchronous replica, which Patroni never
+# lets lead after a full stop.
+# Nothing to do on a running or a new cluster.
+pgha-orch-stopped-members-started:
+  salt.runner:
+    - name: pgha.cold_start
+    - timeout: {{ timeout }}
+    - failhard: True
+    - require:
+      - salt: pgha-orch-departed-retired
+
 pgha-orch-leader-applied:
   salt.state:
     - tgt: {{ leader }}
@@ -142,7 +155,7 @@ pgha-orch-leader-applied:
     - expect_minions: True
     - failhard: True
     - require:
-      - salt: pgha-orch-departed-retired
+      - salt: pgha-orch-stopped-members-started
 
 pgha-orch-leader-leads:
   salt.function:

@@ -28,6 +28,7 @@ STAGES = [
     "pgha-orch-etcd-healthy",
     "pgha-orch-etcd-members",
     "pgha-orch-departed-retired",
+    "pgha-orch-stopped-members-started",
     "pgha-orch-leader-applied",
     "pgha-orch-leader-leads",
     "pgha-orch-replicas-applied",

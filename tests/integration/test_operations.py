@@ -278,3 +278,43 @@ def test_helpers_are_not_commands(salt_master, orchestration):
     for helper in ("pgha.parse_haproxy_csv", "pgha.members_from_view", "pgha._drill", "pgha._topology"):
         ret = run(salt_master, helper)
         assert ret.returncode != 0 or "is not available" in ret.stdout, (helper, ret.stdout)
+
+
+def test_stopped_cluster_comes_back_through_the_orchestration(salt_master, orchestration, cluster_secrets):
+    """
+    Every Patroni stopped, the bootstrap leader (postgres01) first, as an asynchronous replica: after a full
+    stop Patroni lets only the last leader or its synchronous standby lead, so starting postgres01 alone (a new
+    cluster's order) would wait for ever. The orchestration starts every node holding data, then goes on.
+    """
+    wait_healthy(salt_master)
+    members = call(salt_master, "postgres01", "patroni.members").data
+    if next(m["name"] for m in members if m["role"] == "leader") == "postgres01":
+        ret = run(salt_master, "pgha.switchover", "--out=json")
+        assert ret.returncode == 0, ret.stdout
+        wait_healthy(salt_master)
+        members = call(salt_master, "postgres01", "patroni.members").data
+    leader = next(m["name"] for m in members if m["role"] == "leader")
+    other = next(m["name"] for m in members if m["name"] not in ("postgres01", leader))
+    with psycopg.connect(host=ADDRESSES["haproxy"], port=5432, user="postgres", dbname="postgres",
+                         password=cluster_secrets["superuser_password"], connect_timeout=5) as conn:
+        rows = conn.execute("SELECT count(*) FROM pgha_test").fetchone()[0]
+    try:
+        for name in ("postgres01", other, leader):  # replicas first, the leader last: a clean full stop
+            assert call(salt_master, name, "pgha_service.stop", "patroni").returncode == 0
+        ret = run(salt_master, "state.orchestrate", "pgha", 'pillar={"pgha": {"drill": {"enabled": false}}}',
+                  timeout=900)
+        assert ret.returncode == 0, ret.stdout[-3000:]
+        states = next(iter(ret.data.get("data", ret.data).values()))
+        started = next(value for key, value in states.items() if "pgha-orch-stopped-members-started" in key)
+        answer = started["changes"]["return"]
+        assert answer["ok"] is True and sorted(answer["started"]) == ["postgres01", "postgres02", "postgres03"]
+        # the last leader, or the standby it still named synchronous: never postgres01
+        assert answer["leader"] in (leader, other), answer
+    finally:
+        for name in ("postgres01", "postgres02", "postgres03"):
+            call(salt_master, name, "pgha_service.start", "patroni")
+    wait_healthy(salt_master)
+    assert run(salt_master, "pgha.check").returncode == 0
+    with psycopg.connect(host=ADDRESSES["haproxy"], port=5432, user="postgres", dbname="postgres",
+                         password=cluster_secrets["superuser_password"], connect_timeout=5) as conn:
+        assert conn.execute("SELECT count(*) FROM pgha_test").fetchone()[0] == rows

@@ -744,3 +744,13 @@ def test_over_http_wrong_password(patroni, live_api):
     patroni.__context__["patroni.map"]["secrets"]["restapi_password"] = "wrong"
     with pytest.raises(CommandExecutionError, match="answered 401: no auth header received"):
         patroni.reload()
+
+
+def test_local_tells_whether_the_host_holds_the_clusters_data(patroni, tmp_path):
+    data_dir = tmp_path / "patroni"
+    patroni.__salt__["pgha_config.mapdata"].return_value = dict(MAP, lookup={"patroni": {"data_dir": str(data_dir)}})
+    assert patroni.local() == {"data_dir": str(data_dir), "initialized": False}
+    data_dir.mkdir()  # the state makes the directory before Patroni's first start: still no database
+    assert patroni.local()["initialized"] is False
+    (data_dir / "PG_VERSION").write_text("15\n")
+    assert patroni.local() == {"data_dir": str(data_dir), "initialized": True}
