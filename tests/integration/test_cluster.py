@@ -10,6 +10,7 @@ import json
 import os
 import ssl
 import stat
+import time
 import urllib.error
 import urllib.request
 
@@ -209,7 +210,15 @@ def test_read_paths_reach_the_replicas(salt_master, orchestration, cluster_secre
     role_of = {ADDRESSES[m["name"]]: m["role"] for m in members}
     leader = _server(5432, cluster_secrets)
     assert leader[1] is False and role_of[leader[0]] == "leader"
-    # the replicas' port: two connections in a row, two different replicas (round-robin), both in recovery
+    # the replicas' port: two connections in a row, two different replicas (round-robin), both in recovery,
+    # once HAProxy's checks have both in (a replica is out while it lags behind the bound)
+    up: list = []
+    deadline = time.monotonic() + 60
+    while len(up) != 2 and time.monotonic() < deadline:
+        ret = salt_master.salt_cli(timeout=60).run("pgha_haproxy.servers", minion_tgt="haproxy")
+        up = [name for name, entry in (ret.data or {}).get("postgres_replicas", {}).items() if entry["status"] == "UP"]
+        time.sleep(0 if len(up) == 2 else 1)
+    assert len(up) == 2, ret.data
     first, second = _server(5001, cluster_secrets), _server(5001, cluster_secrets)
     assert first[1] is True and second[1] is True
     assert first[0] != second[0] and {role_of[first[0]], role_of[second[0]]} <= {"replica", "sync_standby"}
