@@ -422,6 +422,7 @@ def cold_start(timeout: Any = 120) -> dict:
         local=lambda name: call(name, "patroni.local", wait=60),
         start=lambda name: call(name, "state.apply", "pgha.postgresql", wait=int(limit) + 240),
         wait_leader=lambda name: call(name, "patroni.wait_leader", timeout=int(limit), wait=int(limit) + 60),
+        leader_of=__utils__["pgha_cluster.leader_of"],
     )
     result = __utils__["pgha_cold_start.run"](acts, list(topo["pg_nodes"]))
     return result if result["ok"] else _fail(result)

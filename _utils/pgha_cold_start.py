@@ -30,22 +30,18 @@ class Acts:
     ``local(name)``, that host's data (``initialized``); ``start(name)``,
     the PostgreSQL states on that host (Patroni started);
     ``wait_leader(name)``, wait on that host until a member leads (its
-    answer names the leader).
+    answer names the leader); ``leader_of(members)``, the one running
+    leader among them or None (pgha_cluster's rule).
     """
 
     def __init__(self, **fields: Callable[..., Any]):
-        for name in ("members", "local", "start", "wait_leader"):
+        for name in ("members", "local", "start", "wait_leader", "leader_of"):
             setattr(self, name, fields[name])
 
 
 def acts(**fields: Any) -> Acts:
     """The cold start's ``Acts`` (see its fields)."""
     return Acts(**fields)
-
-
-def _leader(members: list[dict]) -> str | None:
-    leaders = [m["name"] for m in members if m.get("role") == "leader" and m.get("state") == "running"]
-    return leaders[0] if len(leaders) == 1 else None
 
 
 def run(acts: Acts, nodes: list[str]) -> dict:
@@ -58,8 +54,9 @@ def run(acts: Acts, nodes: list[str]) -> dict:
     result: dict = {"ok": True, "started": [], "leader": None}
     try:
         members = acts.members()
-        leader = _leader(members)
-        if leader:
+        lead = acts.leader_of(members)
+        if lead:
+            leader = lead["name"]
             return dict(result, leader=leader, comment=f"{leader} leads: nothing to start")
         running = {m["name"] for m in members}
         stopped = [name for name in nodes if name not in running]

@@ -11,6 +11,7 @@ from pgha_test_helpers import load
 from salt.exceptions import CommandExecutionError
 
 cold_start = load("_utils", "pgha_cold_start")
+leader_of = load("_utils", "pgha_cluster").leader_of
 
 NODES = ["postgres01", "postgres02", "postgres03"]
 
@@ -47,7 +48,8 @@ class Cluster:
         return {"leader": leaders[0]}
 
     def acts(self):
-        return cold_start.acts(members=self.members, local=self.local, start=self.start, wait_leader=self.wait_leader)
+        return cold_start.acts(members=self.members, local=self.local, start=self.start, wait_leader=self.wait_leader,
+                               leader_of=leader_of)
 
 
 def test_a_running_cluster_is_left_alone():
