@@ -13,9 +13,11 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import tempfile
 from typing import Any
 
 import salt.client
+import salt.fileserver
 from salt.exceptions import CommandExecutionError
 
 log = logging.getLogger(__name__)
@@ -215,7 +217,8 @@ def check(max_lag: Any = None) -> dict:
 def validate(pillar: dict | None = None, tgt: Any = "*", tgt_type: str = "glob") -> dict:
     """
     Check the ``pgha`` pillar, or a change to it (``pillar='{"pgha": ...}'``): each minion what it
-    sees (its roles' secrets), the master every secret. Every wrong key by its full path; non-zero exit.
+    sees (its roles' secrets), the master every secret, and that the master's file server serves no
+    file under a pillar root and none holding a secret. Every wrong key (or file) named; non-zero exit.
 
     CLI Example:
 
@@ -232,8 +235,21 @@ def validate(pillar: dict | None = None, tgt: Any = "*", tgt_type: str = "glob")
     errors = __utils__["pgha_secrets.minion_errors"](ret, tgt, tgt_type)
     master = (_master_pillar() or {}).get("pgha") or {}  # the master is given every secret
     errors += [e for e in __utils__["pgha_secrets.cluster_problems"](master, pillar) if e not in errors]
+    errors += __utils__["pgha_fileserver.problems"](_served_files(), __opts__.get("pillar_roots"),
+                                                    master.get("secrets"))
     result = {"valid": not errors, "errors": errors, "minions": sorted(ret)}
     return result if not errors else _fail(result)
+
+
+def _served_files() -> list[tuple[str, str, str]]:
+    """
+    Every file the master's file server lists, in every environment: (saltenv, name, path on the master).
+    Read with a cache of its own, so that the master's cached file lists are left as they are.
+    """
+    with tempfile.TemporaryDirectory(prefix="pgha-fileserver-") as cache:
+        server = salt.fileserver.Fileserver(dict(__opts__, cachedir=cache))
+        return [(saltenv, name, server.find_file(name, saltenv).get("path") or "")
+                for saltenv in server.envs() for name in server.file_list({"saltenv": saltenv})]
 
 
 def _drill_options(topo: dict, given: dict) -> dict:

@@ -17,9 +17,12 @@ MASTER_ID = "pgha-lab"
 # The lab's topologies: the pillar files each stacks (under pillar/), later ones overriding. seed: the
 # recipe's five hosts with one etcd member; ha: the same hosts, etcd also on postgres01 and postgres02.
 TOPOLOGIES = {"seed": ("pgha.lab",), "ha": ("pgha.lab", "pgha.lab_ha")}
-# The repository is a file root (for _modules, _states, _runners, _utils): keep
-# the virtualenv, the lab's own files and git out of the master's file server.
-FILE_IGNORE_REGEX = [r"/\.venv/", r"/\.lab/", r"/\.git/", r"/tests/", r"/bench/", r"__pycache__"]
+# The master's file server serves the formula's salt/ directory and nothing
+# else (the custom modules through salt/_modules etc., links to the
+# repository's); the master loads those modules from the repository itself
+# (module_dirs). The documented production configuration, with the lab's
+# paths: README, "Using pgha on real hosts".
+FILE_IGNORE_REGEX = [r"/__pycache__/"]
 # Timeouts that hold on a loaded 2-core machine (Salt's defaults are 5 s and 10 s).
 CLI_TIMEOUT = 60
 GATHER_JOB_TIMEOUT = 30
@@ -54,19 +57,32 @@ def master_config(lab: str, repo: str, ports: tuple[int, int] = (4505, 4506)) ->
             "# The lab's minions are its own processes: accept their keys.",
             "auto_accept: True",
             "worker_threads: 4",
-            "file_ignore_regex:",
-            *[f"  - '{regex}'" for regex in FILE_IGNORE_REGEX],
-            "file_roots:",
-            "  base:",
-            f"    - {repo}/salt",
-            f"    - {repo}",
-            "pillar_roots:",
-            "  base:",
-            f"    - {lab}/pillar",
-            f"    - {repo}/pillar",
+            *formula_config(repo, [f"{lab}/pillar", f"{repo}/pillar"]),
             "",
         ]
     )
+
+
+def formula_config(repo: str, pillar_roots: list[str]) -> list[str]:
+    """
+    The lines of a master's configuration that place the formula (the
+    checkout at ``repo``) and the pillar: the file server serves ``salt/``
+    only (states, templates and, through its links, the custom modules for
+    the minions to sync); the master loads the runner, modules and utils
+    from the checkout (module_dirs); pillar lives outside every file root.
+    """
+    return [
+        "file_roots:",
+        "  base:",
+        f"    - {repo}/salt",
+        "file_ignore_regex:",
+        *[f"  - '{regex}'" for regex in FILE_IGNORE_REGEX],
+        "module_dirs:",
+        f"  - {repo}",
+        "pillar_roots:",
+        "  base:",
+        *[f"    - {path}" for path in pillar_roots],
+    ]
 
 
 def minion_config(lab: str, minion_id: str, ports: tuple[int, int] = (4505, 4506)) -> str:

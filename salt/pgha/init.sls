@@ -26,11 +26,8 @@
 {%- set timeout = gates.get('timeout', 180) %}
 {%- set drill = cfg.get('drill', {}) %}
 
-pgha-orch-sync-master:
-  salt.runner:
-    - name: saltutil.sync_all
-    - failhard: True
-
+# The master loads the runner and modules from the formula's checkout
+# (module_dirs); the minions get them from the file server (salt://_modules, ...).
 pgha-orch-sync-minions:
   salt.function:
     - name: saltutil.sync_all
@@ -38,11 +35,10 @@ pgha-orch-sync-minions:
     - tgt_type: list
     - expect_minions: True
     - failhard: True
-    - require:
-      - salt: pgha-orch-sync-master
 
 # Every minion checks the pillar it sees (the secrets of its own roles);
-# the master checks every secret.
+# the master checks every secret, and that its file server serves no pillar
+# file and no file holding a secret.
 pgha-orch-pillar-valid:
   salt.runner:
     - name: pgha.validate

@@ -115,24 +115,10 @@ def pillar_dir(test_root, cluster_secrets):
 
 
 @pytest.fixture(scope="session")
-def extmods_root(test_root):
-    """The repository's _modules, _states, _runners and _utils, without the rest of the tree (.venv, .lab)."""
-    path = os.path.join(test_root, "formula-root")
-    os.makedirs(path)
-    for name in ("_modules", "_states", "_runners", "_utils"):
-        os.symlink(os.path.join(REPO, name), os.path.join(path, name))
-    return path
-
-
-@pytest.fixture(scope="session")
-def salt_master(salt_factories, pillar_dir, extmods_root):
-    overrides = {
-        "interface": "127.0.0.1",
-        "file_roots": {"base": [os.path.join(REPO, "salt"), extmods_root]},
-        "log_level_logfile": "info",
-        "pillar_roots": {"base": [pillar_dir, os.path.join(REPO, "pillar")]},
-        "worker_threads": 4,
-    }
+def salt_master(salt_factories, pillar_dir):
+    # the documented master configuration (lab/config.py formula_config): the file server serves salt/ only
+    layout = yaml.safe_load("\n".join(config.formula_config(REPO, [pillar_dir, os.path.join(REPO, "pillar")])))
+    overrides = dict(layout, interface="127.0.0.1", log_level_logfile="info", worker_threads=4)
     factory = salt_factories.salt_master_daemon(MASTER_ID, overrides=overrides)
     with factory.started(start_timeout=120):
         yield factory

@@ -19,7 +19,6 @@ import pytest
 from conftest import ADDRESSES, state_result
 
 STAGES = [
-    "pgha-orch-sync-master",
     "pgha-orch-sync-minions",
     "pgha-orch-pillar-valid",
     "pgha-orch-hosts-ready",

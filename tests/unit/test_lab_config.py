@@ -6,8 +6,11 @@ host is given, and that a lab keeps its topology until told another.
 
 from __future__ import annotations
 
+import textwrap
+
 import pytest
 import yaml
+from pgha_test_helpers import REPO
 
 from lab import config
 
@@ -71,3 +74,14 @@ def test_a_nodes_file_that_is_not_a_map_is_named(tmp_path):
     nodes_sls.write_text("- postgres04\n")
     with pytest.raises(SystemExit, match="nodes.sls must be a YAML map"):
         config.lab_nodes(extra_sls=str(nodes_sls))
+
+
+def test_the_lab_master_is_the_documented_master_with_the_labs_paths():
+    """README's production master configuration, and the lab's, come from one place: only the paths differ."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("2. Master configuration")[1].split("```yaml\n")[1].split("```")[0]
+    documented = yaml.safe_load(textwrap.dedent(block))
+    assert documented == yaml.safe_load("\n".join(config.formula_config("/srv/pgha", ["/srv/pgha/pillar"])))
+    lab = yaml.safe_load(config.master_config("/lab/.lab", "/lab"))
+    assert lab["file_roots"] == {"base": ["/lab/salt"]} and lab["module_dirs"] == ["/lab"]
+    assert all(not root.startswith(tuple(lab["file_roots"]["base"])) for root in lab["pillar_roots"]["base"])

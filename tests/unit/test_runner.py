@@ -10,14 +10,16 @@ nothing touched, and non-zero exits.
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
+import salt.config
 from pgha_test_helpers import load, utils
 from salt.exceptions import CommandExecutionError
 
 runner = load("_runners", "pgha")
-UTILS = ("pgha_cluster", "pgha_args", "pgha_drill", "pgha_faults", "pgha_rolling", "pgha_secrets")
+UTILS = ("pgha_cluster", "pgha_args", "pgha_drill", "pgha_faults", "pgha_rolling", "pgha_secrets", "pgha_fileserver")
 SECRETS = {key: f"{key[:5]}-Pw-7c2e9a" for key in (
     "superuser_password", "replication_password", "admin_password", "restapi_password", "haproxy_stats_password",
     "probe_password", "etcd_root_password", "etcd_patroni_password")}
@@ -42,8 +44,25 @@ TOPO = {
 
 
 @pytest.fixture
-def opts() -> dict:
-    return {"conf_file": "/etc/salt/master", "output": None, "id": "saltmaster_master"}
+def formula_tree(tmp_path):
+    """A master's directories as README documents them: the formula's salt/ served, pillar beside it, not in it."""
+    (tmp_path / "salt" / "pgha").mkdir(parents=True)
+    (tmp_path / "salt" / "pgha" / "init.sls").write_text("# the orchestration\n")
+    (tmp_path / "pillar").mkdir()
+    (tmp_path / "pillar" / "pgha_secrets.yaml").write_text(json.dumps({"pgha": {"secrets": SECRETS}}))
+    (tmp_path / "cache").mkdir()
+    return tmp_path
+
+
+@pytest.fixture
+def opts(formula_tree) -> dict:
+    """The master's options: Salt's defaults with the documented file and pillar roots (a real file server)."""
+    options = copy.deepcopy(salt.config.DEFAULT_MASTER_OPTS)
+    options.update({"conf_file": "/etc/salt/master", "output": None, "id": "saltmaster_master",
+                    "file_roots": {"base": [str(formula_tree / "salt")]},
+                    "pillar_roots": {"base": [str(formula_tree / "pillar")]},
+                    "cachedir": str(formula_tree / "cache")})
+    return options
 
 
 @pytest.fixture
@@ -324,6 +343,30 @@ def test_validate_checks_every_secret_on_the_master(minions, master_pillar):
     result = runner.validate(pillar={"pgha": {"etcd": {"auth": {"enabled": False}},
                                               "secrets": {"probe_password": "Probe-Pw-91ab"}}})
     assert result == {"valid": True, "errors": [], "minions": ["haproxy"]}
+
+
+def test_validate_refuses_a_file_server_that_serves_the_pillar(minions, opts, formula_tree):
+    """The old layout (the repository's root a file root, pillar under it): refused, the files named."""
+    minions({"haproxy": {"ret": {"valid": True, "errors": []}, "retcode": 0}})
+    assert runner.validate()["valid"] is True  # the documented layout: salt/ only
+    opts["file_roots"]["base"].append(str(formula_tree))
+    result = runner.validate()
+    assert result["valid"] is False and runner.__context__["retcode"] == 1
+    [line] = result["errors"]
+    pillar = formula_tree / "pillar"
+    assert f"under the pillar root {pillar}" in line
+    # the file holding the passwords is named first, and no password is shown
+    assert f"salt://pillar/pgha_secrets.yaml ({pillar / 'pgha_secrets.yaml'}, holds secrets)" in line
+    assert not any(value in line for value in SECRETS.values())
+
+
+def test_validate_refuses_a_served_file_that_holds_a_secret(minions, formula_tree):
+    minions({"haproxy": {"ret": {"valid": True, "errors": []}, "retcode": 0}})
+    (formula_tree / "salt" / "notes.txt").write_text(f"the admin password is {SECRETS['admin_password']}\n")
+    [line] = runner.validate()["errors"]
+    assert line.startswith(f"the master's file server serves salt://notes.txt ({formula_tree / 'salt' / 'notes.txt'}), "
+                           "which holds the value of pgha:secrets:admin_password")
+    assert SECRETS["admin_password"] not in line
 
 
 # ---------------------------------------------------------------------------
