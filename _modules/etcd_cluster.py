@@ -61,11 +61,12 @@ def _settings() -> dict:
         "user_password": cfg["secrets"].get("etcd_patroni_password") or "",
         "prefix": cfg["cluster"]["namespace"] + scope + "/",
         "role": f"pgha-{scope}",
+        # the cluster's lock (the master's commands): one key, its own user and role
+        "lock_user": cfg["users"]["etcd_lock"],
+        "lock_password": cfg["secrets"].get("etcd_lock_password") or "",
+        "lock_role": f"pgha-{scope}-lock",
+        "lock_key": cfg["cluster"]["namespace"] + scope + "/pgha-lock",
     }
-
-
-def _endpoints() -> list[tuple[str, str, int]]:
-    return _settings()["endpoints"]
 
 
 def _client(host: str, port: int, settings: dict | None = None, admin: bool = False):
@@ -186,18 +187,7 @@ def members() -> list[dict]:
         try:
             client = _client(host, port, settings)
             try:
-                return sorted(
-                    (
-                        {
-                            "id": f"{member.id:x}",
-                            "name": member.name,
-                            "peer_urls": list(member.peer_urls),
-                            "client_urls": list(member.client_urls),
-                        }
-                        for member in client.members
-                    ),
-                    key=lambda member: member["name"],
-                )
+                return sorted((_describe(member) for member in client.members), key=lambda member: member["name"])
             finally:
                 client.close()
         except Exception as exc:  # noqa: BLE001  # pylint: disable=broad-except
@@ -389,114 +379,16 @@ def member_update(name: str, peer_url: str) -> dict:
 # ---------------------------------------------------------------------------
 
 
-def _prefix_end(prefix: bytes) -> bytes:
-    """The end of the key range of every key starting with ``prefix``."""
-    return prefix[:-1] + bytes([prefix[-1] + 1])
-
-
-class _Converge:
-    """
-    One convergence of etcd's access control: its calls (made, or only
-    listed with ``test``) and the changes they make, in words. Passwords
-    are never part of the words.
-    """
-
-    def __init__(self, client, settings: dict, test: bool):
-        self.client, self.settings, self.test = client, settings, test
-        self.stub = etcdrpc.AuthStub(client.channel)
-        if settings["auth"]:
-            # _client logged in as root already: no token means authentication is off in etcd
-            token = dict(client.metadata or ()).get("token")
-        else:
-            token = _authenticate(client, "root", settings["root_password"], "pgha:secrets:etcd_root_password")
-        self.enabled = token is not None
-        self.metadata = (("token", token),) if token else None
-        self.changes: list[str] = []
-
-    def rpc(self, method: str, request):
-        return getattr(self.stub, method)(request, TIMEOUT, metadata=self.metadata)
-
-    def act(self, text: str, *calls) -> None:
-        self.changes.append(text)
-        if not self.test:
-            for method, request in calls:
-                self.rpc(method, request)
-
-    def root(self, users: set) -> None:
-        password = self.settings["root_password"]
-        grant = ("UserGrantRole", etcdrpc.AuthUserGrantRoleRequest(user="root", role="root"))
-        if "root" not in users:
-            self.act("user root created, with role root",
-                     ("UserAdd", etcdrpc.AuthUserAddRequest(name="root", password=password)), grant)
-            return
-        if "root" not in self.rpc("UserGet", etcdrpc.AuthUserGetRequest(name="root")).roles:
-            self.act("role root granted to user root", grant)
-        if not self.enabled:
-            # Not checkable while authentication is off: set it.
-            self.act("password of user root set (pgha:secrets:etcd_root_password)",
-                     ("UserChangePassword", etcdrpc.AuthUserChangePasswordRequest(name="root", password=password)))
-
-    def role(self, roles: set) -> None:
-        role, prefix = self.settings["role"], self.settings["prefix"].encode()
-        wanted = auth_pb2.Permission(permType=auth_pb2.Permission.READWRITE, key=prefix, range_end=_prefix_end(prefix))
-        grant = ("RoleGrantPermission", etcdrpc.AuthRoleGrantPermissionRequest(name=role, perm=wanted))
-        if role not in roles:
-            self.act(f"role {role} created: read and write {self.settings['prefix']}*",
-                     ("RoleAdd", etcdrpc.AuthRoleAddRequest(name=role)), grant)
-            return
-        perms = self.rpc("RoleGet", etcdrpc.AuthRoleGetRequest(role=role)).perm
-        if not any(p.permType == wanted.permType and p.key == wanted.key and p.range_end == wanted.range_end
-                   for p in perms):
-            self.act(f"role {role} granted read and write on {self.settings['prefix']}*", grant)
-
-    def patroni_user(self, users: set) -> None:
-        user, role, password = self.settings["user"], self.settings["role"], self.settings["user_password"]
-        to_role = ("UserGrantRole", etcdrpc.AuthUserGrantRoleRequest(user=user, role=role))
-        set_password = ("UserChangePassword", etcdrpc.AuthUserChangePasswordRequest(name=user, password=password))
-        if user not in users:
-            self.act(f"user {user} created, with role {role}",
-                     ("UserAdd", etcdrpc.AuthUserAddRequest(name=user, password=password)), to_role)
-            return
-        if role not in self.rpc("UserGet", etcdrpc.AuthUserGetRequest(name=user)).roles:
-            self.act(f"role {role} granted to user {user}", to_role)
-        if not self.enabled:
-            self.act(f"password of user {user} set (pgha:secrets:etcd_patroni_password)", set_password)
-            return
-        try:
-            _authenticate(self.client, user, password, "pgha:secrets:etcd_patroni_password")
-        except CommandExecutionError:
-            self.act(f"password of user {user} changed to pgha:secrets:etcd_patroni_password", set_password)
-
-
-def _auth_converge(client, settings: dict, test: bool) -> dict:
-    """
-    Bring etcd's users, role and authentication switch to what the pillar
-    says; returns whether authentication is on and the list of changes (made,
-    or to be made with ``test``).
-    """
-    run = _Converge(client, settings, test)
-    if not settings["auth"]:
-        if run.enabled:
-            run.act("authentication disabled (pgha:etcd:auth:enabled is false)",
-                    ("AuthDisable", etcdrpc.AuthDisableRequest()))
-        return {"enabled": run.enabled and test, "changes": run.changes}
-    users = set(run.rpc("UserList", etcdrpc.AuthUserListRequest()).users)
-    roles = set(run.rpc("RoleList", etcdrpc.AuthRoleListRequest()).roles)
-    run.root(users)
-    run.role(roles)
-    run.patroni_user(users)
-    if not run.enabled:
-        run.act("authentication enabled", ("AuthEnable", etcdrpc.AuthEnableRequest()))
-    return {"enabled": True if not test else run.enabled, "changes": run.changes}
-
-
 def auth_ensure(test: bool = False) -> dict:
     """
     Make etcd's access control what pillar ``pgha:etcd:auth`` says. When
     enabled: the user root (role root) with ``pgha:secrets:etcd_root_password``,
     a role ``pgha-<scope>`` that may read and write ``<namespace><scope>/``
     and nothing else, the user ``pgha:users:etcd_patroni`` with that role and
-    ``pgha:secrets:etcd_patroni_password``, then authentication switched on.
+    ``pgha:secrets:etcd_patroni_password``, a role ``pgha-<scope>-lock``
+    that may read and write the cluster's lock key only, the user
+    ``pgha:users:etcd_lock`` with it and ``pgha:secrets:etcd_lock_password``,
+    then authentication switched on.
     Passwords are checked by logging in with them and changed when etcd
     refuses them. When disabled: authentication switched off.
 
@@ -512,7 +404,9 @@ def auth_ensure(test: bool = False) -> dict:
         salt etcd etcd_cluster.auth_ensure test=True
     """
     settings = _settings()
-    return _with_client("configuring authentication", lambda client: _auth_converge(client, settings, bool(test)))
+    converge = __utils__["pgha_etcd_auth.converge"]
+    return _with_client("configuring authentication",
+                        lambda client: converge(client, settings, bool(test), _authenticate))
 
 
 def auth_status() -> dict:

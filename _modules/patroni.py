@@ -18,12 +18,10 @@ the member model and the health rules are the shared ones of
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
 import time
-from typing import Any
 
 from salt.exceptions import CommandExecutionError
 
@@ -60,7 +58,7 @@ def _map() -> dict:
 
 def _api():
     """The members' REST APIs, this node asked first."""
-    return __utils__["pgha_cluster.patroni_api_of"](_map())
+    return __utils__["pgha_cluster.patroni_api_of"](__utils__["pgha_model.cluster_of"](_map()))
 
 
 def _first() -> list[str]:
@@ -74,46 +72,6 @@ def _cluster_members() -> list[dict]:
 
 def _leader_of(members: list[dict]) -> dict | None:
     return __utils__["pgha_cluster.leader_of"](members)
-
-
-def _config_diff(current: dict, settings: dict) -> dict:
-    """
-    What PATCH /config with ``settings`` changes in ``current``, the way
-    Patroni patches (a None value removes the key; scalars compare as text):
-    ``{"old": ..., "new": ...}`` holding the changed keys only, nested as in
-    ``settings`` (None for a key absent on that side).
-    """
-    old: dict = {}
-    new: dict = {}
-    for key, value in settings.items():
-        present = isinstance(current, dict) and key in current
-        have = current.get(key) if present else None
-        if value is None:
-            if have is not None:
-                old[key], new[key] = copy.deepcopy(have), None
-        elif isinstance(value, dict) and isinstance(have, dict):
-            nested = _config_diff(have, value)
-            if nested["old"] or nested["new"]:
-                old[key], new[key] = nested["old"], nested["new"]
-        elif not present or isinstance(value, dict) or str(have) != str(value):
-            old[key], new[key] = copy.deepcopy(have), copy.deepcopy(value)
-    return {"old": old, "new": new}
-
-
-def _pick(config: Any, template: dict) -> dict:
-    """The values of ``config`` at the keys of ``template`` (nested), None where absent."""
-    picked = {}
-    for key, value in template.items():
-        have = config.get(key) if isinstance(config, dict) else None
-        if isinstance(value, dict) and isinstance(have, dict):
-            picked[key] = _pick(have, value)
-        else:
-            picked[key] = copy.deepcopy(have)
-    return picked
-
-
-def _is_true(value: Any) -> bool:
-    return str(value).strip().lower() in ("true", "on", "yes", "1")
 
 
 # ---------------------------------------------------------------------------
@@ -409,7 +367,7 @@ def config_changes(settings: dict) -> dict:
     """
     if not isinstance(settings, dict) or not settings:
         raise CommandExecutionError(f"patroni: settings must be a non-empty map of DCS settings (got {settings!r})")
-    return _config_diff(show_config(), settings)
+    return __utils__["pgha_dcs.config_diff"](show_config(), settings)
 
 
 def edit_config(settings: dict) -> dict:
@@ -431,13 +389,13 @@ def edit_config(settings: dict) -> dict:
     before = show_config() if isinstance(settings, dict) and settings else None
     if before is None:
         raise CommandExecutionError(f"patroni: settings must be a non-empty map of DCS settings (got {settings!r})")
-    predicted = _config_diff(before, settings)
+    predicted = __utils__["pgha_dcs.config_diff"](before, settings)
     if not predicted["old"] and not predicted["new"]:
         return {"old": {}, "new": {}}
     name, after = _api().any_member("/config", method="PATCH", body=settings, auth=True, first=_first())
     if not isinstance(after, dict):
         raise CommandExecutionError(f"patroni: PATCH /config on {name} did not answer a JSON object: {after!r:.200}")
-    return {"old": predicted["old"], "new": _pick(after, predicted["new"])}
+    return {"old": predicted["old"], "new": __utils__["pgha_dcs.pick"](after, predicted["new"])}
 
 
 def pause() -> dict:
@@ -470,7 +428,7 @@ def resume() -> dict:
 
 
 def _set_pause(paused: bool) -> dict:
-    if _is_true(show_config().get("pause")) == paused:
+    if __utils__["pgha_dcs.is_true"](show_config().get("pause")) == paused:
         return {"paused": paused, "changed": False}
     _api().any_member("/config", method="PATCH", body={"pause": paused}, auth=True, first=_first())
     return {"paused": paused, "changed": True}
@@ -527,21 +485,8 @@ def list_ctl() -> list[dict]:
         raise CommandExecutionError(f"patroni: patronictl list printed no JSON: {ret['stdout'][:200]!r}") from exc
     if not isinstance(rows, list):
         raise CommandExecutionError(f"patroni: patronictl list printed {type(rows).__name__}, not a list")
-    members_seen = []
-    for row in rows:
-        lag = row.get("Lag in MB")
-        members_seen.append(
-            {
-                "cluster": row.get("Cluster"),
-                "member": row.get("Member"),
-                "host": row.get("Host"),
-                "role": row.get("Role"),
-                "state": row.get("State"),
-                "timeline": row.get("TL") if isinstance(row.get("TL"), int) else None,
-                "lag_mb": lag if isinstance(lag, (int, float)) else None,
-                "pending_restart": row.get("Pending restart") == "*",
-                "scheduled_restart": row.get("Scheduled restart"),
-                "tags": row.get("Tags") or {},
-            }
-        )
-    return members_seen
+    return [{"cluster": row.get("Cluster"), "member": row.get("Member"), "host": row.get("Host"), "role": row.get("Role"),
+             "state": row.get("State"), "timeline": row.get("TL") if isinstance(row.get("TL"), int) else None,
+             "lag_mb": row.get("Lag in MB") if isinstance(row.get("Lag in MB"), (int, float)) else None,
+             "pending_restart": row.get("Pending restart") == "*", "scheduled_restart": row.get("Scheduled restart"),
+             "tags": row.get("Tags") or {}} for row in rows]

@@ -137,7 +137,7 @@ def servers() -> dict:
     except CommandExecutionError as socket_problem:
         log.info("pgha_haproxy: %s; reading the stats page instead", socket_problem)
         try:
-            found = _ours(__utils__["pgha_cluster.haproxy_stats_page"](_map()))
+            found = _ours(__utils__["pgha_cluster.haproxy_stats_page"](__utils__["pgha_model.cluster_of"](_map())))
         except CommandExecutionError as page_problem:
             raise CommandExecutionError(f"{socket_problem}; and {page_problem}") from page_problem
     else:

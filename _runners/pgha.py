@@ -1,11 +1,12 @@
 """
-The pgha runner, on the Salt master: the operator's view of the whole
-cluster and the commands that need all of it at once. It sequences and
-formats: the layout comes from a PostgreSQL minion (``pgha_config.mapdata``),
-the passwords from the master's own pillar, the facts from the shared code
-in ``_utils/`` and the minions' functions. Checks and drills connect as the
-formula's probe role to its own database, never to the users' data. Needs
-psycopg on the master (matplotlib, optional, draws the drill's timeline).
+The pgha runner, on the Salt master: the operator's view of the whole cluster
+and the commands that need all of it at once. It sequences and formats: the
+cluster's model is built here, once per command, from the master's own pillar
+(``pgha_model.build``); the facts come from ``_utils/`` and the minions'
+functions, reached through one object (``pgha_reach.Reach``). Every command
+that changes the cluster holds the cluster's lock in etcd (``pgha_lock``).
+Checks and drills use the formula's probe role and database, never the users'
+data. Needs psycopg on the master (matplotlib, optional, draws the drill).
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
-import tempfile
+import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 import salt.client
-import salt.fileserver
 from salt.exceptions import CommandExecutionError
 
 log = logging.getLogger(__name__)
@@ -33,25 +35,14 @@ def __virtual__():
     return __virtualname__
 
 
+# ---------------------------------------------------------------------------
+# the cluster as the master reaches it
+# ---------------------------------------------------------------------------
+
+
 def _caller():
-    """
-    ``call(minion, function, *args, wait=60)``: its answer, or an error with its message. Callbacks
-    handed to ``_utils/`` run in their loader context, where this module's dunders do not resolve.
-    """
-    conf_file = __opts__["conf_file"]
-
-    def call(tgt: str, fun: str, *args: Any, wait: int = 60, **kwargs: Any) -> Any:
-        with salt.client.get_local_client(conf_file) as client:
-            ret = client.cmd(tgt, fun, arg=list(args), kwarg=kwargs or None, timeout=wait, full_return=True)
-        if tgt not in ret:
-            raise CommandExecutionError(f"pgha: minion {tgt} did not answer {fun} within {wait} s")
-        answer = ret[tgt]
-        if not isinstance(answer, dict) or answer.get("retcode", 0) != 0:
-            detail = answer.get("ret") if isinstance(answer, dict) else answer
-            raise CommandExecutionError(f"pgha: {fun} on {tgt} failed: {detail}")
-        return answer.get("ret")
-
-    return call
+    """``call(minion, function, *args, wait=60)``: its answer, or an error with its message."""
+    return __utils__["pgha_reach.caller"](__opts__["conf_file"])
 
 
 def _master_pillar() -> dict:
@@ -59,48 +50,26 @@ def _master_pillar() -> dict:
     return __salt__["pillar.show_pillar"](__opts__["id"])
 
 
-def _topology() -> dict:
-    """The cluster's model (from the first PostgreSQL node that answers) with the master pillar's secrets."""
-    pillar = _master_pillar()
-    cfg = pillar.get("pgha") if isinstance(pillar, dict) else None
-    if not isinstance(cfg, dict) or not cfg.get("nodes"):
-        raise CommandExecutionError("pgha: the master's pillar has no pgha:nodes; does the pillar top target the master?")
-    candidates = sorted(n for n, node in cfg["nodes"].items() if "postgresql" in (node.get("roles") or []))
-    problems, call = [], _caller()
-    for name in candidates:
+def _cluster():
+    """The cluster's model as the master sees it (every secret it is given), built once per command."""
+    if "pgha.cluster" not in __context__:
+        given = (_master_pillar() or {}).get("pgha")
+        if not isinstance(given, dict) or not given.get("nodes"):
+            raise CommandExecutionError("pgha: the master's pillar has no pgha:nodes; does the pillar top target "
+                                        "the master?")
         try:
-            data = call(name, "pgha_config.mapdata", wait=30)
-        except CommandExecutionError as exc:
-            problems.append(str(exc))
-            continue
-        data["secrets"] = cfg.get("secrets", {})
-        return data
-    raise CommandExecutionError("pgha: no PostgreSQL node answered: " + "; ".join(problems))
+            defaults = __utils__["pgha_model.defaults_in"]((__opts__.get("file_roots") or {}).get("base", []))
+            __context__["pgha.cluster"] = __utils__["pgha_model.build"](defaults, given, __opts__["id"], "none")
+        except ValueError as exc:
+            raise CommandExecutionError(str(exc)) from None
+    return __context__["pgha.cluster"]
 
 
-def _api(topo: dict):
-    return __utils__["pgha_cluster.patroni_api_of"](topo)
-
-
-def _members_of(api) -> list[dict]:
-    """The members with their health facts, [] when no member answers."""
-    try:
-        return api.members()
-    except CommandExecutionError as exc:
-        log.info("pgha: %s", exc)
-        return []
-
-
-def _haproxy_reader(topo: dict, listener: str | None = "postgres"):
-    """A reader of each server's state (UP, ...) in one listener, or (None) in every one: {listener: {...}}."""
-    page, names = __utils__["pgha_cluster.haproxy_stats_page"], [entry["name"] for entry in topo["haproxy"]["listeners"]]
-
-    def read() -> dict:
-        found = {name: {server: entry["status"] for server, entry in servers.items()}
-                 for name, servers in page(topo).items() if name in names}
-        return found.get(listener, {}) if listener else {name: found[name] for name in names if name in found}
-
-    return read
+def _reach(cluster=None):
+    cluster = cluster or _cluster()
+    return __utils__["pgha_reach.reach"](
+        cluster=cluster, call=_caller(), api=__utils__["pgha_cluster.patroni_api_of"](cluster),
+        stats=lambda: __utils__["pgha_cluster.haproxy_stats_page"](cluster), rules=__utils__["pgha_cluster.rules"]())
 
 
 def _fail(result: dict) -> dict:
@@ -110,11 +79,16 @@ def _fail(result: dict) -> dict:
     return result
 
 
+def _verdict(result: dict) -> dict:
+    """The result, failed (non-zero exit) unless it says ok, healthy or valid."""
+    return result if result.get("ok", result.get("healthy", result.get("valid", True))) else _fail(result)
+
+
 def _one_line(function):
     """
-    A bad argument, or a cluster the command cannot reach, answered with one
-    line naming the command and the problem and a non-zero exit, never a
-    traceback. Arguments are checked before anything is touched.
+    A bad argument, a cluster the command cannot reach, or a lock held by
+    another command, answered with one line naming the command and the
+    problem and a non-zero exit, never a traceback.
     """
 
     @functools.wraps(function)
@@ -134,47 +108,114 @@ def _check(kind: str, *args: Any, **kwargs: Any) -> Any:
     return __utils__[f"pgha_args.{kind}"](*args, **kwargs)
 
 
+# ---------------------------------------------------------------------------
+# the cluster's lock
+# ---------------------------------------------------------------------------
+
+
+def _take(command: str, args: dict, wait: Any = 0):
+    """The cluster's lock for ``command`` (shared when this process holds it), or one line naming its holder."""
+    cluster = _cluster()
+    holder = __utils__["pgha_lock.holder_record"](command, args, __opts__["id"])
+    etcd, key = __utils__["pgha_lock.of"](cluster)
+    try:
+        return __utils__["pgha_lock.acquire"](etcd, key, holder, cluster.lock.ttl,
+                                              _check("seconds", wait or 0, "wait", minimum=0))
+    except CommandExecutionError as exc:
+        busy = getattr(exc, "holder", None) is not None
+        raise CommandExecutionError(f"{exc}; {'nothing was done (wait=<seconds> to wait for it)' if busy else ''}"
+                                    if busy else f"cannot take the cluster's lock in etcd: {exc}") from None
+
+
+def _under_lock(command: str, args: dict, wait: Any, act: Callable[[], dict]) -> dict:
+    """``act()`` holding the cluster's lock (its arguments checked before): its result, a lease lost said."""
+    lock = _take(command, args, wait)
+    try:
+        result = act()
+    finally:
+        lock.release()
+    if lock.lost:
+        result["lock_lost"] = lock.lost
+    return _verdict(result)
+
+
 @_one_line
-def write_check(timeout: Any = 60, path: str = "leader") -> dict:
+def lock(wait: Any = 0, required: Any = True, hold: Any = 0, command: str = "state.orchestrate pgha") -> dict:
     """
-    Check, waiting at most ``timeout`` s, that a write through HAProxy's leader port (or
-    ``path=pooler``) commits on the Patroni leader (the probe role, in the formula's database).
+    Take the cluster's lock. ``hold=<seconds>``: keep it that long, then
+    release it (work by hand meanwhile: every other command is refused).
+    Without ``hold``: keep it for the rest of this process; the
+    orchestration's first stage does so (its steps share it) and
+    ``pgha.unlock`` releases it at its end; otherwise it expires within
+    ``pgha:lock:ttl`` seconds of the process's end. ``required=False``:
+    etcd not answering yet (a new cluster) is no refusal.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt-run pgha.write_check timeout=60
-        salt-run pgha.write_check path=pooler
+        salt-run pgha.lock hold=600
     """
-    limit = _check("seconds", timeout, "timeout")
-    topo = _topology()
-    options = _drill_options(topo, {"path": path})
-    api, leader_of = _api(topo), __utils__["pgha_cluster.leader_of"]
+    seconds = _check("seconds", hold or 0, "hold", minimum=0, maximum=86400)
+    try:
+        taken = _take(command if not seconds else "pgha.lock", {"hold": seconds or None}, wait)
+    except CommandExecutionError as exc:
+        if _check("flag", required, "required") or "cannot take" not in str(exc):
+            raise
+        return {"locked": False, "comment": f"etcd does not answer yet: the lock is taken once it does ({exc})"}
+    if seconds:
+        time.sleep(seconds)
+        return {"locked": False, "held_s": seconds, "released": taken.release(), "lost": taken.lost}
+    return {"locked": True, "shared": taken.shared, "holder": taken.holder}
 
-    def leader_address() -> str | None:
-        leader = leader_of(_members_of(api))
-        return topo["nodes"][leader["name"]]["address"] if leader else None
 
-    result = __utils__["pgha_drill.wait_write"](__utils__["pgha_drill.probe_dsn"](topo, options["path"]),
-                                                leader_address, limit)
-    return result if result["ok"] else _fail(result)
+@_one_line
+def unlock(confirm: Any = False) -> dict:
+    """
+    Release the lock this process holds (the orchestration's last stage);
+    with ``confirm=True``, break the cluster's lock whoever holds it (a
+    holder that is gone for good; its lease expires by itself within
+    ``pgha:lock:ttl`` seconds otherwise).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run pgha.unlock confirm=True
+    """
+    etcd, key = __utils__["pgha_lock.of"](_cluster())
+    mine = __utils__["pgha_lock.held_here"](etcd, key)
+    if mine:
+        __utils__["pgha_lock.break_lock"](etcd, key)
+        os.environ.pop("PGHA_LOCK", None)
+        return {"released": True, "holder": mine}
+    if not _check("flag", confirm, "confirm"):
+        holder = __utils__["pgha_lock.holder"](etcd, key)
+        raise CommandExecutionError("this process holds no lock" + (
+            f"; {__utils__['pgha_lock.describe'](holder)}: break it with confirm=True only if its holder is gone"
+            if holder else "; the cluster is not locked"))
+    return {"released": bool(__utils__["pgha_lock.break_lock"](etcd, key))}
 
 
-def _status_data(topo: dict) -> dict:
-    call = _caller()
+# ---------------------------------------------------------------------------
+# the operator's view (read-only: never locked)
+# ---------------------------------------------------------------------------
 
+
+def _status_data(reach) -> dict:
     def etcd_health() -> dict:
-        return call(topo["etcd_nodes"][0], "etcd_cluster.health", wait=30)
+        return reach.call(reach.cluster.etcd_nodes[0], "etcd_cluster.health", wait=30)
 
-    return __utils__["pgha_cluster.cluster_status"](_api(topo), etcd_health, _haproxy_reader(topo, None))
+    data = __utils__["pgha_cluster.cluster_status"](reach.api, etcd_health, lambda: reach.haproxy(None))
+    return dict(data, lock=__utils__["pgha_lock.holder_of"](reach.cluster))
 
 
 @_one_line
 def status(table: Any = None) -> Any:
     """
     The whole cluster: Patroni members (role, state, timeline, lag, streaming, version), etcd's
-    endpoints, HAProxy's servers. A table; data with ``--out=json`` (or ``table=False``).
+    endpoints, HAProxy's servers, who holds the cluster's lock. A table; data with ``--out=json``
+    (or ``table=False``).
 
     CLI Example:
 
@@ -184,7 +225,7 @@ def status(table: Any = None) -> Any:
         salt-run pgha.status --out=json
     """
     as_table = __opts__.get("output") in (None, "", "nested", "txt") if table is None else _check("flag", table, "table")
-    data = _status_data(_topology())
+    data = _status_data(_reach())
     return {"outputter": "txt", "data": __utils__["pgha_cluster.status_table"](data)} if as_table else data
 
 
@@ -203,14 +244,38 @@ def check(max_lag: Any = None) -> dict:
         salt-run pgha.check max_lag=1048576
     """
     bound = None if max_lag is None else _check("count", max_lag, "max_lag")
-    topo = _topology()
-    data = _status_data(topo)
-    bound = topo["gates"]["max_lag_bytes"] if bound is None else bound
-    problems = __utils__["pgha_cluster.cluster_problems"](data, len(topo["pg_nodes"]), bound)
-    leader_address = topo["nodes"][data["leader"]]["address"] if data["leader"] else None
-    problems += __utils__["pgha_drill.probe_problems"](__utils__["pgha_drill.probe_dsn"](topo), leader_address)
-    result = {"healthy": not problems, "problems": problems, "leader": data["leader"]}
-    return result if not problems else _fail(result)
+    reach = _reach()
+    cluster, data = reach.cluster, _status_data(reach)
+    problems = __utils__["pgha_cluster.cluster_problems"](
+        data, len(cluster.pg_nodes), cluster.gates.max_lag_bytes if bound is None else bound)
+    problems += __utils__["pgha_drill.probe_problems"](__utils__["pgha_drill.probe_dsn"](cluster),
+                                                       cluster.address(data["leader"]))
+    return _verdict({"healthy": not problems, "problems": problems, "leader": data["leader"]})
+
+
+@_one_line
+def write_check(timeout: Any = 60, path: str = "leader") -> dict:
+    """
+    Check, waiting at most ``timeout`` s, that a write through HAProxy's leader port (or
+    ``path=pooler``) commits on the Patroni leader (the probe role, in the formula's database).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run pgha.write_check timeout=60
+        salt-run pgha.write_check path=pooler
+    """
+    limit = _check("seconds", timeout, "timeout")
+    reach = _reach()
+    options = _check("drill_options", {"path": path}, reach.cluster)
+
+    def leader_address() -> str | None:
+        leader = reach.leader()
+        return reach.cluster.address(leader["name"]) if leader else None
+
+    dsn = __utils__["pgha_drill.probe_dsn"](reach.cluster, options["path"])
+    return _verdict(__utils__["pgha_drill.wait_write"](dsn, leader_address, limit))
 
 
 @_one_line
@@ -235,50 +300,35 @@ def validate(pillar: dict | None = None, tgt: Any = "*", tgt_type: str = "glob")
     errors = __utils__["pgha_secrets.minion_errors"](ret, tgt, tgt_type)
     master = (_master_pillar() or {}).get("pgha") or {}  # the master is given every secret
     errors += [e for e in __utils__["pgha_secrets.cluster_problems"](master, pillar) if e not in errors]
-    errors += __utils__["pgha_fileserver.problems"](_served_files(), __opts__.get("pillar_roots"),
-                                                    master.get("secrets"))
-    result = {"valid": not errors, "errors": errors, "minions": sorted(ret)}
-    return result if not errors else _fail(result)
+    errors += __utils__["pgha_fileserver.problems"](__utils__["pgha_fileserver.served"](__opts__),
+                                                    __opts__.get("pillar_roots"), master.get("secrets"))
+    return _verdict({"valid": not errors, "errors": errors, "minions": sorted(ret)})
 
 
-def _served_files() -> list[tuple[str, str, str]]:
-    """
-    Every file the master's file server lists, in every environment: (saltenv, name, path on the master).
-    Read with a cache of its own, so that the master's cached file lists are left as they are.
-    """
-    with tempfile.TemporaryDirectory(prefix="pgha-fileserver-") as cache:
-        server = salt.fileserver.Fileserver(dict(__opts__, cachedir=cache))
-        return [(saltenv, name, server.find_file(name, saltenv).get("path") or "")
-                for saltenv in server.envs() for name in server.file_list({"saltenv": saltenv})]
+# ---------------------------------------------------------------------------
+# commands that change the cluster (each holds the cluster's lock)
+# ---------------------------------------------------------------------------
 
 
-def _drill_options(topo: dict, given: dict) -> dict:
-    return _check("drill_options", given, topo["drill"], topo["patroni"]["ttl"], topo["pg_nodes"], topo["etcd_nodes"],
-                  topo["pgbouncer"]["enabled"])
+def _options(cluster, given: dict):
+    """A drill's options (``pgha_drill.Options``), each argument checked (``pgha_args.drill_options``)."""
+    return __utils__["pgha_drill.options"](cluster, _check("drill_options", given, cluster))
 
 
-def _driller(topo: dict, mode: str, options: dict):
-    """A function that runs one drill through the engine and returns its report."""
-    fault, run = __utils__["pgha_faults.fault"](mode), __utils__["pgha_drill.run"]
-    ctx = __utils__["pgha_drill.context"](
-        topo=topo,
-        call=_caller(),
-        api=_api(topo),
-        haproxy=_haproxy_reader(topo),
-        dsn=__utils__["pgha_drill.probe_dsn"](topo, options["path"]),
-        timeout=options["timeout"],
-        options=options,
-        rules=__utils__["pgha_cluster.rules"](),
-        report_dir=topo["drill"]["report_dir"] if options["report"] else None,
-    )
-    return lambda: run(ctx, fault)
+def _drill(reach, mode: str, options) -> dict:
+    """One drill through the engine, its report (and picture) written when asked."""
+    result, records = __utils__["pgha_drill.run"](reach, __utils__["pgha_faults.fault"](mode), options)
+    if options.report_dir and records:
+        result = __utils__["pgha_report.write"](options.report_dir, result, records)
+    return result
 
 
 @_one_line
 def failover_drill(mode: str = "stop", timeout: Any = None, report: Any = True, candidate: str | None = None,
-                   freeze_s: Any = None, outage_s: Any = None, member: str | None = None, path: str = "leader") -> dict:
+                   freeze_s: Any = None, outage_s: Any = None, member: str | None = None, path: str = "leader",
+                   wait: Any = 0) -> dict:
     """
-    Inject a fault (README, "The failover drill": stop, crash, switchover,
+    Inject a fault (docs, "The failover drill": stop, crash, switchover,
     freeze, dcs-outage, etcd-member-loss, sync-standby-loss) while the
     probe role writes numbered rows through HAProxy (or ``path=pooler``),
     undo it whatever fails, and measure: what was restored, lost
@@ -295,15 +345,14 @@ def failover_drill(mode: str = "stop", timeout: Any = None, report: Any = True, 
         salt-run pgha.failover_drill mode=switchover path=pooler
     """
     __utils__["pgha_faults.fault"](mode)
-    topo = _topology()
-    options = _drill_options(topo, {"timeout": timeout, "report": report, "candidate": candidate, "path": path,
-                                    "freeze_s": freeze_s, "outage_s": outage_s, "member": member})
-    result = _driller(topo, mode, options)()
-    return result if result["ok"] else _fail(result)
+    given = {"timeout": timeout, "report": report, "candidate": candidate, "path": path, "freeze_s": freeze_s,
+             "outage_s": outage_s, "member": member}
+    options = _options(_cluster(), given)
+    return _under_lock("pgha.failover_drill", dict(given, mode=mode), wait, lambda: _drill(_reach(), mode, options))
 
 
 @_one_line
-def switchover(candidate: str | None = None, timeout: Any = None) -> dict:
+def switchover(candidate: str | None = None, timeout: Any = None, wait: Any = 0) -> dict:
     """
     A planned move of the leader (to ``candidate``) through Patroni, measured by the drill's
     writer: ``rto_s``, ``write_gap_s``, ``failed_writes``, ``client_stall_s``, ``lost``. PgBouncer
@@ -316,40 +365,27 @@ def switchover(candidate: str | None = None, timeout: Any = None) -> dict:
         salt-run pgha.switchover
         salt-run pgha.switchover candidate=postgres02
     """
-    topo = _topology()
-    options = _drill_options(topo, {"timeout": timeout, "report": False, "candidate": candidate})
-    result = _driller(topo, "switchover", options)()
-    return result if result["ok"] else _fail(result)
+    given = {"timeout": timeout, "report": False, "candidate": candidate}
+    options = _options(_cluster(), given)
+    return _under_lock("pgha.switchover", given, wait, lambda: _drill(_reach(), "switchover", options))
 
 
 def _rolling(action: str, what: str, pending_only: bool, timeout: float) -> dict:
     """A rolling restart or reload through ``_utils/pgha_rolling.py``, acting through the members' minions."""
-    topo = _topology()
-    api, call = _api(topo), _caller()
+    reach = _reach()
     only = None
     if action == "restart" and what == "postgresql" and pending_only:
-        only = {m["name"] for m in _members_of(api) if m["pending_restart"]}
-
-    def act(name: str) -> Any:
-        if action == "reload":
-            return call(name, "patroni.reload", wait=int(timeout))
-        if what == "patroni":
-            return call(name, "pgha_service.restart", "patroni", wait=int(timeout))
-        return call(name, "patroni.restart", pending_only=pending_only, timeout=int(timeout), wait=int(timeout) + 60)
-
-    steps = __utils__["pgha_rolling.steps"](
-        members=lambda: _members_of(api), rules=__utils__["pgha_cluster.rules"](), expected=len(topo["pg_nodes"]),
-        max_lag=topo["patroni"]["maximum_lag_on_failover"], act=act, timeout=timeout,
-        switchover=_driller(topo, "switchover", _drill_options(topo, {"timeout": timeout, "report": False})),
-    )
-    result = __utils__["pgha_rolling.run"](steps, action, only)
+        only = {m["name"] for m in reach.members() if m["pending_restart"]}
+    options = _options(reach.cluster, {"timeout": timeout, "report": False})
+    result = __utils__["pgha_rolling.run"](reach, action, lambda: _drill(reach, "switchover", options), timeout, what,
+                                           pending_only, only)
     if only is not None:
         result["pending_restart_before"] = sorted(only)
-    return result if result["ok"] else _fail(result)
+    return result
 
 
 @_one_line
-def restart(pending_only: Any = True, timeout: Any = 120, what: str = "postgresql") -> dict:
+def restart(pending_only: Any = True, timeout: Any = 120, what: str = "postgresql", wait: Any = 0) -> dict:
     """
     Rolling restart, replicas first, each followed by a health gate, the leader last after a
     switchover: PostgreSQL through Patroni (default; only members with ``pending_restart`` unless
@@ -365,11 +401,13 @@ def restart(pending_only: Any = True, timeout: Any = 120, what: str = "postgresq
     """
     _check("choice", what, "what", ROLLING)
     limit = _check("seconds", timeout, "timeout", minimum=10)
-    return _rolling("restart", what, _check("flag", pending_only, "pending_only"), limit)
+    pending = _check("flag", pending_only, "pending_only")
+    return _under_lock("pgha.restart", {"what": what, "pending_only": pending}, wait,
+                       lambda: _rolling("restart", what, pending, limit))
 
 
 @_one_line
-def reload(timeout: Any = 60) -> dict:
+def reload(timeout: Any = 60, wait: Any = 0) -> dict:
     """
     Rolling reload of Patroni's and PostgreSQL's configuration (replicas
     first, leader last), each followed by a health gate.
@@ -380,11 +418,12 @@ def reload(timeout: Any = 60) -> dict:
 
         salt-run pgha.reload
     """
-    return _rolling("reload", "patroni", False, _check("seconds", timeout, "timeout", minimum=10))
+    limit = _check("seconds", timeout, "timeout", minimum=10)
+    return _under_lock("pgha.reload", {}, wait, lambda: _rolling("reload", "patroni", False, limit))
 
 
 @_one_line
-def retire(purge_data: Any = False, timeout: Any = 120) -> dict:
+def retire(purge_data: Any = False, timeout: Any = 120, wait: Any = 0) -> dict:
     """
     Scale in (``_utils/pgha_retire.py``): Patroni members pillar no longer lists leave one at a time
     (switchover away, HAProxy drain, Patroni disabled, gone from the member list); data kept unless
@@ -399,23 +438,17 @@ def retire(purge_data: Any = False, timeout: Any = 120) -> dict:
     """
     purge = _check("flag", purge_data, "purge_data")
     limit = _check("seconds", timeout, "timeout", minimum=10)
-    topo = _topology()
-    api = _api(topo)
 
-    def members() -> list[dict]:
-        return _members_of(api)
+    def switchover(wider, candidate: str | None) -> dict:
+        options = _options(wider.cluster, {"timeout": limit, "report": False, "candidate": candidate})
+        return _drill(wider, "switchover", options)
 
-    # Made here: the callbacks run in the utilities' loader context, where this module's dunders do not resolve.
-    scoped = __utils__["pgha_retire.scoped"](topo, members())
-    options = _drill_options(scoped, {"timeout": limit, "report": False})
-    acts = __utils__["pgha_retire.acts_through"](_caller(), members, topo, scoped, options,
-                                                 _driller(scoped, "switchover", options), limit)
-    result = __utils__["pgha_retire.run"](acts, purge)
-    return result if result["ok"] else _fail(result)
+    return _under_lock("pgha.retire", {"purge_data": purge}, wait,
+                       lambda: __utils__["pgha_retire.run"](_reach(), switchover, limit, purge))
 
 
 @_one_line
-def cold_start(timeout: Any = 120) -> dict:
+def cold_start(timeout: Any = 120, wait: Any = 0) -> dict:
     """
     A stopped cluster started again (``_utils/pgha_cold_start.py``): when
     no Patroni member leads, every PostgreSQL node that holds the cluster's
@@ -431,21 +464,11 @@ def cold_start(timeout: Any = 120) -> dict:
         salt-run pgha.cold_start
     """
     limit = _check("seconds", timeout, "timeout", minimum=10)
-    topo, call = _topology(), _caller()
-    api = _api(topo)
-    acts = __utils__["pgha_cold_start.acts"](
-        members=lambda: _members_of(api),
-        local=lambda name: call(name, "patroni.local", wait=60),
-        start=lambda name: call(name, "state.apply", "pgha.postgresql", wait=int(limit) + 240),
-        wait_leader=lambda name: call(name, "patroni.wait_leader", timeout=int(limit), wait=int(limit) + 60),
-        leader_of=__utils__["pgha_cluster.leader_of"],
-    )
-    result = __utils__["pgha_cold_start.run"](acts, list(topo["pg_nodes"]))
-    return result if result["ok"] else _fail(result)
+    return _under_lock("pgha.cold_start", {}, wait, lambda: __utils__["pgha_cold_start.run"](_reach(), limit))
 
 
 @_one_line
-def etcd_members(purge_data: Any = False, timeout: Any = 120) -> dict:
+def etcd_members(purge_data: Any = False, timeout: Any = 120, wait: Any = 0) -> dict:
     """
     etcd's members follow pillar (``_utils/pgha_etcd_members.py``), one at a time, health checked after
     each: new etcd nodes join the running cluster, members pillar no longer lists leave (etcd stopped,
@@ -459,7 +482,5 @@ def etcd_members(purge_data: Any = False, timeout: Any = 120) -> dict:
     """
     purge = _check("flag", purge_data, "purge_data")
     limit = _check("seconds", timeout, "timeout", minimum=10)
-    wanted = _topology()["etcd"]["peer_urls"]
-    result = __utils__["pgha_etcd_members.run"](__utils__["pgha_etcd_members.acts_through"](_caller(), wanted, limit),
-                                                wanted, purge)
-    return result if result["ok"] else _fail(result)
+    return _under_lock("pgha.etcd_members", {"purge_data": purge}, wait,
+                       lambda: __utils__["pgha_etcd_members.run"](_reach(), limit, purge))

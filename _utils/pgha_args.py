@@ -51,30 +51,26 @@ def choice(value: Any, name: str, choices: list | tuple, optional: bool = False)
     return value
 
 
-def drill_options(given: dict, drill: dict, ttl: int, pg_nodes: list, etcd_nodes: list,
-                  pooler: bool = False) -> dict:
+def drill_options(given: dict, cluster: Any) -> dict:
     """
     The failover drill's settings: those ``given`` on the command line
-    (None: not given), else the pillar's ``drill`` ones, else the defaults
-    (``freeze_s`` ttl + 10, ``outage_s`` 40, ``path`` the leader's port),
-    each checked; ``path=pooler`` only with PgBouncer (``pooler``).
+    (None: not given), else the cluster's (``pgha_model.Cluster.drill``:
+    pillar's, with its derived defaults), each checked; ``path=pooler``
+    only with PgBouncer.
     """
     path = choice(given.get("path") or "leader", "path", ("leader", "pooler"))
-    if path == "pooler" and not pooler:
+    if path == "pooler" and not cluster.pooler.enabled:
         raise ValueError("path=pooler needs PgBouncer (pgha:pgbouncer:enabled)")
 
-    def pick(key: str, default: Any) -> Any:
-        for source in (given, drill):
-            if source.get(key) is not None:
-                return source[key]
-        return default
+    def pick(key: str) -> Any:
+        return given[key] if given.get(key) is not None else getattr(cluster.drill, key)
 
     return {
-        "timeout": seconds(pick("timeout", 120), "timeout", minimum=10),
+        "timeout": seconds(pick("timeout"), "timeout", minimum=10),
         "report": flag(given.get("report", True), "report"),
-        "candidate": choice(given.get("candidate"), "candidate", pg_nodes, optional=True),
-        "member": choice(given.get("member"), "member", etcd_nodes, optional=True),
-        "freeze_s": seconds(pick("freeze_s", ttl + 10), "freeze_s"),
-        "outage_s": seconds(pick("outage_s", 40), "outage_s"),
+        "candidate": choice(given.get("candidate"), "candidate", cluster.pg_nodes, optional=True),
+        "member": choice(given.get("member"), "member", cluster.etcd_nodes, optional=True),
+        "freeze_s": seconds(pick("freeze_s"), "freeze_s"),
+        "outage_s": seconds(pick("outage_s"), "outage_s"),
         "path": path,
     }

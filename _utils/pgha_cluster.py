@@ -231,14 +231,6 @@ def rules() -> types.SimpleNamespace:
                                  follower_problems=follower_problems)
 
 
-def describe(members: list[dict]) -> str:
-    """One line per cluster: each member's role, state, timeline, lag and streaming."""
-    return ", ".join(
-        f"{m['name']}={m['role']}/{m['state']}/tl{m['timeline']}/lag{m['lag']}/streaming={m['streaming']}"
-        for m in members
-    ) or "no members"
-
-
 # ---------------------------------------------------------------------------
 # Patroni's REST API
 # ---------------------------------------------------------------------------
@@ -375,10 +367,10 @@ def patroni_api(urls: dict, auth: tuple[str, str] | None = None, cafile: str | N
     return PatroniAPI(urls, auth=auth, cafile=cafile, timeout=timeout)
 
 
-def patroni_api_of(cfg: dict) -> PatroniAPI:
-    """The REST API client of a pgha model (``pgha_config.mapdata`` with secrets)."""
-    auth = (cfg["users"]["restapi"], cfg.get("secrets", {}).get("restapi_password", ""))
-    return PatroniAPI(cfg["restapi_urls"], auth=auth, cafile=cfg.get("restapi_cafile"))
+def patroni_api_of(cluster: Any) -> PatroniAPI:
+    """The REST API client of a cluster's model (``pgha_model.Cluster``), with its REST credentials."""
+    auth = (cluster.users["restapi"], cluster.secrets.get("restapi_password"))
+    return PatroniAPI(cluster.restapi_urls, auth=auth, cafile=cluster.restapi_cafile)
 
 
 def status_table(data: dict) -> str:
@@ -403,6 +395,10 @@ def status_table(data: dict) -> str:
             lines.append(f"  {name:<14}{entry.get('endpoint', ''):<22}UNREACHABLE {entry.get('error', '')}")
     if etcd.get("error"):
         lines.append(f"  {etcd['error']}")
+    lock = data.get("lock")
+    lines.append("lock: " + ("free" if lock is None else f"NOT READ ({lock['error']})" if "error" in lock
+                             else f"held by {lock.get('command')} (master {lock.get('master')}, pid {lock.get('pid')}, "
+                                  f"since {lock.get('since')})"))
     if data["haproxy"].get("error"):
         lines += ["HAProxy", f"  {data['haproxy']['error']}"]
     for listener, servers in data["haproxy"].items():
@@ -451,20 +447,10 @@ def routes(status: Any) -> bool:
     return str(status).startswith("UP")
 
 
-def stats_url(cfg: dict) -> str:
-    """The stats page's CSV URL of a pgha model: its bind address, else the HAProxy node's."""
-    haproxy = cfg["haproxy"]
-    host = haproxy.get("stats_bind_address")
-    if host in ("*", "0.0.0.0", "::", "", None):
-        host = haproxy.get("write_address") or "127.0.0.1"
-    host = f"[{host}]" if ":" in str(host) else host
-    return f"http://{host}:{haproxy['stats_port']}/;csv"
-
-
-def haproxy_stats_page(cfg: dict, timeout: float = HTTP_TIMEOUT) -> dict:
-    """Every proxy's servers (``parse_haproxy_stats``) from the stats page, with the pillar's credentials."""
-    url = stats_url(cfg)
-    auth = (cfg["users"]["haproxy_stats"], cfg.get("secrets", {}).get("haproxy_stats_password", ""))
+def haproxy_stats_page(cluster: Any, timeout: float = HTTP_TIMEOUT) -> dict:
+    """Every proxy's servers (``parse_haproxy_stats``) from a cluster's stats page, with the pillar's credentials."""
+    url = cluster.haproxy.stats_url
+    auth = (cluster.users["haproxy_stats"], cluster.secrets.get("haproxy_stats_password"))
     try:
         status, text = request(url, auth=auth, timeout=timeout)
     except CommandExecutionError as exc:

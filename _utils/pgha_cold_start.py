@@ -11,67 +11,44 @@ start it), and a leader is awaited among them; the stages that follow find
 it leading.
 
 A running cluster (a member leads) and a new one (no node holds data) are
-left to the stages that follow. The runner hands in what to act with
-(``Acts``); this module only decides and orders. Plain Python; reached as
+left to the stages that follow. It acts through the cluster as the runner
+reaches it (``pgha_reach.Reach``). Plain Python; reached as
 ``__utils__["pgha_cold_start.<function>"]``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from salt.exceptions import CommandExecutionError
 
 
-class Acts:
+def run(reach: Any, timeout: float) -> dict:
     """
-    ``members()``, Patroni's members that answer ([] when none does);
-    ``local(name)``, that host's data (``initialized``); ``start(name)``,
-    the PostgreSQL states on that host (Patroni started);
-    ``wait_leader(name)``, wait on that host until a member leads (its
-    answer names the leader); ``leader_of(members)``, the one running
-    leader among them or None (pgha_cluster's rule).
-    """
-
-    def __init__(self, **fields: Callable[..., Any]):
-        for name in ("members", "local", "start", "wait_leader", "leader_of"):
-            setattr(self, name, fields[name])
-
-
-def acts(**fields: Any) -> Acts:
-    """The cold start's ``Acts`` (see its fields)."""
-    return Acts(**fields)
-
-
-def run(acts: Acts, nodes: list[str]) -> dict:
-    """
-    Start a stopped cluster's members (``nodes``: pillar's PostgreSQL
-    nodes), one after the other with no wait for a leader in between, then
-    wait for one. Returns ok, started, leader, comment; the first failed
-    step stops the run.
+    Start a stopped cluster's members (pillar's PostgreSQL nodes that hold
+    its data), one after the other with no wait for a leader in between,
+    then wait for one. Returns ok, started, leader, comment; the first
+    failed step stops the run.
     """
     result: dict = {"ok": True, "started": [], "leader": None}
     try:
-        members = acts.members()
-        lead = acts.leader_of(members)
+        members = reach.members()
+        lead = reach.rules.leader_of(members)
         if lead:
-            leader = lead["name"]
-            return dict(result, leader=leader, comment=f"{leader} leads: nothing to start")
+            return dict(result, leader=lead["name"], comment=f"{lead['name']} leads: nothing to start")
         running = {m["name"] for m in members}
-        stopped = [name for name in nodes if name not in running]
-        holding = [name for name in stopped if acts.local(name)["initialized"]]
+        stopped = [name for name in reach.cluster.pg_nodes if name not in running]
+        holding = [name for name in stopped if reach.call(name, "patroni.local")["initialized"]]
         if not holding:
             what = ("no PostgreSQL node holds data: a new cluster, started by the stages that follow" if not running
                     else f"no member leads; running: {', '.join(sorted(running))}; no stopped node holds data")
             return dict(result, comment=what)
         for name in holding:
-            acts.start(name)
+            reach.apply(name, "pgha.postgresql", wait=int(timeout) + 240)
             result["started"].append(name)
-        answer = acts.wait_leader(holding[0])
+        answer = reach.call(holding[0], "patroni.wait_leader", timeout=int(timeout), wait=int(timeout) + 60)
         result["leader"] = answer.get("leader") if isinstance(answer, dict) else None
     except CommandExecutionError as exc:
-        text, done = str(exc), f" (started: {', '.join(result['started'])})" if result["started"] else ""
-        return dict(result, ok=False, comment=f"{text if len(text) <= 1500 else text[:1500] + ' ...'}{done}")
-    return dict(result, comment=f"no member led: started {', '.join(result['started'])}; "
-                                f"{result['leader']} leads")
+        done = f" (started: {', '.join(result['started'])})" if result["started"] else ""
+        return dict(result, ok=False, comment=f"{exc}{done}")
+    return dict(result, comment=f"no member led: started {', '.join(result['started'])}; {result['leader']} leads")

@@ -7,9 +7,10 @@ the outcome is measured and judged.
 
 The engine does not know which fault runs: a fault unit
 (``_utils/pgha_faults.py``) plans it on the cluster it finds, injects it,
-says how long to hold it and undoes it. The runner builds a ``Context``
-(the cluster's model, a way to call minions, the REST client, HAProxy's
-view, the probe role's connection string) and hands both to ``run``.
+says how long to hold it and undoes it. The runner hands ``run`` the
+cluster as it reaches it (``pgha_reach.Reach``), the unit and the drill's
+``Options`` (its bound, the probe role's connection string, where the
+report goes, the unit's own settings).
 Rows go to the formula's own database only (``pgha``, table
 ``pgha_drill``); a run's rows are deleted once read back.
 
@@ -20,22 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
-import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
+import psycopg
 from salt.exceptions import CommandExecutionError
-
-try:
-    import psycopg
-
-    HAS_PSYCOPG = True
-except ImportError:
-    HAS_PSYCOPG = False
 
 POLL = 0.2
 SETTLE_S = 2.0
@@ -43,30 +36,24 @@ TABLE_DDL = (
     "CREATE TABLE IF NOT EXISTS pgha_drill (run text NOT NULL, seq bigint NOT NULL, "
     "at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (run, seq))"
 )
-LEADER_EVENTS = {"promotion", "haproxy_switch", "first_write"}
 
 
-class Context:
+class Options(NamedTuple):
     """
-    What a drill needs from the runner: ``topo``, the cluster's model
-    (pgha_config.mapdata) with the secrets the runner needs; ``call``,
-    call(minion, function, *args, wait=..., **kwargs) -> its return;
-    ``api``, the members' REST APIs (pgha_cluster.PatroniAPI); ``haproxy``,
-    server -> state of the write path's proxy; ``dsn``, the probe role's
-    connection string through the write path; ``timeout``, the bound of every
-    wait, in seconds; ``options``, the fault's own settings (candidate,
-    freeze_s, outage_s, member); ``rules``, the health rules (leader_of,
-    health_problems, follower_problems of pgha_cluster); ``report_dir``,
-    where the JSON report and the picture go (None: no report).
-
-    (A plain class: Salt's loader runs utility modules outside sys.modules,
-    where dataclasses cannot resolve their annotations.)
+    A drill's settings: ``timeout``, the bound of every wait (s); ``dsn``, the
+    probe role's connection through the client path (HAProxy's leader port or
+    the pooler); ``report_dir``, where the JSON report and the picture go
+    (None: none); the units' own: ``candidate`` (switchover), ``member``
+    (etcd-member-loss), ``freeze_s``, ``outage_s``; ``path``, the client path.
     """
-
-    def __init__(self, topo: dict, call: Callable[..., Any], api: Any, haproxy: Callable[[], dict], dsn: str,
-                 timeout: float, options: dict, rules: Any, report_dir: str | None = None):
-        self.topo, self.call, self.api, self.haproxy, self.dsn = topo, call, api, haproxy, dsn
-        self.timeout, self.options, self.rules, self.report_dir = timeout, options, rules, report_dir
+    timeout: float
+    dsn: str
+    report_dir: str | None
+    candidate: str | None
+    member: str | None
+    freeze_s: float
+    outage_s: float
+    path: str
 
 
 # ---------------------------------------------------------------------------
@@ -139,21 +126,27 @@ async def _close(conn) -> None:
 # ---------------------------------------------------------------------------
 
 
-def probe_dsn(topo: dict, path: str = "leader", connect_timeout: int = 2) -> str:
+def probe_dsn(cluster: Any, path: str = "leader", connect_timeout: int = 2) -> str:
     """
-    The probe role's connection to the formula's database, through HAProxy's
+    The probe role's connection to the formula's database (a ``pgha_model.Cluster``'s), through HAProxy's
     leader port, or (``path="pooler"``) through PgBouncer in front of it.
     """
-    port = topo["pgbouncer"]["port"] if path == "pooler" else topo["haproxy"]["port"]
     return psycopg.conninfo.make_conninfo(
-        host=topo["haproxy"]["write_address"],
-        port=port,
-        user=topo["users"]["probe"],
-        password=topo["secrets"].get("probe_password", ""),
-        dbname=topo["probe"]["database"],
+        host=cluster.haproxy.write_address,
+        port=cluster.pooler.port if path == "pooler" else cluster.haproxy.port,
+        user=cluster.users["probe"],
+        password=cluster.secrets.get("probe_password"),
+        dbname=cluster.probe_database,
         connect_timeout=connect_timeout,
         application_name="pgha",
     )
+
+
+def options(cluster: Any, given: dict) -> Options:
+    """A drill's ``Options`` from the checked arguments (``pgha_args.drill_options``) and the cluster's model."""
+    return Options(dsn=probe_dsn(cluster, given["path"]),
+                   report_dir=cluster.drill.report_dir if given.get("report", True) else None,
+                   **{name: given[name] for name in ("timeout", "candidate", "member", "freeze_s", "outage_s", "path")})
 
 
 def probe(dsn: str) -> tuple[str, bool]:
@@ -279,30 +272,20 @@ def _errors(failed: list[dict], most: int = 5) -> dict[str, int]:
 # ---------------------------------------------------------------------------
 
 
-def _members(ctx: Context) -> list[dict]:
-    try:
-        return ctx.api.members()
-    except CommandExecutionError:
-        return []
-
-
 class _Watch:
     """The events of a drill, by wall-clock time, as they are seen."""
 
-    def __init__(self, ctx: Context, writer: Writer, old_leader: str, sync_before: set):
-        self.ctx, self.writer, self.old_leader, self.sync_before = ctx, writer, old_leader, sync_before
+    def __init__(self, reach: Any, writer: Writer, old_leader: str, sync_before: set):
+        self.reach, self.writer, self.old_leader, self.sync_before = reach, writer, old_leader, sync_before
         self.marks: dict = {}
         self.new_leader: str | None = None
         self.members: list[dict] = []
 
-    def address(self, name: str | None) -> str | None:
-        return self.ctx.topo["nodes"][name]["address"] if name else None
-
     def look(self) -> None:
         """One look at the cluster and HAProxy; marks what happened since the last."""
         now = time.time()
-        self.members = _members(self.ctx)
-        lead = self.ctx.rules.leader_of(self.members)
+        self.members = self.reach.members()
+        lead = self.reach.rules.leader_of(self.members)
         if lead and lead["name"] != self.old_leader and not self.new_leader:
             self.new_leader = lead["name"]
             self.marks["promotion"] = now
@@ -310,13 +293,10 @@ class _Watch:
         if "sync_switch" not in self.marks and syncs - self.sync_before:
             self.marks["sync_switch"] = now
         if self.new_leader and "haproxy_switch" not in self.marks:
-            try:
-                servers = self.ctx.haproxy()
-            except CommandExecutionError:
-                servers = {}
-            if _routes(servers.get(self.new_leader)) and not _routes(servers.get(self.old_leader)):
+            servers = _safe(self.reach.haproxy)
+            if str(servers.get(self.new_leader)).startswith("UP") and not str(servers.get(self.old_leader)).startswith("UP"):
                 self.marks["haproxy_switch"] = now
-        new_address = self.address(self.new_leader)
+        new_address = self.reach.cluster.address(self.new_leader)
         if new_address and any(r["server"] == new_address and r["acked"] for r in self.writer.records[-50:]):
             self.marks.setdefault("first_write", now)
 
@@ -331,10 +311,6 @@ class _Watch:
             time.sleep(POLL)
 
 
-def _routes(state: Any) -> bool:
-    return str(state).startswith("UP")
-
-
 # ---------------------------------------------------------------------------
 # the drill
 # ---------------------------------------------------------------------------
@@ -344,54 +320,54 @@ def _refused(mode: str, text: str) -> dict:
     return {"mode": mode, "ok": False, "comment": text, "problems": [text], "restored": []}
 
 
-def run(ctx: Context, fault: Any) -> dict:
+def run(reach: Any, fault: Any, options: Options) -> tuple[dict, list[dict]]:
     """
-    One drill of ``fault`` (a unit of ``pgha_faults``) on the cluster of
-    ``ctx``. Returns the report (see the runner's ``failover_drill``); the
-    fault is always undone once injected, whatever fails after.
+    One drill of ``fault`` (a unit of ``pgha_faults``) on the cluster
+    ``reach`` reaches. Returns the report (see the runner's
+    ``failover_drill``) and the writer's records (``pgha_report`` writes
+    both down); the fault is always undone once injected, whatever fails
+    after.
     """
-    before = ctx.api.members()
-    lead = ctx.rules.leader_of(before)
+    before = reach.members()
+    lead = reach.rules.leader_of(before)
     if not lead:
-        return _refused(fault.mode, "no running leader before the drill: nothing to drill")
+        return _refused(fault.mode, "no running leader before the drill: nothing to drill"), []
     try:
-        plan = fault.plan(ctx, before, lead)
+        plan = fault.plan(reach, options, before, lead)
     except ValueError as exc:
-        return _refused(fault.mode, str(exc))
+        return _refused(fault.mode, str(exc)), []
     run_id = f"{fault.mode}-{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(ctx.dsn, autocommit=True) as conn:
+    with psycopg.connect(options.dsn, autocommit=True) as conn:
         conn.execute(TABLE_DDL)
-    writer = Writer(ctx.dsn, run_id)
+    writer = Writer(options.dsn, run_id)
     writer.start()
     time.sleep(SETTLE_S)
     sync_before = {m["name"] for m in before if m["role"] == "sync_standby"}
-    watch = _Watch(ctx, writer, lead["name"], sync_before)
+    watch = _Watch(reach, writer, lead["name"], sync_before)
     result = {"mode": fault.mode, "old_leader": lead["name"], "timeline_before": lead["timeline"],
-              "haproxy_before": _safe(ctx.haproxy), "synchronous_mode": _synchronous(ctx), "problems": [],
+              "haproxy_before": _safe(reach.haproxy), "synchronous_mode": _synchronous(reach), "problems": [],
               "restored": [], **plan.get("report", {})}
     try:
-        _inject_and_hold(ctx, fault, plan, watch, result)
+        _inject_and_hold(reach, fault, options, plan, watch, result)
     finally:
-        _restore(ctx, fault, plan, watch, result)
-    result.update(plan.get("report", {}))  # what the unit measured meanwhile
-    _recover(ctx, fault, plan, watch, result)
+        _restore(reach, fault, options, plan, watch, result)
+    _recover(reach, options, plan, watch, result)
     time.sleep(1.0)
     writer.stopping.set()
     writer.join(10)
-    present = _read_back(ctx, run_id, result)
-    _conclude(ctx, fault, watch, writer, present, result)
-    if ctx.report_dir:
-        _report(ctx.report_dir, result, writer.records, watch.marks)
-    return result
+    present = _read_back(options.dsn, run_id, result)
+    _conclude(reach, fault, watch, writer, present, result)
+    return result, writer.records
 
 
-def _inject_and_hold(ctx: Context, fault: Any, plan: dict, watch: _Watch, result: dict) -> None:
+def _inject_and_hold(reach: Any, fault: Any, options: Options, plan: dict, watch: _Watch, result: dict) -> None:
     """Inject the fault (in a thread: it may block) and watch until the fault unit's hold is over."""
     done: dict = {}
 
     def inject() -> None:
         try:
-            done["at"] = fault.inject(ctx, plan)
+            done.update(fault.inject(reach, options, plan) or {})
+            done["returned"] = True
         except CommandExecutionError as exc:
             done["error"] = str(exc)
 
@@ -405,60 +381,61 @@ def _inject_and_hold(ctx: Context, fault: Any, plan: dict, watch: _Watch, result
     def held() -> bool:
         return "error" in done or (time.monotonic() - started >= hold_s and waits_for <= watch.marks.keys())
 
-    watch.until(held, started + hold_s + ctx.timeout)
-    thread.join(ctx.timeout)
+    watch.until(held, started + hold_s + options.timeout)
+    thread.join(options.timeout)
     if "error" in done:
         result["problems"].append(done["error"])
     elif thread.is_alive():
-        result["problems"].append(f"injecting {fault.mode} did not finish within {ctx.timeout:.0f} s")
+        result["problems"].append(f"injecting {fault.mode} did not finish within {options.timeout:.0f} s")
+    result.update(done.get("report") or {})  # what the unit measured while injecting
     # The fault's own moment as the target's host saw it, rather than when Salt was asked to deliver it.
     on_host = done.get("at")
     if isinstance(on_host, (int, float)) and watch.marks["dispatch"] <= on_host <= time.time():
         watch.marks["fault"] = on_host
     missing = sorted(waits_for - watch.marks.keys())
     if missing and "error" not in done:
-        result["problems"].append(f"not seen within {ctx.timeout:.0f} s of the fault: {', '.join(missing)}")
+        result["problems"].append(f"not seen within {options.timeout:.0f} s of the fault: {', '.join(missing)}")
 
 
-def _restore(ctx: Context, fault: Any, plan: dict, watch: _Watch, result: dict) -> None:
+def _restore(reach: Any, fault: Any, options: Options, plan: dict, watch: _Watch, result: dict) -> None:
     """Undo the fault, whatever happened; say what was restored."""
     watch.marks["restore"] = time.time()
     try:
-        restored = fault.restore(ctx, plan)
+        restored = fault.restore(reach, options, plan)
     except CommandExecutionError as exc:
         result["problems"].append(f"undoing {fault.mode} failed: {exc}")
         return
     result["restored"].extend(restored or [])
 
 
-def _recover(ctx: Context, fault: Any, plan: dict, watch: _Watch, result: dict) -> None:
+def _recover(reach: Any, options: Options, plan: dict, watch: _Watch, result: dict) -> None:
     """Wait until the cluster is healthy again: one leader, every member streaming on its timeline, lag 0."""
-    expected = len(ctx.topo["pg_nodes"])
+    expected = len(reach.cluster.pg_nodes)
     target = plan.get("target")
     problems: list[str] = []
 
     def healthy() -> bool:
         nonlocal problems
-        problems = ctx.rules.health_problems(watch.members, expected, 0)
-        lead = ctx.rules.leader_of(watch.members)
+        problems = reach.rules.health_problems(watch.members, expected, 0)
+        lead = reach.rules.leader_of(watch.members)
         if lead and target and "rejoin" not in watch.marks:
             member = next((m for m in watch.members if m["name"] == target), None)
-            if member and (member is lead or not ctx.rules.follower_problems(member, lead, 0)):
+            if member and (member is lead or not reach.rules.follower_problems(member, lead, 0)):
                 watch.marks["rejoin"] = time.time()
         return not problems
 
-    if watch.until(healthy, time.monotonic() + ctx.timeout):
+    if watch.until(healthy, time.monotonic() + options.timeout):
         watch.marks.setdefault("rejoin", time.time())
     else:
         result["problems"].append(
-            f"the cluster was not healthy within {ctx.timeout:.0f} s of undoing the fault: " + "; ".join(problems)
+            f"the cluster was not healthy within {options.timeout:.0f} s of undoing the fault: " + "; ".join(problems)
         )
 
 
-def _read_back(ctx: Context, run_id: str, result: dict) -> set[int]:
+def _read_back(dsn: str, run_id: str, result: dict) -> set[int]:
     """The rows of this run that are there at the end (then deleted: the drill keeps nothing)."""
     try:
-        with psycopg.connect(ctx.dsn, autocommit=True) as conn:
+        with psycopg.connect(dsn, autocommit=True) as conn:
             present = {row[0] for row in conn.execute("SELECT seq FROM pgha_drill WHERE run = %s", (run_id,))}
             conn.execute("DELETE FROM pgha_drill WHERE run = %s", (run_id,))
             return present
@@ -471,12 +448,13 @@ def _since(marks: dict, name: str, start: str = "fault") -> float | None:
     return round(marks[name] - marks[start], 3) if name in marks and start in marks else None
 
 
-def _conclude(ctx: Context, fault: Any, watch: _Watch, writer: Writer, present: set[int], result: dict) -> None:
+def _conclude(reach: Any, fault: Any, watch: _Watch, writer: Writer, present: set[int], result: dict) -> None:
     """Measures, the cluster after, and the verdict."""
     marks, final = watch.marks, watch.members
-    lead = ctx.rules.leader_of(final)
-    measures = analyse(writer.records, marks["fault"], watch.address(result["old_leader"]),
-                       watch.address(watch.new_leader), present)
+    lead = reach.rules.leader_of(final)
+    address = reach.cluster.address
+    measures = analyse(writer.records, marks["fault"], address(result["old_leader"]), address(watch.new_leader),
+                       present)
     result.update(measures)
     result.update(
         new_leader=watch.new_leader,
@@ -490,7 +468,7 @@ def _conclude(ctx: Context, fault: Any, watch: _Watch, writer: Writer, present: 
         replicas_streaming=sum(1 for m in final if lead and m is not lead and m["streaming"]
                                and m["timeline"] == lead["timeline"]),
         writer_connect_timeout_s=writer.connect_timeout,
-        haproxy_after=_safe(ctx.haproxy),
+        haproxy_after=_safe(reach.haproxy),
         members_after=final,
         marks=marks,
     )
@@ -500,14 +478,14 @@ def _conclude(ctx: Context, fault: Any, watch: _Watch, writer: Writer, present: 
     if measures["acked_on_old_after_promotion"]:
         problems.append(f"{measures['acked_on_old_after_promotion']} writes acknowledged by the old leader "
                         "while the new leader was acknowledging too")
-    problems.extend(fault.judge(ctx, result))
+    problems.extend(fault.judge(reach, result))
     result["ok"] = not problems
 
 
-def _synchronous(ctx: Context) -> bool | None:
+def _synchronous(reach: Any) -> bool | None:
     """Whether the cluster runs in synchronous mode now (the DCS's dynamic configuration)."""
     try:
-        return str(ctx.api.any_member("/config")[1].get("synchronous_mode")).lower() in ("true", "on", "quorum")
+        return str(reach.api.any_member("/config")[1].get("synchronous_mode")).lower() in ("true", "on", "quorum")
     except (CommandExecutionError, AttributeError):
         return None
 
@@ -517,60 +495,3 @@ def _safe(read: Callable[[], Any]) -> Any:
         return read()
     except CommandExecutionError as exc:
         return {"error": str(exc)}
-
-
-# ---------------------------------------------------------------------------
-# the report and its picture
-# ---------------------------------------------------------------------------
-
-
-def _report(directory: str, result: dict, records: list[dict], marks: dict) -> None:
-    os.makedirs(directory, mode=0o750, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(marks["fault"]))
-    base = os.path.join(directory, f"drill-{stamp}-{result['mode']}")
-    title = f"pgha failover drill: {result['mode']}, leader {result['old_leader']} -> {result.get('leader_after')}"
-    result["report"] = base + ".json"
-    result["picture"] = draw(base + ".png", records, marks, title)
-    with open(base + ".json", "w", encoding="utf-8") as handle:
-        json.dump({**result, "records": records}, handle, indent=1, default=str)
-
-
-def draw(path: str, records: list[dict], marks: dict, title: str) -> str | None:
-    """The drill's timeline as a picture: acknowledged writes by server, failed attempts, the events."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    start = marks["fault"]
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    series: dict = {}
-    for count, record in enumerate(sorted((r for r in records if r["acked"]), key=lambda r: r["acked"]), start=1):
-        xs, ys = series.setdefault(record["server"], ([], []))
-        xs.append(record["acked"] - start)
-        ys.append(count)
-    for server, (xs, ys) in sorted(series.items()):
-        ax.plot(xs, ys, ".", markersize=2, label=f"acknowledged on {server}")
-    failures = [r["sent"] - start for r in records if r["acked"] is None]
-    if failures:
-        ax.plot(failures, [0] * len(failures), "|", color="red", label="failed attempt")
-    styles = {"fault": "red", "promotion": "orange", "haproxy_switch": "green", "sync_switch": "purple",
-              "restore": "grey", "rejoin": "blue"}
-    for name, color in styles.items():
-        if marks.get(name):
-            ax.axvline(marks[name] - start, color=color, linestyle="--", label=name)
-    ax.set_xlabel("seconds since the fault")
-    ax.set_ylabel("acknowledged writes")
-    ax.set_title(title)
-    ax.legend(loc="upper left", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def context(**fields: Any) -> Context:
-    """A drill's ``Context`` (see its fields)."""
-    return Context(**fields)

@@ -18,14 +18,16 @@ A new cluster (no etcd node holds data) is left to the orchestration's
 etcd stage, which starts every member with ``initial_cluster_state: new``.
 A cluster that does not answer (its hosts just started, say) is started on
 the nodes that hold its data before anything joins it.
-The runner hands in what to act with (``Acts``); this module only orders and
-gates. Plain Python; reached as ``__utils__["pgha_etcd_members.<function>"]``.
+It acts through the cluster as the runner reaches it (``pgha_reach.Reach``):
+the cluster read through the first of pillar's etcd nodes that answers, each
+change an ``etcd_cluster`` state (``member_present``, ``member_absent``)
+applied on a member that stays, each host's own part on its own minion.
+Plain Python; reached as ``__utils__["pgha_etcd_members.<function>"]``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from salt.exceptions import CommandExecutionError
@@ -36,83 +38,51 @@ POLL = 1.0
 BUSY = "unhealthy cluster"
 
 
-class Acts:
-    """
-    What the membership changes act with: ``members()``, the cluster's
-    members (an error when no endpoint answers); ``local(name)``, that
-    host's etcd files (``bootstrapped``); ``add(via, name, peer_url)``;
-    ``start(name, initial_cluster)``, etcd's states on the joining host;
-    ``healthy(via, names)``, wait until those members answer with one
-    leader; ``remove(via, name)``; ``retire(name, purge)``, etcd stopped
-    and its data moved aside on the host that left; ``timeout``, the bound
-    of each wait (seconds).
-    """
+class _Etcd:
+    """etcd's membership as the runner reaches it: ``reach``, ``wanted`` (name -> peer URL), the bound of each wait."""
 
-    def __init__(self, timeout: float = 120, **fields: Callable[..., Any]):
-        self.timeout = timeout
-        for name in ("members", "local", "add", "start", "healthy", "remove", "retire"):
-            setattr(self, name, fields[name])
+    def __init__(self, reach: Any, timeout: float):
+        self.reach, self.timeout = reach, timeout
+        self.wanted = dict(reach.cluster.etcd.peer_urls)
+        self.wait = int(timeout) + 60
 
-
-def acts(**fields: Any) -> Acts:
-    """The membership's ``Acts`` (see its fields)."""
-    return Acts(**fields)
-
-
-def _when_ready(acts: Acts, change: Callable[..., Any], *args: Any) -> Any:
-    """``change(*args)``, tried again while etcd says the cluster is not ready for it, at most ``acts.timeout`` s."""
-    deadline = time.monotonic() + acts.timeout
-    while True:
-        try:
-            return change(*args)
-        except CommandExecutionError as exc:
-            if BUSY not in str(exc) or time.monotonic() >= deadline:
-                raise
-        time.sleep(POLL)
-
-
-def acts_through(call: Callable[..., Any], wanted: dict[str, str], timeout: float) -> Acts:
-    """
-    ``Acts`` through the runner's ``call`` (one function on one minion):
-    the cluster read through the first of pillar's etcd nodes that answers,
-    each change an ``etcd_cluster`` state (``member_present``,
-    ``member_absent``) applied on a member that stays, each host's own part
-    on its own minion.
-    """
-    wait = int(timeout) + 60
-
-    def members() -> list[dict]:
+    def members(self) -> list[dict]:
+        """The cluster's members, read through the first etcd node that answers (an error when none does)."""
         problems = []
-        for via in sorted(wanted):
+        for via in sorted(self.wanted):
             try:
-                return call(via, "etcd_cluster.members", wait=60)
+                return self.reach.call(via, "etcd_cluster.members", wait=60)
             except CommandExecutionError as exc:
                 problems.append(str(exc))
         raise CommandExecutionError("; ".join(problems))
 
-    def start(name: str, initial_cluster: str | None) -> Any:
-        # None: a member with its own data, as the etcd stage would start it
-        joining = {} if initial_cluster is None else {"pillar": {"pgha": {"etcd": {
-            "initial_cluster": initial_cluster, "initial_cluster_state": "existing"}}}}
-        try:
-            return call(name, "state.apply", "pgha.etcd", wait=wait + 240, **joining)
-        except CommandExecutionError as exc:
-            text = str(exc)  # a failed state run's whole return: what a summary line can carry
-            raise CommandExecutionError(f"etcd's states on {name} failed: "
-                                        f"{text if len(text) <= 1500 else text[:1500] + ' ...'}") from None
+    def local(self, name: str) -> dict:
+        """That host's etcd files (``bootstrapped``, ``data_dir``)."""
+        return self.reach.call(name, "etcd_cluster.local", wait=60)
 
-    return Acts(
-        timeout=timeout,
-        members=members,
-        local=lambda name: call(name, "etcd_cluster.local", wait=60),
-        add=lambda via, name, peer_url: call(via, "state.single", "etcd_cluster.member_present", name,
-                                             peer_url=peer_url, wait=60),
-        start=start,
-        healthy=lambda via, names: call(via, "etcd_cluster.wait_healthy", timeout=int(timeout),
-                                        names=",".join(names), wait=wait),
-        remove=lambda via, name: call(via, "state.single", "etcd_cluster.member_absent", name, wait=60),
-        retire=lambda name, purge: call(name, "etcd_cluster.retire_local", purge=purge, wait=wait),
-    )
+    def start(self, name: str, initial_cluster: str | None) -> Any:
+        """etcd's states on a host: joining with the cluster as it is, or (None) a member with its own data."""
+        joining = None if initial_cluster is None else {"pgha": {"etcd": {
+            "initial_cluster": initial_cluster, "initial_cluster_state": "existing"}}}
+        return self.reach.apply(name, "pgha.etcd", wait=self.wait + 240, pillar=joining)
+
+    def healthy(self, via: str, names: list[str]) -> Any:
+        return self.reach.call(via, "etcd_cluster.wait_healthy", timeout=int(self.timeout), names=",".join(names),
+                               wait=self.wait)
+
+    def change(self, state: str, via: str, name: str, **kwargs: Any) -> Any:
+        """A membership state applied on a member that stays, tried again while etcd is not ready for it."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return self.reach.call(via, "state.single", f"etcd_cluster.{state}", name, wait=60, **kwargs)
+            except CommandExecutionError as exc:
+                if BUSY not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(POLL)
+
+    def retire(self, name: str, purge: bool) -> dict:
+        return self.reach.call(name, "etcd_cluster.retire_local", purge=purge, wait=self.wait)
 
 
 def plan(wanted: dict[str, str], members: list[dict]) -> tuple[list[str], list[dict]]:
@@ -144,13 +114,15 @@ def initial_cluster(members: list[dict], wanted: dict[str, str]) -> str:
     return ",".join(sorted(pairs))
 
 
-def run(acts: Acts, wanted: dict[str, str], purge: bool = False) -> dict:
+def run(reach: Any, timeout: float, purge: bool = False) -> dict:
     """
-    Bring etcd's members to ``wanted`` (pillar's etcd nodes: name -> peer
-    URL), joins first, one member at a time; the first failed step stops
-    the run (what was done is reported). Returns ok, joined, left,
-    kept_data or purged, steps, comment.
+    Bring etcd's members to pillar's etcd nodes (``reach.cluster.etcd.peer_urls``:
+    name -> peer URL), joins first, one member at a time; the first failed
+    step stops the run (what was done is reported). Returns ok, joined,
+    left, kept_data or purged, steps, comment.
     """
+    acts = _Etcd(reach, timeout)
+    wanted = acts.wanted
     result: dict = {"ok": True, "joined": [], "left": [], "steps": [], "purged" if purge else "kept_data": []}
     try:
         try:
@@ -173,7 +145,7 @@ def run(acts: Acts, wanted: dict[str, str], purge: bool = False) -> dict:
                                 f"left: {', '.join(result['left']) or 'none'}")
 
 
-def _down(acts: Acts, wanted: dict[str, str], result: dict, problem: str) -> list[dict] | None:
+def _down(acts: _Etcd, wanted: dict[str, str], result: dict, problem: str) -> list[dict] | None:
     """
     No endpoint answers. A new cluster, or one whose every node holds its
     data: nothing to do here (None; the etcd stage starts them). Some hold
@@ -206,7 +178,7 @@ def _staying(wanted: dict[str, str], members: list[dict]) -> list[str]:
     return sorted(m["name"] for m in members if m["name"] in wanted)
 
 
-def _join(acts: Acts, wanted: dict[str, str], name: str, members: list[dict], result: dict) -> list[dict]:
+def _join(acts: _Etcd, wanted: dict[str, str], name: str, members: list[dict], result: dict) -> list[dict]:
     staying = _staying(wanted, members)
     if not staying:
         raise CommandExecutionError(f"{name} cannot join: no member of the cluster is an etcd node of pillar")
@@ -217,7 +189,7 @@ def _join(acts: Acts, wanted: dict[str, str], name: str, members: list[dict], re
             f"(salt {name} etcd_cluster.retire_local) and run again")
     added = [m for m in members if wanted[name] in m["peer_urls"]]
     if not added:
-        _when_ready(acts, acts.add, staying[0], name, wanted[name])
+        acts.change("member_present", staying[0], name, peer_url=wanted[name])
         result["steps"].append(f"member {name} ({wanted[name]}) added through {staying[0]}")
         members = acts.members()
     cluster = initial_cluster(members, wanted)
@@ -229,13 +201,13 @@ def _join(acts: Acts, wanted: dict[str, str], name: str, members: list[dict], re
     return acts.members()
 
 
-def _leave(acts: Acts, wanted: dict[str, str], member: dict, members: list[dict], purge: bool,
+def _leave(acts: _Etcd, wanted: dict[str, str], member: dict, members: list[dict], purge: bool,
            result: dict) -> list[dict]:
     staying = _staying(wanted, members)
     label = member["name"] or member["id"]
     if not staying:
         raise CommandExecutionError(f"{label} cannot leave: no member of the cluster is an etcd node of pillar")
-    _when_ready(acts, acts.remove, staying[0], member["name"] or member["id"])
+    acts.change("member_absent", staying[0], member["name"] or member["id"])
     result["steps"].append(f"member {label} removed through {staying[0]}")
     if member["name"]:
         try:

@@ -6,9 +6,12 @@ and adds its own verdict; the engine (``_utils/pgha_drill.py``) runs the
 writer, watches, measures and reports, whichever unit it is given.
 
 Units reach the hosts through the minions' own functions
-(``pgha_service.*``, ``patroni.switchover``), called through the drill's
-``Context``. ``plan`` raises ``ValueError`` with a one-line reason when the
-fault cannot be drilled on this cluster; nothing has been touched then.
+(``pgha_service.*``, ``patroni.switchover``), called through the cluster as
+the runner reaches it (``pgha_reach.Reach``), with the drill's ``Options``.
+``plan`` raises ``ValueError`` with a one-line reason when the fault cannot
+be drilled on this cluster; nothing has been touched then. ``inject``
+returns what it saw: the fault's moment on the host (``at``) and what it
+measured (``report``).
 """
 
 from __future__ import annotations
@@ -31,16 +34,16 @@ class Fault:
     # The drill expects another member to lead after this fault.
     moves_leader = False
 
-    def plan(self, ctx: Any, members: list[dict], leader: dict) -> dict:
+    def plan(self, reach: Any, options: Any, members: list[dict], leader: dict) -> dict:
         return {"target": leader["name"], "until": LEADER_EVENTS if self.moves_leader else ()}
 
-    def inject(self, ctx: Any, plan: dict) -> float | None:
+    def inject(self, reach: Any, options: Any, plan: dict) -> dict:
         raise NotImplementedError
 
-    def restore(self, ctx: Any, plan: dict) -> list[str]:
+    def restore(self, reach: Any, options: Any, plan: dict) -> list[str]:
         return []
 
-    def judge(self, ctx: Any, result: dict) -> list[str]:
+    def judge(self, reach: Any, result: dict) -> list[str]:
         if not self.moves_leader:
             return []
         if not result.get("new_leader"):
@@ -50,8 +53,8 @@ class Fault:
         return []
 
 
-def _service(ctx: Any, minion: str, action: str, service: str) -> dict:
-    answer = ctx.call(minion, f"pgha_service.{action}", service, wait=int(ctx.timeout))
+def _service(reach: Any, options: Any, minion: str, action: str, service: str) -> dict:
+    answer = reach.call(minion, f"pgha_service.{action}", service, wait=int(options.timeout))
     return answer if isinstance(answer, dict) else {}
 
 
@@ -62,11 +65,11 @@ class StopLeader(Fault):
     # the pgha_service function that takes Patroni down, and the moment it reports
     action, moment = "stop", "stopping_at"
 
-    def inject(self, ctx: Any, plan: dict) -> float | None:
-        return _service(ctx, plan["target"], self.action, "patroni").get(self.moment)
+    def inject(self, reach: Any, options: Any, plan: dict) -> dict:
+        return {"at": _service(reach, options, plan["target"], self.action, "patroni").get(self.moment)}
 
-    def restore(self, ctx: Any, plan: dict) -> list[str]:
-        _service(ctx, plan["target"], "start", "patroni")
+    def restore(self, reach: Any, options: Any, plan: dict) -> list[str]:
+        _service(reach, options, plan["target"], "start", "patroni")
         return [f"patroni started on {plan['target']}"]
 
 
@@ -80,7 +83,9 @@ class Switchover(Fault):
     """
     With PgBouncer enabled, the switchover is wrapped in a pause of the
     pooler: PAUSE (its clients' next queries wait), the switchover, HAProxy
-    routing to the new leader, RESUME; the pooler is resumed whatever fails.
+    routing to the new leader, RESUME; whatever fails, the pooler is resumed
+    when this drill paused it and did not resume it (``plan["undo"]``, the
+    unit's own ledger), never a pause of someone else's.
     """
 
     mode = "switchover"
@@ -88,8 +93,8 @@ class Switchover(Fault):
     moves_leader = True
     restores = False
 
-    def plan(self, ctx: Any, members: list[dict], leader: dict) -> dict:
-        candidate = ctx.options.get("candidate")
+    def plan(self, reach: Any, options: Any, members: list[dict], leader: dict) -> dict:
+        candidate = options.candidate
         names = [m["name"] for m in members]
         if candidate and (candidate == leader["name"] or candidate not in names):
             raise ValueError(f"candidate {candidate!r} must be a member other than the leader {leader['name']} "
@@ -99,57 +104,60 @@ class Switchover(Fault):
             raise ValueError(f"in synchronous mode Patroni hands the leadership only to the synchronous standby "
                              f"({', '.join(syncs)}), not to {candidate}")
         # a session-pooling PgBouncer would hold the pause until every client leaves: not paused
-        pooler = ctx.topo.get("pgbouncer") or {}
-        pooled = bool(pooler.get("enabled")) and pooler.get("pool_mode") != "session"
-        return dict(super().plan(ctx, members, leader), candidate=candidate,
-                    pooler=ctx.topo["haproxy_nodes"][0] if pooled else None, report={"pooler_paused": pooled})
+        pooler = reach.cluster.pooler
+        pooled = pooler.enabled and pooler.pool_mode != "session"
+        return dict(super().plan(reach, options, members, leader), candidate=candidate, undo=[],
+                    pooler=pooler.node if pooled else None, report={"pooler_paused": pooled})
 
-    def inject(self, ctx: Any, plan: dict) -> float | None:
+    def inject(self, reach: Any, options: Any, plan: dict) -> dict:
         if plan["pooler"]:
-            ctx.call(plan["pooler"], "pgha_pooler.pause", timeout=ctx.timeout, wait=int(ctx.timeout) + 30)
+            plan["undo"].append("resume")  # before the pause: a pause whose answer is lost is undone too
+            reach.call(plan["pooler"], "pgha_pooler.pause", timeout=options.timeout, wait=int(options.timeout) + 30)
             paused = time.monotonic()
         # asked through the candidate's minion when there is one: a leader that is leaving has no REST secrets
-        answer = ctx.call(plan["candidate"] or plan["target"], "patroni.switchover", candidate=plan["candidate"],
-                          wait=int(ctx.timeout))
+        answer = reach.call(plan["candidate"] or plan["target"], "patroni.switchover", candidate=plan["candidate"],
+                            wait=int(options.timeout))
+        report = {}
         if plan["pooler"]:
-            _routed_elsewhere(ctx, plan["target"])
-            ctx.call(plan["pooler"], "pgha_pooler.resume", wait=60)
-            plan["report"]["pooler_paused_s"] = round(time.monotonic() - paused, 3)
-        return answer.get("requested_at") if isinstance(answer, dict) else None
+            _routed_elsewhere(reach, options, plan["target"])
+            reach.call(plan["pooler"], "pgha_pooler.resume", wait=60)
+            plan["undo"].remove("resume")
+            report["pooler_paused_s"] = round(time.monotonic() - paused, 3)
+        return {"at": answer.get("requested_at") if isinstance(answer, dict) else None, "report": report}
 
-    def restore(self, ctx: Any, plan: dict) -> list[str]:
-        if plan["pooler"] and ctx.call(plan["pooler"], "pgha_pooler.resume", wait=60).get("changed"):
+    def restore(self, reach: Any, options: Any, plan: dict) -> list[str]:
+        if "resume" in plan["undo"] and reach.call(plan["pooler"], "pgha_pooler.resume", wait=60).get("changed"):
             return [f"PgBouncer resumed on {plan['pooler']}"]
         return []
 
 
-def _routed_elsewhere(ctx: Any, old_leader: str) -> None:
+def _routed_elsewhere(reach: Any, options: Any, old_leader: str) -> None:
     """Wait, at most the drill's timeout, until HAProxy's leader port routes to one server, not ``old_leader``."""
-    deadline = time.monotonic() + ctx.timeout
+    deadline = time.monotonic() + options.timeout
     while time.monotonic() < deadline:
         try:
-            up = [name for name, state in ctx.haproxy().items() if str(state).startswith("UP")]
+            up = [name for name, state in reach.haproxy().items() if str(state).startswith("UP")]
         except Exception:  # noqa: BLE001  # unreadable for a moment: look again
             up = []
         if len(up) == 1 and up[0] != old_leader:
             return
         time.sleep(0.1)
-    raise CommandExecutionError(f"HAProxy's leader port did not route to a new leader within {ctx.timeout:.0f} s")
+    raise CommandExecutionError(f"HAProxy's leader port did not route to a new leader within {options.timeout:.0f} s")
 
 
 class FreezeLeader(Fault):
     mode = "freeze"
     summary = "SIGSTOP to Patroni on the leader for freeze_s (a stalled host), then SIGCONT"
 
-    def plan(self, ctx: Any, members: list[dict], leader: dict) -> dict:
-        hold = float(ctx.options["freeze_s"])
-        return dict(super().plan(ctx, members, leader), hold_s=hold, report={"freeze_s": hold})
+    def plan(self, reach: Any, options: Any, members: list[dict], leader: dict) -> dict:
+        hold = float(options.freeze_s)
+        return dict(super().plan(reach, options, members, leader), hold_s=hold, report={"freeze_s": hold})
 
-    def inject(self, ctx: Any, plan: dict) -> float | None:
-        return _service(ctx, plan["target"], "freeze", "patroni").get("frozen_at")
+    def inject(self, reach: Any, options: Any, plan: dict) -> dict:
+        return {"at": _service(reach, options, plan["target"], "freeze", "patroni").get("frozen_at")}
 
-    def restore(self, ctx: Any, plan: dict) -> list[str]:
-        _service(ctx, plan["target"], "thaw", "patroni")
+    def restore(self, reach: Any, options: Any, plan: dict) -> list[str]:
+        _service(reach, options, plan["target"], "thaw", "patroni")
         return [f"patroni resumed (SIGCONT) on {plan['target']}"]
 
 
@@ -157,20 +165,20 @@ class DcsOutage(Fault):
     mode = "dcs-outage"
     summary = "every etcd member stopped for outage_s, then started"
 
-    def plan(self, ctx: Any, members: list[dict], leader: dict) -> dict:
-        hold = float(ctx.options["outage_s"])
-        failsafe = _dcs_setting(ctx, "failsafe_mode")
-        return {"target": None, "etcd": list(ctx.topo["etcd_nodes"]), "hold_s": hold,
+    def plan(self, reach: Any, options: Any, members: list[dict], leader: dict) -> dict:
+        hold = float(options.outage_s)
+        failsafe = _dcs_setting(reach, "failsafe_mode")
+        return {"target": None, "etcd": list(reach.cluster.etcd_nodes), "hold_s": hold,
                 "report": {"outage_s": hold, "failsafe_mode": failsafe}}
 
-    def inject(self, ctx: Any, plan: dict) -> float | None:
-        moments = [_service(ctx, node, "stop", "etcd").get("stopping_at") for node in plan["etcd"]]
-        return next((moment for moment in moments if moment), None)
+    def inject(self, reach: Any, options: Any, plan: dict) -> dict:
+        moments = [_service(reach, options, node, "stop", "etcd").get("stopping_at") for node in plan["etcd"]]
+        return {"at": next((moment for moment in moments if moment), None)}
 
-    def restore(self, ctx: Any, plan: dict) -> list[str]:
-        return _start_etcd(ctx, plan["etcd"])
+    def restore(self, reach: Any, options: Any, plan: dict) -> list[str]:
+        return _start_etcd(reach, options, plan["etcd"])
 
-    def judge(self, ctx: Any, result: dict) -> list[str]:
+    def judge(self, reach: Any, result: dict) -> list[str]:
         if result.get("failsafe_mode") and result.get("failed_writes"):
             return [f"failsafe_mode is on, yet {result['failed_writes']} writes failed during the DCS outage"]
         return []
@@ -180,13 +188,13 @@ class EtcdMemberLoss(Fault):
     mode = "etcd-member-loss"
     summary = "one etcd member stopped for outage_s, then started (a quorum remains)"
 
-    def plan(self, ctx: Any, members: list[dict], leader: dict) -> dict:
-        nodes = list(ctx.topo["etcd_nodes"])
+    def plan(self, reach: Any, options: Any, members: list[dict], leader: dict) -> dict:
+        nodes = list(reach.cluster.etcd_nodes)
         if len(nodes) < 3:
             raise ValueError(f"etcd has {len(nodes)} member(s): losing one loses the quorum; "
                              "this drill needs three or more (mode=dcs-outage drills a full outage)")
-        hold = float(ctx.options["outage_s"])
-        chosen = ctx.options.get("member") or nodes[0]
+        hold = float(options.outage_s)
+        chosen = options.member or nodes[0]
         if chosen not in nodes:
             raise ValueError(f"member {chosen!r} is not an etcd node ({', '.join(nodes)})")
         return {"target": None, "etcd": [chosen], "hold_s": hold, "report": {"outage_s": hold, "etcd_member": chosen}}
@@ -194,9 +202,10 @@ class EtcdMemberLoss(Fault):
     inject = DcsOutage.inject
     restore = DcsOutage.restore
 
-    def judge(self, ctx: Any, result: dict) -> list[str]:
+    def judge(self, reach: Any, result: dict) -> list[str]:
         if result.get("failed_writes"):
-            return [f"{result['failed_writes']} writes failed while one etcd member of {len(ctx.topo['etcd_nodes'])} was down"]
+            return [(f"{result['failed_writes']} writes failed while one etcd member of "
+                    f"{len(reach.cluster.etcd_nodes)} was down")]
         return []
 
 
@@ -205,7 +214,7 @@ class SyncStandbyLoss(CrashLeader):
     summary = "the synchronous standby crashes (kept down) until Patroni picks another, then restarts"
     moves_leader = False
 
-    def plan(self, ctx: Any, members: list[dict], leader: dict) -> dict:
+    def plan(self, reach: Any, options: Any, members: list[dict], leader: dict) -> dict:
         syncs = [m["name"] for m in members if m["role"] == "sync_standby"]
         if not syncs:
             raise ValueError("no synchronous standby to lose: synchronous mode is off "
@@ -213,15 +222,15 @@ class SyncStandbyLoss(CrashLeader):
         return {"target": syncs[0], "until": ("sync_switch",), "report": {"fault_target": syncs[0]}}
 
 
-def _start_etcd(ctx: Any, nodes: list[str]) -> list[str]:
+def _start_etcd(reach: Any, options: Any, nodes: list[str]) -> list[str]:
     for node in nodes:
-        _service(ctx, node, "start", "etcd")
+        _service(reach, options, node, "start", "etcd")
     return [f"etcd started on {node}" for node in nodes]
 
 
-def _dcs_setting(ctx: Any, key: str) -> Any:
+def _dcs_setting(reach: Any, key: str) -> Any:
     try:
-        return ctx.api.any_member("/config")[1].get(key)
+        return reach.api.any_member("/config")[1].get(key)
     except Exception:  # noqa: BLE001  # the report says None: unknown
         return None
 

@@ -12,6 +12,7 @@ Python; reached as ``__utils__["pgha_fileserver.<function>"]``, and used by
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Any
 
 # Files larger than this are not searched for secrets (the formula serves none).
@@ -20,6 +21,19 @@ MAX_SEARCHED_BYTES = 4 * 1024 * 1024
 MIN_SECRET_LENGTH = 6
 # Files named per pillar root in a refusal.
 SHOWN = 5
+
+
+def served(opts: dict) -> list[tuple[str, str, str]]:
+    """
+    Every file a master's file server (``opts``: the master's options) lists, in every environment:
+    (saltenv, name, path on the master). Read with a cache of its own: the master's cached lists stay as they are.
+    """
+    import salt.fileserver  # pylint: disable=import-outside-toplevel  # only where the master runs it
+
+    with tempfile.TemporaryDirectory(prefix="pgha-fileserver-") as cache:
+        server = salt.fileserver.Fileserver(dict(opts, cachedir=cache))
+        return [(saltenv, name, server.find_file(name, saltenv).get("path") or "")
+                for saltenv in server.envs() for name in server.file_list({"saltenv": saltenv})]
 
 
 def _inside(path: str, root: str) -> bool:

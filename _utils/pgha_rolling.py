@@ -1,9 +1,9 @@
 """
 Rolling operations on a pgha cluster: restart or reload its members one at a
 time, replicas first, each followed by a health gate, the leader last after
-a switchover moves the leadership away. The runner hands in what to do each
-step with (``Steps``); this module only orders and gates them. Plain Python;
-reached as ``__utils__["pgha_rolling.<function>"]``.
+a switchover moves the leadership away. It acts through the cluster as the
+runner reaches it (``pgha_reach.Reach``): each member's own minion restarts
+or reloads it. Plain Python; reached as ``__utils__["pgha_rolling.<function>"]``.
 """
 
 from __future__ import annotations
@@ -17,51 +17,41 @@ from salt.exceptions import CommandExecutionError
 GATE_POLL = 1.0
 
 
-class Steps:
-    """
-    What a rolling operation acts and gates with: ``members``, the members
-    with their health facts; ``rules``, leader_of and health_problems
-    (pgha_cluster.rules()); ``expected``, how many members the cluster has;
-    ``max_lag``, the lag bound of a healthy member between steps (bytes);
-    ``act``, act on one member (restart or reload it); ``switchover``, move
-    the leadership away (a drill report: ok, problems, ...); ``timeout``,
-    the bound of each health gate (seconds). A plain class: see
-    pgha_drill.Context.
-    """
-
-    def __init__(self, members: Callable[[], list[dict]], rules: Any, expected: int, max_lag: int,
-                 act: Callable[[str], Any], switchover: Callable[[], dict], timeout: float):
-        self.members, self.rules, self.expected, self.max_lag = members, rules, expected, max_lag
-        self.act, self.switchover, self.timeout = act, switchover, timeout
+def act(reach: Any, name: str, action: str, what: str, pending_only: bool, timeout: float) -> Any:
+    """One member restarted or reloaded through its minion: Patroni's reload or restart, or its service."""
+    if action == "reload":
+        return reach.call(name, "patroni.reload", wait=int(timeout))
+    if what == "patroni":
+        return reach.call(name, "pgha_service.restart", "patroni", wait=int(timeout))
+    return reach.call(name, "patroni.restart", pending_only=pending_only, timeout=int(timeout), wait=int(timeout) + 60)
 
 
-def steps(**fields: Any) -> Steps:
-    """A rolling operation's ``Steps`` (see its fields)."""
-    return Steps(**fields)
-
-
-def gate(steps: Steps) -> list[str]:
-    """Wait, at most ``steps.timeout`` seconds, for a healthy cluster; the problems left (none: healthy)."""
-    deadline = time.monotonic() + steps.timeout
+def gate(reach: Any, timeout: float) -> list[str]:
+    """Wait, at most ``timeout`` seconds, for a healthy cluster; the problems left (none: healthy)."""
+    expected, max_lag = len(reach.cluster.pg_nodes), reach.cluster.patroni.maximum_lag_on_failover
+    deadline = time.monotonic() + timeout
     while True:
         time.sleep(GATE_POLL)
-        problems = steps.rules.health_problems(steps.members(), steps.expected, steps.max_lag)
+        problems = reach.rules.health_problems(reach.members(), expected, max_lag)
         if not problems or time.monotonic() >= deadline:
             return problems
 
 
-def run(steps: Steps, action: str, only: set | None = None) -> dict:
+def run(reach: Any, action: str, switchover: Callable[[], dict], timeout: float, what: str = "postgresql",
+        pending_only: bool = False, only: set | None = None) -> dict:
     """
-    ``action`` (a word for the report: restart, reload) on each member,
-    replicas first, the leader last after a switchover when ``action`` would
+    ``action`` (restart or reload; ``what``: postgresql through Patroni, or
+    the Patroni service) on each member, replicas first, the leader last
+    after ``switchover()`` (a drill's report) when ``action`` would
     interrupt it (restart); ``only`` limits it to those members. Nothing is
     touched unless the cluster is healthy first; the first failed step stops
     the run. Returns ok, done (members acted on), steps and a comment when
     not ok.
     """
-    members = steps.members()
-    leader = steps.rules.leader_of(members)
-    problems = steps.rules.health_problems(members, steps.expected, steps.max_lag)
+    members = reach.members()
+    leader = reach.rules.leader_of(members)
+    problems = reach.rules.health_problems(members, len(reach.cluster.pg_nodes),
+                                           reach.cluster.patroni.maximum_lag_on_failover)
     if not leader or problems:
         return {"ok": False, "done": [], "steps": [], "comment": f"the cluster is not healthy, nothing was touched: {problems}"}
     done: list[str] = []
@@ -69,16 +59,16 @@ def run(steps: Steps, action: str, only: set | None = None) -> dict:
     order = [m["name"] for m in members if m is not leader] + [leader["name"]]
     for name in [n for n in order if only is None or n in only]:
         if name == leader["name"] and action == "restart":
-            moved = steps.switchover()
+            moved = switchover()
             log.append({"switchover": {k: moved.get(k) for k in ("old_leader", "new_leader", "rto_s", "lost", "ok")}})
             if not moved.get("ok"):
                 return {"ok": False, "done": done, "steps": log,
                         "comment": f"the switchover before the {action} of {name} failed: {moved.get('problems')}"}
         try:
-            steps.act(name)
+            act(reach, name, action, what, pending_only, timeout)
         except CommandExecutionError as exc:
             return {"ok": False, "done": done, "steps": log, "comment": f"the {action} of {name} failed: {exc}"}
-        left = gate(steps)
+        left = gate(reach, timeout)
         if left:
             return {"ok": False, "done": done, "steps": log, "comment": f"after the {action} of {name}: {left}"}
         done.append(name)

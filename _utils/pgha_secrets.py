@@ -17,14 +17,14 @@ ROLE_SECRETS = {
     # post-bootstrap script (admin), the probe role's state (superuser, probe).
     "postgresql": ("superuser_password", "replication_password", "admin_password", "restapi_password",
                    "probe_password", "etcd_patroni_password", "pooler_password"),
-    # etcd's access control (root) and the Patroni user it creates.
-    "etcd": ("etcd_root_password", "etcd_patroni_password"),
+    # etcd's access control (root) and the users it creates: Patroni's and the lock's.
+    "etcd": ("etcd_root_password", "etcd_patroni_password", "etcd_lock_password"),
     # haproxy.cfg's stats page (its checks of Patroni's REST API need no
     # password), PgBouncer's login for looking clients up.
     "haproxy": ("haproxy_stats_password", "pooler_password"),
 }
 # Needed only with pgha:etcd:auth:enabled, and only with pgha:pgbouncer:enabled.
-ETCD_AUTH_SECRETS = ("etcd_root_password", "etcd_patroni_password")
+ETCD_AUTH_SECRETS = ("etcd_root_password", "etcd_patroni_password", "etcd_lock_password")
 POOLER_SECRETS = ("pooler_password",)
 # Passwords printed in the seed and other well-known demo values.
 DEMO_PASSWORDS = frozenset(

@@ -45,7 +45,7 @@ def failed_details(changes: dict) -> list[str]:
 
 
 def installed_versions(state: dict) -> str:
-    """The Patroni each host has, from the hosts-ready stage (pgha_config.check_host)."""
+    """The Patroni each host has, from the hosts-ready stage (pgha_host.check)."""
     hosts = ((state.get("changes") or {}).get("ret") or {}).items()
     return ", ".join(f"{minion} {ret['patroni_version']}" for minion, ret in sorted(hosts)
                      if isinstance(ret, dict) and ret.get("patroni_version"))

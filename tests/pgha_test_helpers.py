@@ -26,6 +26,7 @@ TEST_SECRETS = {
     "pooler_password": "Pool-pw-0b7e3d9c21",
     "etcd_root_password": "EtcdRoot-pw-3e9a70b4c2",
     "etcd_patroni_password": "EtcdPat-pw-6d2f81a5b7",
+    "etcd_lock_password": "EtcdLock-pw-9b3e27c4d1",
 }
 
 
@@ -60,3 +61,64 @@ def utils(*names: str) -> dict:
             if inspect.isfunction(value) and not attr.startswith("_") and value.__module__ == module.__name__:
                 found[f"{name}.{attr}"] = value
     return found
+
+
+DEFAULTS_FILE = SALT_DIR / "pgha" / "parameters" / "defaults.yaml"
+
+
+def cluster_model(patch: dict | None = None, minion_id: str = "saltmaster_master", addresses: dict | None = None):
+    """
+    A real ``pgha_model.Cluster`` (the master's view, every secret): the
+    production pillar with the test secrets, ``addresses`` (node -> address)
+    and ``patch`` (merged into ``pgha``) applied.
+    """
+    model = load("_utils", "pgha_model")
+    given = read_pillar("production")["pgha"]
+    given["secrets"] = dict(TEST_SECRETS)
+    for name, address in (addresses or {}).items():
+        given["nodes"][name]["address"] = address
+    defaults = yaml.safe_load(DEFAULTS_FILE.read_text())
+    return model.build(defaults, model.merge(given, patch or {}), minion_id, secrets_of="all")
+
+
+class FakeReach:
+    """
+    The cluster as the runner reaches it (``pgha_reach.Reach``) for unit
+    tests: a real model, ``members`` (a function), and minion functions
+    answered by ``handlers`` (function name -> handler(minion, *args,
+    **kwargs)); every call is recorded in ``calls`` as (minion, function,
+    *args, **sorted kwargs).
+    """
+
+    def __init__(self, cluster=None, members=None, handlers: dict | None = None, haproxy: dict | None = None):
+        self.cluster = cluster or cluster_model()
+        self._members = members or (list)
+        self.handlers = dict(handlers or {})
+        self.calls: list[tuple] = []
+        self.rules = load("_utils", "pgha_cluster").rules()
+        self._haproxy = haproxy or {}
+        self.with_clusters: list = []
+
+    def call(self, minion: str, function: str, *args, wait: int = 60, **kwargs):
+        self.calls.append((minion, function, *args, *sorted(kwargs.items())))
+        if function not in self.handlers:
+            raise AssertionError(f"unexpected call {function} on {minion}")
+        return self.handlers[function](minion, *args, **kwargs)
+
+    def apply(self, minion: str, sls: str, wait: int = 600, pillar: dict | None = None):
+        return self.call(minion, "state.apply", sls, **({"pillar": pillar} if pillar else {}))
+
+    def members(self) -> list[dict]:
+        return self._members()
+
+    def leader(self, members=None):
+        return self.rules.leader_of(self.members() if members is None else members)
+
+    def haproxy(self, listener: str | None = "postgres") -> dict:
+        return self._haproxy.get(listener, {}) if listener else dict(self._haproxy)
+
+    def with_cluster(self, cluster):
+        self.with_clusters.append(cluster)
+        other = FakeReach(cluster, self._members, self.handlers, self._haproxy)
+        other.calls = self.calls
+        return other

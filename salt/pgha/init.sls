@@ -8,23 +8,14 @@
 {%- if opts.get('__role') != 'master' %}
 {{ raise("pgha: 'pgha' is the orchestration and runs on the master: `salt-run state.orchestrate pgha`. To configure this minion, run `state.apply` (highstate) or `state.apply pgha.roles`.") }}
 {%- endif %}
-{%- set cfg = pillar.get('pgha', {}) %}
-{%- set nodes = cfg.get('nodes', {}) %}
-{%- if not nodes %}
+{%- if not (pillar.get('pgha') or {}).get('nodes') %}
 {{ raise("pgha: pillar pgha:nodes is empty for the master (" ~ opts.id ~ "): the orchestration needs the cluster's pillar; check the pillar top file targets the master too ('*').") }}
 {%- endif %}
-{%- set ids = nodes | sort %}
-{%- set by_role = {'etcd': [], 'postgresql': [], 'haproxy': []} %}
-{%- for node_id in ids %}
-{%-   for role in nodes[node_id].get('roles', []) if role in by_role %}
-{%-     do by_role[role].append(node_id) %}
-{%-   endfor %}
-{%- endfor %}
-{%- set leader = cfg.get('cluster', {}).get('bootstrap_leader') or (by_role.postgresql | first) %}
-{%- set replicas = by_role.postgresql | reject('equalto', leader) | list %}
-{%- set gates = cfg.get('gates', {}) %}
-{%- set timeout = gates.get('timeout', 180) %}
-{%- set drill = cfg.get('drill', {}) %}
+{#- The cluster's model (pgha_config.mapdata: _utils/pgha_model.py), as the master sees it: roles,
+    the bootstrap leader, the replicas and every default come from there, never from raw pillar. #}
+{%- set model = salt['pgha_config.mapdata']() %}
+{%- set ids = model.nodes | sort %}
+{%- set leader = model.cluster.bootstrap_leader %}
 
 # The master loads the runner and modules from the formula's checkout
 # (module_dirs); the minions get them from the file server (salt://_modules, ...).
@@ -48,18 +39,31 @@ pgha-orch-pillar-valid:
     - require:
       - salt: pgha-orch-sync-minions
 
+# One operation at a time: the orchestration holds the cluster's lock in etcd
+# for its whole run (its runner steps share it; pgha:lock:wait seconds for
+# another command's to end). A new cluster's etcd does not answer yet: the
+# lock is then taken as soon as etcd is healthy (pgha-orch-lock-held).
+pgha-orch-lock-taken:
+  salt.runner:
+    - name: pgha.lock
+    - required: False
+    - wait: {{ model.lock.wait }}
+    - failhard: True
+    - require:
+      - salt: pgha-orch-pillar-valid
+
 # What the hosts need beyond the pillar (etcd TLS files from the PKI, a
 # Patroni of 3.1 or later), on every minion, before any state changes
 # anything; each PostgreSQL node's Patroni version in its return.
 pgha-orch-hosts-ready:
   salt.function:
-    - name: pgha_config.check_host
+    - name: pgha_host.check
     - tgt: {{ ids | json }}
     - tgt_type: list
     - expect_minions: True
     - failhard: True
     - require:
-      - salt: pgha-orch-pillar-valid
+      - salt: pgha-orch-lock-taken
 
 # Patroni itself on every PostgreSQL node at once (PyPI's, pinned, or the
 # package), before any service changes: a node that cannot get it (no PyPI,
@@ -67,7 +71,7 @@ pgha-orch-hosts-ready:
 # a running Patroni (see pgha.patroni.service).
 pgha-orch-patroni-installed:
   salt.state:
-    - tgt: {{ by_role.postgresql | json }}
+    - tgt: {{ model.pg_nodes | json }}
     - tgt_type: list
     - sls: pgha.patroni.install
     - expect_minions: True
@@ -83,15 +87,15 @@ pgha-orch-patroni-installed:
 pgha-orch-etcd-membership:
   salt.runner:
     - name: pgha.etcd_members
-    - purge_data: {{ cfg.get('retire', {}).get('purge_data', False) | json }}
-    - timeout: {{ timeout }}
+    - purge_data: {{ model.retire.purge_data | json }}
+    - timeout: {{ model.gates.timeout }}
     - failhard: True
     - require:
       - salt: pgha-orch-patroni-installed
 
 pgha-orch-etcd-applied:
   salt.state:
-    - tgt: {{ by_role.etcd | json }}
+    - tgt: {{ model.etcd_nodes | json }}
     - tgt_type: list
     - sls: pgha.etcd
     - expect_minions: True
@@ -102,21 +106,29 @@ pgha-orch-etcd-applied:
 pgha-orch-etcd-healthy:
   salt.function:
     - name: etcd_cluster.wait_healthy
-    - tgt: {{ by_role.etcd | first }}
+    - tgt: {{ model.etcd_nodes | first }}
     - kwarg:
-        timeout: {{ timeout }}
+        timeout: {{ model.gates.timeout }}
     - failhard: True
     - require:
       - salt: pgha-orch-etcd-applied
 
+pgha-orch-lock-held:
+  salt.runner:
+    - name: pgha.lock
+    - wait: {{ model.lock.wait }}
+    - failhard: True
+    - require:
+      - salt: pgha-orch-etcd-healthy
+
 pgha-orch-etcd-members:
   salt.state:
-    - tgt: {{ by_role.etcd | first }}
+    - tgt: {{ model.etcd_nodes | first }}
     - sls: pgha.etcd.members
     - expect_minions: True
     - failhard: True
     - require:
-      - salt: pgha-orch-etcd-healthy
+      - salt: pgha-orch-lock-held
 
 # Scaling in: Patroni members that pillar no longer lists as PostgreSQL
 # nodes leave, one at a time (leadership moved away, HAProxy drained,
@@ -125,8 +137,8 @@ pgha-orch-etcd-members:
 pgha-orch-departed-retired:
   salt.runner:
     - name: pgha.retire
-    - purge_data: {{ cfg.get('retire', {}).get('purge_data', False) | json }}
-    - timeout: {{ timeout }}
+    - purge_data: {{ model.retire.purge_data | json }}
+    - timeout: {{ model.gates.timeout }}
     - failhard: True
     - require:
       - salt: pgha-orch-etcd-members
@@ -139,7 +151,7 @@ pgha-orch-departed-retired:
 pgha-orch-stopped-members-started:
   salt.runner:
     - name: pgha.cold_start
-    - timeout: {{ timeout }}
+    - timeout: {{ model.gates.timeout }}
     - failhard: True
     - require:
       - salt: pgha-orch-departed-retired
@@ -158,15 +170,15 @@ pgha-orch-leader-leads:
     - name: patroni.wait_leader
     - tgt: {{ leader }}
     - kwarg:
-        timeout: {{ timeout }}
+        timeout: {{ model.gates.timeout }}
     - failhard: True
     - require:
       - salt: pgha-orch-leader-applied
-{%- if replicas %}
+{%- if model.replicas %}
 
 pgha-orch-replicas-applied:
   salt.state:
-    - tgt: {{ replicas | json }}
+    - tgt: {{ model.replicas | json }}
     - tgt_type: list
     - sls: pgha.postgresql
     - expect_minions: True
@@ -180,9 +192,9 @@ pgha-orch-replicas-streaming:
     - name: patroni.wait_healthy
     - tgt: {{ leader }}
     - kwarg:
-        members: {{ by_role.postgresql | length }}
-        max_lag: {{ gates.get('max_lag_bytes', 0) }}
-        timeout: {{ timeout }}
+        members: {{ model.pg_nodes | length }}
+        max_lag: {{ model.gates.max_lag_bytes }}
+        timeout: {{ model.gates.timeout }}
     - failhard: True
     - require:
       - salt: pgha-orch-leader-leads
@@ -202,7 +214,7 @@ pgha-orch-probe-ready:
 # Patroni carries its credentials.
 pgha-orch-etcd-auth:
   salt.state:
-    - tgt: {{ by_role.etcd | first }}
+    - tgt: {{ model.etcd_nodes | first }}
     - sls: pgha.etcd.auth
     - expect_minions: True
     - failhard: True
@@ -211,7 +223,7 @@ pgha-orch-etcd-auth:
 
 pgha-orch-haproxy-applied:
   salt.state:
-    - tgt: {{ by_role.haproxy | json }}
+    - tgt: {{ model.haproxy_nodes | json }}
     - tgt_type: list
     - sls: pgha.haproxy
     - expect_minions: True
@@ -222,31 +234,39 @@ pgha-orch-haproxy-applied:
 pgha-orch-haproxy-routes-writes:
   salt.runner:
     - name: pgha.write_check
-    - timeout: {{ timeout }}
+    - timeout: {{ model.gates.timeout }}
     - failhard: True
     - require:
       - salt: pgha-orch-haproxy-applied
 {%- set last_gate = 'pgha-orch-haproxy-routes-writes' %}
-{%- if cfg.get('pgbouncer', {}).get('enabled') %}
+{%- if model.pgbouncer.enabled %}
 
 # PgBouncer (on the HAProxy node) takes a write to the leader too.
 pgha-orch-pooler-routes-writes:
   salt.runner:
     - name: pgha.write_check
     - path: pooler
-    - timeout: {{ timeout }}
+    - timeout: {{ model.gates.timeout }}
     - failhard: True
     - require:
       - salt: pgha-orch-haproxy-routes-writes
 {%-   set last_gate = 'pgha-orch-pooler-routes-writes' %}
 {%- endif %}
-{%- if drill.get('enabled', True) %}
+{%- if model.drill.enabled %}
 
 pgha-orch-failover-drill:
   salt.runner:
     - name: pgha.failover_drill
-    - mode: {{ drill.get('mode', 'stop') }}
+    - mode: {{ model.drill.mode }}
     - failhard: True
     - require:
       - salt: {{ last_gate }}
+{%-   set last_gate = 'pgha-orch-failover-drill' %}
 {%- endif %}
+
+# The lock given back (a failed run leaves it to expire within pgha:lock:ttl).
+pgha-orch-lock-released:
+  salt.runner:
+    - name: pgha.unlock
+    - require:
+      - salt: {{ last_gate }}

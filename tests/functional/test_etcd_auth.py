@@ -15,7 +15,7 @@ import subprocess
 import time
 
 import pytest
-from pgha_test_helpers import load
+from pgha_test_helpers import load, utils
 from salt.exceptions import CommandExecutionError
 
 from lab import pki
@@ -23,6 +23,7 @@ from lab import pki
 ADDRESS = "127.0.101.5"
 ROOT_PW = "Root-auth-9c1d2e3f4a"
 PATRONI_PW = "Pat-auth-5b6c7d8e9f"
+LOCK_PW = "Lock-auth-2e4f6a8c0b"
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 etcd_module = load("_modules", "etcd_cluster")
@@ -84,15 +85,17 @@ def model(ca_file: str | None, auth: bool = True, root_pw: str = ROOT_PW, patron
             "tls": {"enabled": ca_file is not None, "ca_file": ca_file or ""},
         },
         "cluster": {"scope": "postgres", "namespace": "/db/"},
-        "users": {"etcd_patroni": "patroni"},
-        "secrets": {"etcd_root_password": root_pw, "etcd_patroni_password": patroni_pw},
+        "users": {"etcd_patroni": "patroni", "etcd_lock": "pgha_lock"},
+        "secrets": {"etcd_root_password": root_pw, "etcd_patroni_password": patroni_pw,
+                    "etcd_lock_password": LOCK_PW},
     }
 
 
 @pytest.fixture
 def configure_loader_modules(etcd_tls):
     return {
-        etcd_module: {"__salt__": {"pgha_config.mapdata": lambda **kwargs: dict(MODEL)}, "__context__": {}},
+        etcd_module: {"__salt__": {"pgha_config.mapdata": lambda **kwargs: dict(MODEL)}, "__context__": {},
+                      "__utils__": utils("pgha_etcd_auth")},
         etcd_states: {
             "__salt__": {"etcd_cluster.auth_ensure": etcd_module.auth_ensure, "etcd_cluster.health": etcd_module.health},
             "__opts__": {"test": False},

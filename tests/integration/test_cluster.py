@@ -147,17 +147,17 @@ def test_etcd_wants_tls_and_a_login(salt_master, orchestration, test_root):
     assert (stat.S_IMODE(info.st_mode), pwd.getpwuid(info.st_uid).pw_name) == (0o600, "etcd")
 
 
-def test_check_host_names_a_missing_tls_file(salt_master, orchestration, test_root):
+def test_host_check_names_a_missing_tls_file(salt_master, orchestration, test_root):
     path = os.path.join(test_root, "hosts", "postgres02", "etc", "pgha", "pki", "etcd-ca.crt")
     os.rename(path, path + ".away")
     try:
-        ret = salt_master.salt_cli(timeout=60).run("pgha_config.check_host", minion_tgt="postgres02")
+        ret = salt_master.salt_cli(timeout=60).run("pgha_host.check", minion_tgt="postgres02")
         assert ret.returncode != 0
         assert ret.data["ready"] is False
         assert ret.data["errors"] == [f"pgha:etcd:tls:ca_file: {path} is not a file on postgres02"]
     finally:
         os.rename(path + ".away", path)
-    ret = salt_master.salt_cli(timeout=60).run("pgha_config.check_host", minion_tgt="postgres02")
+    ret = salt_master.salt_cli(timeout=60).run("pgha_host.check", minion_tgt="postgres02")
     assert ret.returncode == 0 and (ret.data["ready"], ret.data["errors"]) == (True, [])
     assert ret.data["patroni_version"] == ret.data["patroni_running"] == "4.1.5"  # installed, and running
 

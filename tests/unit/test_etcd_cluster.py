@@ -31,8 +31,8 @@ MAP = {
     "etcd": {"client_port": 2379, "peer_port": 2380, "auth": {"enabled": False},
              "tls": {"enabled": False, "ca_file": "/etc/pgha/pki/etcd-ca.crt"}},
     "cluster": {"scope": "postgres", "namespace": "/db/"},
-    "users": {"etcd_patroni": "patroni"},
-    "secrets": {"etcd_root_password": "", "etcd_patroni_password": ""},
+    "users": {"etcd_patroni": "patroni", "etcd_lock": "pgha_lock"},
+    "secrets": {"etcd_root_password": "", "etcd_patroni_password": "", "etcd_lock_password": ""},
 }
 
 
@@ -194,7 +194,10 @@ def test_settings_from_the_pillar_model(etcd_cluster):
     # Patroni's role covers its cluster's keys only
     assert settings["prefix"] == "/db/postgres/"
     assert settings["role"] == "pgha-postgres"
-    assert etcd_cluster._prefix_end(settings["prefix"].encode()) == b"/db/postgres0"
+    assert load("_utils", "pgha_etcd_auth")._prefix_end(settings["prefix"].encode()) == b"/db/postgres0"
+    # the lock's role covers its one key
+    assert (settings["lock_role"], settings["lock_key"], settings["lock_user"]) == (
+        "pgha-postgres-lock", "/db/postgres/pgha-lock", "pgha_lock")
 
 
 # ---------------------------------------------------------------------------

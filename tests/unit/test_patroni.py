@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from unittest.mock import MagicMock, patch
 
 import pytest
-from pgha_test_helpers import load, utils
+from pgha_test_helpers import cluster_model, load, utils
 from salt.exceptions import CommandExecutionError
 
 patroni_module = load("_modules", "patroni")
@@ -32,19 +32,13 @@ URLS = {
     "postgres02": "http://127.0.0.32:8008",
     "postgres03": "http://127.0.0.6:8008",
 }
-MAP = {
-    "id": "postgres01",
-    "pg_nodes": ["postgres01", "postgres02", "postgres03"],
-    "restapi_urls": URLS,
-    "users": {"restapi": "patroni", "haproxy_stats": "stats"},
-    "secrets": {"restapi_password": "rest-s3cret", "haproxy_stats_password": "stats-s3cret"},
-    "lookup": {
-        "patroni": {
-            "patronictl": "/usr/bin/patronictl",
-            "config_file": "/srv/pgha/postgres01/etc/patroni/config.yml",
-        }
-    },
-}
+# postgres01's map (a real model's): the REST API over http with the pillar's credentials, the package's patronictl.
+MAP = cluster_model(
+    {"patroni": {"restapi_tls": False}, "lookup": {"root": "/srv/pgha/{id}", "patroni": {
+        "install": "package", "patronictl": "/usr/bin/patronictl"}},
+     "secrets": {"restapi_password": "rest-s3cret", "haproxy_stats_password": "stats-s3cret"}},
+    minion_id="postgres01", addresses={"postgres01": "127.0.0.15", "postgres02": "127.0.0.32", "postgres03": "127.0.0.6"},
+).as_map(show_secrets=True)
 
 
 def cluster_doc(leader: str = "postgres01", timeline: int = 3, lag: int = 0, states: dict | None = None) -> dict:
@@ -146,7 +140,7 @@ def configure_loader_modules():
                 "patroni.members": patroni_module.members,
                 "cmd.run_all": MagicMock(),
             },
-            "__utils__": utils("pgha_cluster"),
+            "__utils__": utils("pgha_cluster", "pgha_model", "pgha_dcs"),
             "__context__": {},
             "__opts__": {"test": False, "id": "postgres01"},
             "__grains__": {"id": "postgres01"},

@@ -20,7 +20,7 @@ import urllib.error
 from unittest.mock import patch
 
 import pytest
-from pgha_test_helpers import load
+from pgha_test_helpers import TEST_SECRETS, cluster_model, load
 from salt.exceptions import CommandExecutionError
 
 cluster_util = load("_utils", "pgha_cluster")
@@ -381,9 +381,10 @@ def test_versions_of_every_member(fake_http, api):
 
 
 def test_api_of_a_model_carries_the_rest_credentials():
-    cfg = {"restapi_urls": URLS, "users": {"restapi": "patroni"}, "secrets": {"restapi_password": "rest-s3cret"}}
-    api = cluster_util.patroni_api_of(cfg)
-    assert api.urls == URLS and api.auth == ("patroni", "rest-s3cret")
+    model = cluster_model()
+    api = cluster_util.patroni_api_of(model)
+    assert api.urls == model.restapi_urls and api.auth == ("patroni", TEST_SECRETS["restapi_password"])
+    assert api.cafile == model.restapi_cafile == "/etc/pgha/pki/postgresql-ca.crt"
 
 
 # ---------------------------------------------------------------------------
@@ -439,22 +440,21 @@ def test_routes(status, routed):
     assert cluster_util.routes(status) is routed
 
 
-def haproxy_model(stats_bind: str = "10.131.0.3") -> dict:
-    return {"haproxy": {"stats_bind_address": stats_bind, "stats_port": 8080, "write_address": "10.131.0.3"},
-            "users": {"haproxy_stats": "stats"}, "secrets": {"haproxy_stats_password": "stats-s3cret"}}
+def haproxy_model(stats_bind: str = "10.131.0.3"):
+    return cluster_model({"haproxy": {"stats_bind_address": stats_bind}})
 
 
 def test_stats_url_on_the_bind_address_or_the_haproxy_node():
-    assert cluster_util.stats_url(haproxy_model()) == "http://10.131.0.3:8080/;csv"
-    assert cluster_util.stats_url(haproxy_model("*")) == "http://10.131.0.3:8080/;csv"
-    assert cluster_util.stats_url(haproxy_model("fd00::3")) == "http://[fd00::3]:8080/;csv"
+    assert haproxy_model().haproxy.stats_url == "http://10.131.0.3:8080/;csv"
+    assert haproxy_model("*").haproxy.stats_url == "http://10.131.0.3:8080/;csv"
+    assert haproxy_model("fd00::3").haproxy.stats_url == "http://[fd00::3]:8080/;csv"
 
 
 def test_stats_page_with_the_pillars_credentials(fake_http):
     fake_http.on("GET", "http://10.131.0.3:8080/;csv", (200, stats_text()))
     found = cluster_util.haproxy_stats_page(haproxy_model())
     assert found["postgres"]["postgres01"]["status"] == "UP"
-    assert fake_http.calls[0]["auth"] == ("stats", "stats-s3cret")
+    assert fake_http.calls[0]["auth"] == ("stats", TEST_SECRETS["haproxy_stats_password"])
 
 
 def test_stats_page_refusing_the_credentials_names_the_keys(fake_http):
@@ -558,8 +558,8 @@ def test_status_table():
     members = healthy_members()
     members[2].update(lag=None, streaming=False, timeline=4)
     table = sections(cluster_util.status_table(status_of(members=members)))
-    assert list(table) == ["Patroni members", "etcd: healthy (https)", "HAProxy backends (listen postgres)",
-                           "HAProxy backends (listen postgres_replicas)"]
+    assert list(table) == ["Patroni members", "etcd: healthy (https)", "lock: free",
+                           "HAProxy backends (listen postgres)", "HAProxy backends (listen postgres_replicas)"]
     rows = table["Patroni members"]
     assert rows[0] == ["member", "role", "state", "TL", "lag", "(bytes)", "streaming", "patroni"]
     assert rows[1:] == [
@@ -572,6 +572,15 @@ def test_status_table():
                                                            ["postgres03", "DOWN", "1/2"]]
     assert table["HAProxy backends (listen postgres_replicas)"] == [["postgres01", "DOWN"], ["postgres02", "UP"],
                                                                     ["postgres03", "UP"]]
+
+
+def test_status_table_says_who_holds_the_lock():
+    status = status_of(members=healthy_members())
+    status["lock"] = {"command": "pgha.switchover", "master": "salt1", "pid": 4242, "since": "2026-12-04T10:00:00Z"}
+    assert "lock: held by pgha.switchover (master salt1, pid 4242, since 2026-12-04T10:00:00Z)" in \
+        cluster_util.status_table(status).splitlines()
+    status["lock"] = {"error": "etcd: no endpoint answered"}
+    assert "lock: NOT READ (etcd: no endpoint answered)" in cluster_util.status_table(status)
 
 
 def test_status_table_unhealthy_etcd_and_no_members():

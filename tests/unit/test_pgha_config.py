@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import copy
 import io
-import json
-import os
 import re
 import urllib.error
 import urllib.request
 from typing import Any
-from unittest.mock import MagicMock
 
 import pytest
 from pgha_test_helpers import SALT_DIR, TEST_SECRETS, load, read_pillar, utils
@@ -40,8 +37,8 @@ def _get_file_str(path: str, saltenv: str = "base") -> str | bool:
 config_module = load("_modules", "pgha_config")
 
 
-@pytest.fixture
-def configure_loader_modules():
+def config_dunders() -> dict:
+    """The loader's dunders of pgha_config as a minion has them (each test then sets pillar and id)."""
     return {
         config_module: {
             "__salt__": {"cp.get_file_str": _get_file_str},
@@ -49,9 +46,14 @@ def configure_loader_modules():
             "__pillar__": {},
             "__context__": {},
             "__opts__": {"id": "postgres01"},
-            "__utils__": utils("pgha_faults", "pgha_cluster", "pgha_secrets"),
+            "__utils__": utils("pgha_model"),
         }
     }
+
+
+@pytest.fixture
+def configure_loader_modules():
+    return config_dunders()
 
 
 def load_module(pillar: Any = None, minion_id: str = "postgres01", os_family: str = "Debian", get_file_str=None):
@@ -175,7 +177,7 @@ def test_lab_pillar_is_valid(lab_pillar):
 @pytest.mark.parametrize(("minion_id", "own"), [
     ("postgres01", {"superuser_password", "replication_password", "admin_password", "restapi_password",
                     "probe_password", "etcd_patroni_password"}),
-    ("etcd", {"etcd_root_password", "etcd_patroni_password"}),
+    ("etcd", {"etcd_root_password", "etcd_patroni_password", "etcd_lock_password"}),
     ("haproxy", {"haproxy_stats_password"}),
 ])
 def test_a_minion_without_secrets_names_those_of_its_roles_only(minion_id, own):
@@ -455,7 +457,7 @@ def test_mapdata_invalid_pillar_raises_naming_every_key(production_pillar):
 
 def test_mapdata_pillar_must_be_a_map():
     module = load_module({"pgha": ["not", "a", "map"]})
-    with pytest.raises(CommandExecutionError, match="pgha must be a map"):
+    with pytest.raises(CommandExecutionError, match="pgha: must be a map"):
         module.mapdata()
 
 
@@ -468,14 +470,14 @@ def test_mapdata_pillar_override(production_pillar):
 
 
 # ---------------------------------------------------------------------------
-# mask()
+# secrets: masked unless asked for
 # ---------------------------------------------------------------------------
 
 
 def test_mapdata_masks_secrets_by_default(production_pillar):
     module = load_module(production_pillar)
     data = module.mapdata()
-    assert data["secrets"] == {key: module.MASK for key in TEST_SECRETS}
+    assert data["secrets"] == {key: "********" for key in TEST_SECRETS}
     text = repr(data)
     for secret in TEST_SECRETS.values():
         assert secret not in text
@@ -486,31 +488,6 @@ def test_mapdata_masks_secrets_by_default(production_pillar):
 def test_mapdata_show_secrets(production_pillar):
     data = load_module(production_pillar).mapdata(show_secrets=True)
     assert data["secrets"] == TEST_SECRETS
-
-
-def test_mask_nested_and_copy():
-    module = load_module()
-    data = {
-        "secrets": {"a": "s1", "b": ""},
-        "list": [{"secrets": {"c": "s2"}}, "plain"],
-        "deep": {"secrets": {"d": "s3"}, "other": "visible"},
-    }
-    original = copy.deepcopy(data)
-    masked = module._mask(data)
-    assert masked == {
-        "secrets": {"a": module.MASK, "b": module.MASK},
-        "list": [{"secrets": {"c": module.MASK}}, "plain"],
-        "deep": {"secrets": {"d": module.MASK}, "other": "visible"},
-    }
-    assert data == original, "mask() must not modify its argument"
-    assert module.MASK not in ("s1", "s2", "s3")
-
-
-def test_mask_leaves_scalars_alone():
-    module = load_module()
-    assert module._mask("x") == "x"
-    assert module._mask(3) == 3
-    assert module._mask(None) is None
 
 
 # ---------------------------------------------------------------------------
@@ -613,7 +590,8 @@ def test_the_retired_lab_key_is_refused_with_what_to_do(production_pillar):
         pytest.param({"nodes": {"pg04.example.com": {"address": "10.131.0.40", "roles": ["postgresql"]}}}, id="fqdn-minion-id"),
         pytest.param({"haproxy": {"stats_port": 7000, "stats_bind_address": "*"}}, id="stats-elsewhere"),
         pytest.param(
-            {"etcd": {"auth": {"enabled": False}}, "secrets": {"etcd_root_password": DELETE, "etcd_patroni_password": DELETE}},
+            {"etcd": {"auth": {"enabled": False}}, "secrets": {"etcd_root_password": DELETE, "etcd_patroni_password": DELETE,
+                                                         "etcd_lock_password": DELETE}},
             id="etcd-auth-off-needs-no-etcd-secrets",
         ),
         pytest.param({"etcd": {"tls": {"enabled": False, "ca_file": "not checked when off"}}}, id="etcd-tls-off"),
@@ -968,234 +946,6 @@ def test_validate_null_pgha_with_override():
     module = load_module({"pgha": None})
     result = module.validate(pillar={"pgha": {"patroni": {"ttl": 10}}})
     assert result["valid"] is False
-
-
-# ---------------------------------------------------------------------------
-# check_host: what a host needs beyond the pillar
-# ---------------------------------------------------------------------------
-
-
-def _host_with_pki(tmp_path, minion_id: str, files: tuple[str, ...]) -> None:
-    pki = tmp_path / minion_id / "etc" / "pgha" / "pki"
-    pki.mkdir(parents=True)
-    for name in files:
-        (pki / name).write_text("PEM")
-
-
-PG_PKI = ("postgresql-ca.crt", "postgresql.crt", "postgresql.key")
-
-
-@pytest.mark.parametrize(
-    ("minion_id", "present", "missing", "pgbouncer"),
-    [
-        ("etcd", ("etcd-ca.crt", "etcd.crt", "etcd.key"), [], False),
-        ("etcd", ("etcd-ca.crt",), ["etcd:tls:cert_file", "etcd:tls:key_file"], False),
-        ("postgres01", ("etcd-ca.crt", *PG_PKI), [], False),
-        ("postgres01", PG_PKI, ["etcd:tls:ca_file"], False),
-        ("postgres01", ("etcd-ca.crt", "postgresql-ca.crt"),
-         ["postgresql:tls:cert_file", "postgresql:tls:key_file"], False),
-        ("haproxy", (), [], False),  # HAProxy never talks to etcd, and passes PostgreSQL's TLS through
-        ("haproxy", (), ["postgresql:tls:ca_file"], True),  # PgBouncer checks the servers against the CA
-        ("haproxy", ("postgresql-ca.crt",), [], True),
-        ("haproxy", (), ["postgresql:tls:ca_file"], None),  # HAProxy checks the REST API over https
-    ],
-)
-def test_check_host_tls_files(production_pillar, tmp_path, minion_id, present, missing, pgbouncer):
-    """pgbouncer None: PgBouncer off and the REST API over https."""
-    _host_with_pki(tmp_path, minion_id, present)
-    pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"},
-                                         "pgbouncer": {"enabled": bool(pgbouncer)},
-                                         "patroni": {"restapi_tls": pgbouncer is None}})
-    module = load_module(pillar, minion_id=minion_id)
-    result = module.check_host()
-    assert result["ready"] is (not missing)
-    assert [error.split(": ")[0] for error in result["errors"]] == [f"pgha:{key}" for key in missing]
-    for error in result["errors"]:
-        assert error.endswith(f" is not a file on {minion_id}")
-        assert str(tmp_path / minion_id) in error
-    assert module.__context__.get("retcode") == (1 if missing else None)
-
-
-def test_check_host_tls_off_needs_nothing(production_pillar, tmp_path):
-    pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"}, "etcd": {"tls": {"enabled": False}},
-                                         "postgresql": {"tls": TLS_OFF}, "patroni": {"restapi_tls": False}})
-    assert load_module(pillar, minion_id="etcd").check_host() == {
-        "ready": True, "errors": [], "patroni_version": None, "patroni_running": None
-    }
-
-
-def test_check_host_refuses_an_invalid_pillar(production_pillar):
-    pillar = patched(production_pillar, {"patroni": {"ttl": 5}})
-    with pytest.raises(CommandExecutionError, match="pgha:patroni:ttl"):
-        load_module(pillar, minion_id="etcd").check_host()
-
-
-# ---------------------------------------------------------------------------
-# check_host: the Patroni a PostgreSQL node has
-# ---------------------------------------------------------------------------
-
-
-def _patroni_host(production_pillar, tmp_path, patch: dict | None = None, minion_id: str = "postgres01",
-                  version_output: str | None = None, installed: str = "", candidate: str = "", binary: str | None = None):
-    """check_host's module for a host under tmp_path, with a Patroni binary printing version_output (None: absent)."""
-    pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"}, "etcd": {"tls": {"enabled": False}},
-                                         "postgresql": {"tls": TLS_OFF}, "patroni": {"restapi_tls": False}})
-    pillar = patched(pillar, patch or {})
-    module = load_module(pillar, minion_id=minion_id)
-    path = binary or f"{tmp_path}/{minion_id}/opt/pgha/patroni/bin/patroni"
-    if version_output is not None:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        open(path, "w").close()
-    module.__salt__.update({
-        "cmd.run_all": MagicMock(return_value={"retcode": 0, "stdout": version_output or "", "stderr": ""}),
-        "pkg.version": MagicMock(return_value=installed),
-        "pkg.latest_version": MagicMock(return_value=candidate),
-    })
-    return module, path
-
-
-def test_check_host_reports_the_installed_patroni(production_pillar, tmp_path):
-    module, binary = _patroni_host(production_pillar, tmp_path, version_output="patroni 4.1.5\n")
-    assert module.check_host() == {"ready": True, "errors": [], "patroni_version": "4.1.5", "patroni_running": None}
-    module.__salt__["cmd.run_all"].assert_called_once_with(
-        [binary, "--version"], python_shell=False, ignore_retcode=True, timeout=30
-    )
-    module.__salt__["pkg.version"].assert_not_called()
-
-
-def test_check_host_patroni_not_installed_yet(production_pillar, tmp_path):
-    module, _ = _patroni_host(production_pillar, tmp_path)
-    assert module.check_host() == {"ready": True, "errors": [], "patroni_version": None, "patroni_running": None}
-    module.__salt__["cmd.run_all"].assert_not_called()
-    # with pip, the package manager is not asked
-    module.__salt__["pkg.version"].assert_not_called()
-    module.__salt__["pkg.latest_version"].assert_not_called()
-
-
-def test_check_host_patroni_that_does_not_tell_its_version(production_pillar, tmp_path):
-    module, _ = _patroni_host(production_pillar, tmp_path, version_output="")
-    module.__salt__["cmd.run_all"].return_value = {"retcode": 1, "stdout": "", "stderr": "ImportError"}
-    assert module.check_host()["patroni_version"] is None
-
-
-def test_check_host_pip_straight_from_before_3_1_to_4_is_refused(production_pillar, tmp_path):
-    module, binary = _patroni_host(production_pillar, tmp_path, version_output="patroni 3.0.2")
-    result = module.check_host()
-    assert result["ready"] is False
-    assert result["patroni_version"] == "3.0.2"
-    [error] = result["errors"]
-    assert error.startswith("pgha:patroni:version: 4.1.5, but postgres01 has Patroni 3.0.2 (" + binary + ")")
-    assert "moves to 4.x reliably only from 3.1 or later" in error
-    assert "salt-run pgha.restart what=patroni" in error
-    assert module.__context__["retcode"] == 1
-
-
-def test_check_host_pip_from_before_3_1_to_3_x_is_the_way(production_pillar, tmp_path):
-    patch = {"patroni": {"version": "3.3.11"}}
-    module, _ = _patroni_host(production_pillar, tmp_path, patch, version_output="patroni 3.0.2")
-    assert module.check_host()["errors"] == []
-
-
-def test_check_host_package_too_old_is_refused(production_pillar, tmp_path):
-    binary = f"{tmp_path}/usr-bin/patroni"
-    patch = {"lookup": {"patroni": {"install": "package", "binary": binary}}}
-    module, _ = _patroni_host(production_pillar, tmp_path, patch, version_output="patroni 3.0.2", binary=binary)
-    result = module.check_host()
-    assert result["ready"] is False
-    assert result["patroni_version"] == "3.0.2"
-    [error] = result["errors"]
-    assert error.startswith(f"pgha:lookup:patroni:install: package: Patroni 3.0.2 on postgres01 ({binary}) is older than 3.1: ")
-    assert "lose acknowledged writes when a frozen leader wakes up" in error
-
-
-def test_check_host_package_too_old_allowed_to_measure(production_pillar, tmp_path):
-    binary = f"{tmp_path}/usr-bin/patroni"
-    patch = {"lookup": {"patroni": {"install": "package", "binary": binary}}, "patroni": {"allow_unsafe_version": True}}
-    module, _ = _patroni_host(production_pillar, tmp_path, patch, version_output="patroni 3.0.2", binary=binary)
-    result = module.check_host()
-    assert (result["ready"], result["patroni_version"]) == (True, "3.0.2")
-
-
-def test_check_host_package_candidate(production_pillar, tmp_path):
-    patch = {"lookup": {"patroni": {"install": "package", "binary": f"{tmp_path}/none/patroni"}}}
-    module, _ = _patroni_host(production_pillar, tmp_path, patch, candidate="3.0.2-1")
-    result = module.check_host()
-    assert result["patroni_version"] == "3.0.2"
-    assert "(package patroni, candidate) is older than 3.1" in result["errors"][0]
-    module.__salt__["pkg.version"].assert_called_once_with("patroni")
-    # never an apt-get update from a check
-    module.__salt__["pkg.latest_version"].assert_called_once_with("patroni", refresh=False)
-
-
-def test_check_host_package_installed_recent(production_pillar, tmp_path):
-    patch = {"lookup": {"patroni": {"install": "package", "binary": f"{tmp_path}/none/patroni"}}}
-    module, _ = _patroni_host(production_pillar, tmp_path, patch, installed="1:4.0.4-1")
-    result = module.check_host()
-    assert (result["ready"], result["patroni_version"]) == (True, "4.0.4")
-    module.__salt__["pkg.latest_version"].assert_not_called()
-
-
-def test_check_host_tls_only(production_pillar, tmp_path):
-    module, _ = _patroni_host(production_pillar, tmp_path, version_output="patroni 3.0.2")
-    result = module.check_host(patroni=False)
-    assert result == {"ready": True, "errors": [], "patroni_version": None, "patroni_running": None}
-    module.__salt__["cmd.run_all"].assert_not_called()
-
-
-@pytest.mark.parametrize("minion_id", ["etcd", "haproxy"])
-def test_check_host_no_patroni_on_other_roles(production_pillar, tmp_path, minion_id, rest_api):
-    module, _ = _patroni_host(production_pillar, tmp_path, minion_id=minion_id, version_output="patroni 3.0.2")
-    assert module.check_host() == {"ready": True, "errors": [], "patroni_version": None, "patroni_running": None}
-    module.__salt__["cmd.run_all"].assert_not_called()
-    assert rest_api.urls == []
-
-
-def test_check_host_asks_the_running_patroni(production_pillar, tmp_path, rest_api):
-    rest_api.answers["http://10.131.0.15:8008/patroni"] = json.dumps(
-        {"state": "running", "patroni": {"version": "4.1.4", "scope": "postgres", "name": "postgres01"}}
-    ).encode()
-    module, _ = _patroni_host(production_pillar, tmp_path, version_output="patroni 4.1.5")
-    result = module.check_host()
-    assert (result["patroni_version"], result["patroni_running"]) == ("4.1.5", "4.1.4")
-    assert rest_api.urls == ["http://10.131.0.15:8008/patroni"]
-
-
-@pytest.mark.parametrize("body", [b"not json", b'{"patroni": "4.1.5"}', b'{"state": "running"}', b"[]"])
-def test_running_patroni_version_odd_answers(production_pillar, rest_api, body):
-    rest_api.answers["http://10.131.0.15:8008/patroni"] = body
-    module = load_module(patched(production_pillar, {"patroni": {"restapi_tls": False}}))
-    assert module._running_patroni_version(module.mapdata()) is None
-
-
-def test_running_patroni_version_without_its_ca(production_pillar):
-    """https and the CA not on this host (check_host names the missing file): no version, no traceback."""
-    module = load_module(patched(production_pillar, {"lookup": {"root": "/nonexistent/{id}"}}))
-    assert module._running_patroni_version(module.mapdata()) is None
-
-
-def test_check_host_pip_running_before_3_1_straight_to_4_is_refused(production_pillar, tmp_path, rest_api):
-    # moving a cluster from Debian's package (3.0.2, running) to pip: the virtualenv is not there yet
-    rest_api.answers["http://10.131.0.15:8008/patroni"] = b'{"patroni": {"version": "3.0.2", "scope": "postgres"}}'
-    module, _ = _patroni_host(production_pillar, tmp_path)
-    result = module.check_host()
-    assert (result["patroni_version"], result["patroni_running"]) == (None, "3.0.2")
-    [error] = result["errors"]
-    assert error.startswith("pgha:patroni:version: 4.1.5, but postgres01 has Patroni 3.0.2 (running now), older than 3.1")
-
-
-def test_check_host_pip_running_before_3_1_to_3_x(production_pillar, tmp_path, rest_api):
-    rest_api.answers["http://10.131.0.15:8008/patroni"] = b'{"patroni": {"version": "3.0.2", "scope": "postgres"}}'
-    module, _ = _patroni_host(production_pillar, tmp_path, {"patroni": {"version": "3.3.11"}})
-    assert module.check_host()["ready"] is True
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [("patroni 4.1.5", (4, 1, 5)), ("3.0.2-1", (3, 0, 2)), ("1:3.0.2-1+b1", (3, 0, 2)), ("4.1", (4, 1)),
-     ("", None), (None, None), ("patroni", None)],
-)
-def test_version_tuple(text, expected):
-    assert load_module()._version_tuple(text) == expected
 
 
 def test_haproxy_listeners_the_leaders_port_first_then_the_read_paths(production_pillar):

@@ -19,12 +19,13 @@ import threading
 import time
 
 import pytest
-from pgha_test_helpers import load
+from pgha_test_helpers import cluster_model, load
 from salt.exceptions import CommandExecutionError
 
 drill = load("_utils", "pgha_drill")
 faults = load("_utils", "pgha_faults")
 cluster_util = load("_utils", "pgha_cluster")
+reach_util = load("_utils", "pgha_reach")
 
 T0 = 1_700_000_000.0
 OLD = "10.131.0.11"
@@ -272,8 +273,10 @@ class FakeCluster:
                             "streaming": False if name == self.leader else not stale})
             return out
 
-    def haproxy(self) -> dict:
-        return {name: "UP" if name == self.leader and name not in self.down else "DOWN" for name in ADDRESSES}
+    def stats(self) -> dict:
+        """HAProxy's statistics as the stats page gives them: the leader's listener."""
+        return {"postgres": {name: {"status": "UP" if name == self.leader and name not in self.down else "DOWN"}
+                             for name in ADDRESSES}}
 
     def any_member(self, path: str):
         return "postgres01", {"synchronous_mode": self.sync is not None, "failsafe_mode": True}
@@ -354,6 +357,7 @@ def fake(monkeypatch):
         return connections[-1]
 
     monkeypatch.setattr(drill, "Writer", writer)
+    cluster.writer = writer
     monkeypatch.setattr(drill.psycopg, "connect", connect)
     monkeypatch.setattr(drill, "SETTLE_S", 0.05)
     monkeypatch.setattr(drill, "POLL", 0.01)
@@ -362,17 +366,24 @@ def fake(monkeypatch):
 
 
 def context(fake: FakeCluster, timeout: float = 3.0, pooler: bool = False, pool_mode: str = "transaction",
-            **options) -> object:
-    topo = {"nodes": {name: {"address": address} for name, address in ADDRESSES.items()},
-            "pg_nodes": sorted(ADDRESSES), "etcd_nodes": ["etcd"], "haproxy_nodes": ["haproxy"],
-            "patroni": {"ttl": 20}, "pgbouncer": {"enabled": pooler, "pool_mode": pool_mode}}
-    return drill.context(topo=topo, call=fake.call, api=FakeAPI(fake), haproxy=fake.haproxy, dsn="dbname=pgha",
-                         timeout=timeout, options={"candidate": None, "freeze_s": 0.5, "outage_s": 0.3, **options},
-                         rules=cluster_util.rules(), report_dir=None)
+            **given) -> tuple:
+    """The cluster as the runner reaches it (a real model, the fake's ways in) and the drill's options."""
+    model = cluster_model({"pgbouncer": {"enabled": pooler, "pool_mode": pool_mode}}, addresses=ADDRESSES)
+    reach = reach_util.Reach(model, fake.call, FakeAPI(fake), fake.stats, cluster_util.rules())
+    options = drill.Options(**dict({"timeout": timeout, "dsn": "dbname=pgha", "report_dir": None, "candidate": None,
+                                    "member": None, "freeze_s": 0.5, "outage_s": 0.3, "path": "leader"}, **given))
+    return reach, options
+
+
+def drilled(fake: FakeCluster, mode: str, **kwargs) -> dict:
+    reach, options = context(fake, **kwargs)
+    result, records = drill.run(reach, faults.fault(mode), options)
+    assert records is fake.writer.records or records == []
+    return result
 
 
 def test_stop_drill_moves_the_leader_and_starts_the_old_one(fake):
-    result = drill.run(context(fake), faults.fault("stop"))
+    result = drilled(fake, "stop")
     assert result["ok"] is True, result["problems"]
     assert (result["old_leader"], result["new_leader"], result["leader_after"]) == ("postgres01", "postgres02",
                                                                                  "postgres02")
@@ -390,7 +401,7 @@ def test_stop_drill_moves_the_leader_and_starts_the_old_one(fake):
 
 def test_lost_acknowledged_writes_fail_the_drill(fake):
     fake.lose = {3, 4}
-    result = drill.run(context(fake), faults.fault("stop"))
+    result = drilled(fake, "stop")
     assert result["ok"] is False
     assert result["lost"] == 2 and result["lost_seqs"] == [3, 4]
     assert "2 acknowledged writes lost" in result["problems"]
@@ -398,7 +409,7 @@ def test_lost_acknowledged_writes_fail_the_drill(fake):
 
 def test_a_fault_that_fails_is_still_undone(fake):
     fake.fail["pgha_service.crash"] = CommandExecutionError("pgha: pgha_service.crash on postgres01 failed: boom")
-    result = drill.run(context(fake, timeout=0.5), faults.fault("crash"))
+    result = drilled(fake, "crash", timeout=0.5)
     assert result["ok"] is False
     assert "pgha: pgha_service.crash on postgres01 failed: boom" in result["problems"]
     assert ("postgres01", "pgha_service.start", "patroni") in [c[:3] for c in fake.calls]
@@ -414,14 +425,14 @@ def test_a_cluster_that_does_not_recover_is_reported_and_the_fault_undone(fake, 
         return members
 
     monkeypatch.setattr(fake, "members", members_without_recovery)
-    result = drill.run(context(fake, timeout=0.5), faults.fault("stop"))
+    result = drilled(fake, "stop", timeout=0.5)
     assert result["ok"] is False
     assert any("not healthy within" in p and "postgres01 does not stream" in p for p in result["problems"])
     assert result["restored"] == ["patroni started on postgres01"]
 
 
 def test_switchover_undoes_nothing_and_times_the_rejoin_from_the_promotion(fake):
-    result = drill.run(context(fake, candidate="postgres02"), faults.fault("switchover"))
+    result = drilled(fake, "switchover", candidate="postgres02")
     assert result["ok"] is True, result["problems"]
     assert result["new_leader"] == "postgres02" and result["restored"] == []
     # asked through the candidate's minion (a leader being retired has no REST secrets any more)
@@ -430,20 +441,20 @@ def test_switchover_undoes_nothing_and_times_the_rejoin_from_the_promotion(fake)
 
 
 def test_switchover_through_the_pooler_pauses_it_for_the_move(fake):
-    result = drill.run(context(fake, pooler=True), faults.fault("switchover"))
+    result = drilled(fake, "switchover", pooler=True)
     assert result["ok"] is True, result["problems"]
     assert [c[:2] for c in fake.calls] == [("haproxy", "pgha_pooler.pause"), ("postgres01", "patroni.switchover"),
-                                           ("haproxy", "pgha_pooler.resume"), ("haproxy", "pgha_pooler.resume")]
+                                           ("haproxy", "pgha_pooler.resume")]
     assert result["pooler_paused"] is True and result["pooler_paused_s"] > 0
     # the clients waited; none failed
     assert result["failed_writes"] == 0 and result["lost"] == 0
     assert result["client_stall_s"] >= result["pooler_paused_s"] - 0.1
-    assert result["restored"] == []  # resumed by the switchover itself; the safety net found nothing to undo
+    assert result["restored"] == []  # resumed by the switchover itself: nothing left to undo
 
 
 def test_a_session_pooling_pgbouncer_is_not_paused(fake):
     """A pause would wait for every session to end: the switchover goes on without it."""
-    result = drill.run(context(fake, pooler=True, pool_mode="session"), faults.fault("switchover"))
+    result = drilled(fake, "switchover", pooler=True, pool_mode="session")
     assert result["ok"] is True, result["problems"]
     assert [c[:2] for c in fake.calls] == [("postgres01", "patroni.switchover")]
     assert result["pooler_paused"] is False
@@ -451,15 +462,25 @@ def test_a_session_pooling_pgbouncer_is_not_paused(fake):
 
 def test_a_failed_switchover_resumes_the_pooler(fake):
     fake.fail["patroni.switchover"] = CommandExecutionError("patroni: POST /switchover on postgres01 answered 412")
-    result = drill.run(context(fake, timeout=0.5, pooler=True), faults.fault("switchover"))
+    result = drilled(fake, "switchover", timeout=0.5, pooler=True)
     assert result["ok"] is False and fake.paused is False
     assert "patroni: POST /switchover on postgres01 answered 412" in result["problems"]
     assert result["restored"] == ["PgBouncer resumed on haproxy"]
 
 
+def test_a_pause_that_is_not_the_drills_own_is_left_alone(fake):
+    """Another command's pause (the pooler paused before this drill): this drill's undoing never resumes it."""
+    fake.fail["patroni.switchover"] = CommandExecutionError("patroni: POST /switchover on postgres01 answered 412")
+    reach, options = context(fake, timeout=0.5, pooler=True)
+    unit = faults.fault("switchover")
+    plan = unit.plan(reach, options, fake.members(), {"name": "postgres01"})
+    assert unit.restore(reach, options, plan) == []
+    assert [c[:2] for c in fake.calls] == []
+
+
 def test_freeze_holds_then_thaws(fake):
     started = time.monotonic()
-    result = drill.run(context(fake, freeze_s=0.6), faults.fault("freeze"))
+    result = drilled(fake, "freeze", freeze_s=0.6)
     assert time.monotonic() - started >= 0.6
     assert [c[:3] for c in fake.calls] == [("postgres01", "pgha_service.freeze", "patroni"),
                                            ("postgres01", "pgha_service.thaw", "patroni")]
@@ -470,7 +491,7 @@ def test_freeze_holds_then_thaws(fake):
 
 
 def test_dcs_outage_stops_and_starts_every_etcd_member(fake):
-    result = drill.run(context(fake, outage_s=0.3), faults.fault("dcs-outage"))
+    result = drilled(fake, "dcs-outage", outage_s=0.3)
     assert [c[:3] for c in fake.calls] == [("etcd", "pgha_service.stop", "etcd"),
                                            ("etcd", "pgha_service.start", "etcd")]
     assert result["restored"] == ["etcd started on etcd"]
@@ -487,7 +508,7 @@ def test_dcs_outage_with_failsafe_on_and_failed_writes_is_not_ok():
 
 
 def test_sync_standby_loss_waits_for_a_new_standby_and_restarts_the_lost_one(fake):
-    result = drill.run(context(fake), faults.fault("sync-standby-loss"))
+    result = drilled(fake, "sync-standby-loss")
     assert result["ok"] is True, result["problems"]
     assert [c[:3] for c in fake.calls] == [("postgres02", "pgha_service.crash", "patroni"),
                                            ("postgres02", "pgha_service.start", "patroni")]
@@ -497,19 +518,19 @@ def test_sync_standby_loss_waits_for_a_new_standby_and_restarts_the_lost_one(fak
 
 def test_refusals_touch_nothing(fake):
     fake.sync = None
-    result = drill.run(context(fake), faults.fault("sync-standby-loss"))
+    result = drilled(fake, "sync-standby-loss")
     assert result["ok"] is False and "no synchronous standby" in result["comment"]
-    result = drill.run(context(fake), faults.fault("etcd-member-loss"))
+    result = drilled(fake, "etcd-member-loss")
     assert result["ok"] is False and "etcd has 1 member(s)" in result["comment"]
     fake.sync = "postgres02"
-    result = drill.run(context(fake, candidate="postgres03"), faults.fault("switchover"))
+    result = drilled(fake, "switchover", candidate="postgres03")
     assert "only to the synchronous standby (postgres02), not to postgres03" in result["comment"]
     assert fake.calls == [] and fake.connections == []
 
 
 def test_no_leader_no_drill(fake, monkeypatch):
     monkeypatch.setattr(fake, "members", lambda: [dict(m, role="replica") for m in FakeCluster.members(fake)])
-    result = drill.run(context(fake), faults.fault("stop"))
+    result = drilled(fake, "stop")
     assert result["ok"] is False and "no running leader" in result["comment"]
     assert fake.calls == []
 

@@ -9,8 +9,10 @@ first failed step stops the run.
 
 from __future__ import annotations
 
+import types
+
 import pytest
-from pgha_test_helpers import load
+from pgha_test_helpers import FakeReach, load
 from salt.exceptions import CommandExecutionError
 
 members_util = load("_utils", "pgha_etcd_members")
@@ -86,14 +88,35 @@ class Etcd:
         self._maybe_fail("retire")
         return {"data": "removed" if purge else f"/var/lib/etcd/{name}.removed-20261128T120000"}
 
-    def acts(self, timeout: float = 5):
-        return members_util.acts(timeout=timeout, members=self.members, local=self.local, add=self.add, start=self.start,
-                                 healthy=self.healthy, remove=self.remove, retire=self.retire)
+    def reach(self, wanted: dict[str, str]) -> FakeReach:
+        """The cluster as the runner reaches it: pillar's etcd nodes (``wanted``); each host's minion answers."""
+
+        def single(via, state, name, **kwargs):
+            if state == "etcd_cluster.member_present":
+                return self.add(via, name, kwargs["peer_url"])
+            assert state == "etcd_cluster.member_absent"
+            return self.remove(via, name)
+
+        def apply(name, sls, pillar=None):
+            assert sls == "pgha.etcd"
+            joining = (pillar or {}).get("pgha", {}).get("etcd", {})
+            assert joining.get("initial_cluster_state", "existing") == "existing"
+            return self.start(name, joining.get("initial_cluster"))
+
+        model = types.SimpleNamespace(etcd=types.SimpleNamespace(peer_urls=dict(wanted)))
+        return FakeReach(model, handlers={
+            "etcd_cluster.members": lambda via: self.members(), "etcd_cluster.local": lambda name: self.local(name),
+            "state.single": single, "state.apply": apply,
+            "etcd_cluster.wait_healthy": lambda via, timeout, names: self.healthy(via, names.split(",")),
+            "etcd_cluster.retire_local": lambda name, purge: self.retire(name, purge)})
+
+    def run(self, wanted: dict[str, str], purge: bool = False, timeout: float = 5) -> dict:
+        return members_util.run(self.reach(wanted), timeout, purge=purge)
 
 
 def test_nothing_to_do_when_members_are_pillars_etcd_nodes():
     etcd = Etcd(started=("etcd", "postgres01", "postgres02"))
-    result = members_util.run(etcd.acts(), wanted("etcd", "postgres01", "postgres02"))
+    result = etcd.run(wanted("etcd", "postgres01", "postgres02"))
     assert result["ok"] and result["joined"] == [] and result["left"] == []
     assert etcd.acted == []
     assert "etcd, postgres01, postgres02" in result["comment"]
@@ -101,7 +124,7 @@ def test_nothing_to_do_when_members_are_pillars_etcd_nodes():
 
 def test_two_nodes_join_one_at_a_time_each_with_the_cluster_as_it_is():
     etcd = Etcd()
-    result = members_util.run(etcd.acts(), wanted("etcd", "postgres01", "postgres02"))
+    result = etcd.run(wanted("etcd", "postgres01", "postgres02"))
     assert result["ok"], result
     assert result["joined"] == ["postgres01", "postgres02"]
     assert etcd.acted == [
@@ -117,14 +140,14 @@ def test_two_nodes_join_one_at_a_time_each_with_the_cluster_as_it_is():
 
 def test_a_member_added_but_never_started_is_started_not_added_again():
     etcd = Etcd(added=("postgres01",))
-    result = members_util.run(etcd.acts(), wanted("etcd", "postgres01"))
+    result = etcd.run(wanted("etcd", "postgres01"))
     assert result["ok"] and result["joined"] == ["postgres01"]
     assert etcd.acted[0] == "start postgres01 with etcd=https://127.0.0.5:2380,postgres01=https://127.0.0.15:2380"
 
 
 def test_members_pillar_dropped_leave_with_their_data_kept():
     etcd = Etcd(started=("etcd", "postgres01", "postgres02"))
-    result = members_util.run(etcd.acts(), wanted("etcd"))
+    result = etcd.run(wanted("etcd"))
     assert result["ok"], result
     assert result["left"] == ["postgres01", "postgres02"]
     assert etcd.acted == ["remove postgres01 via etcd", "retire postgres01", "healthy etcd via etcd",
@@ -135,14 +158,14 @@ def test_members_pillar_dropped_leave_with_their_data_kept():
 
 def test_purge_deletes_the_data_of_members_that_leave():
     etcd = Etcd(started=("etcd", "postgres04"))
-    result = members_util.run(etcd.acts(), wanted("etcd"), purge=True)
+    result = etcd.run(wanted("etcd"), purge=True)
     assert result["purged"] == ["postgres04:removed"] and "kept_data" not in result
     assert "retire postgres04 purge" in etcd.acted
 
 
 def test_a_replacement_joins_before_the_old_member_leaves():
     etcd = Etcd(started=("etcd", "postgres01"))
-    result = members_util.run(etcd.acts(), wanted("etcd", "postgres02"))
+    result = etcd.run(wanted("etcd", "postgres02"))
     assert result["ok"] and result["joined"] == ["postgres02"] and result["left"] == ["postgres01"]
     assert [act.split()[0] for act in etcd.acted] == ["add", "start", "healthy", "remove", "retire", "healthy"]
     # the new member starts into the cluster as it is then: with postgres01 still in it
@@ -151,7 +174,7 @@ def test_a_replacement_joins_before_the_old_member_leaves():
 
 def test_a_host_with_old_etcd_data_is_refused_before_anything_changes():
     etcd = Etcd(bootstrapped=("etcd", "postgres01"))
-    result = members_util.run(etcd.acts(), wanted("etcd", "postgres01"))
+    result = etcd.run(wanted("etcd", "postgres01"))
     assert not result["ok"]
     assert "postgres01 cannot join: /var/lib/etcd/postgres01 holds etcd data" in result["comment"]
     assert "etcd_cluster.retire_local" in result["comment"]
@@ -160,7 +183,7 @@ def test_a_host_with_old_etcd_data_is_refused_before_anything_changes():
 
 def test_a_new_cluster_is_left_to_the_etcd_stage():
     etcd = Etcd(bootstrapped=(), down=True)
-    result = members_util.run(etcd.acts(), wanted("etcd", "postgres01", "postgres02"))
+    result = etcd.run(wanted("etcd", "postgres01", "postgres02"))
     assert result["ok"] and etcd.acted == []
     assert result["comment"].startswith("a new etcd cluster")
 
@@ -174,7 +197,7 @@ def test_a_cluster_that_does_not_answer_is_started_before_anything_joins():
         etcd.down = False  # etcd's own member answers once started
 
     etcd.start = start
-    result = members_util.run(etcd.acts(), wanted("etcd", "postgres01"))
+    result = etcd.run(wanted("etcd", "postgres01"))
     assert result["ok"], result
     assert etcd.acted[:3] == ["start etcd with None", "healthy etcd via etcd", "add postgres01 via etcd"]
     assert result["joined"] == ["postgres01"]
@@ -183,21 +206,21 @@ def test_a_cluster_that_does_not_answer_is_started_before_anything_joins():
 
 def test_a_cluster_that_stays_down_takes_no_new_member():
     etcd = Etcd(bootstrapped=("etcd",), down=True, fail={"healthy": "etcd_cluster: expected every endpoint reachable"})
-    result = members_util.run(etcd.acts(), wanted("etcd", "postgres01"))
+    result = etcd.run(wanted("etcd", "postgres01"))
     assert not result["ok"] and "expected every endpoint reachable" in result["comment"]
     assert not any(act.startswith("add") for act in etcd.acted)
 
 
 def test_a_cluster_down_with_every_member_bootstrapped_is_left_to_the_etcd_stage():
     etcd = Etcd(started=("etcd", "postgres01"), down=True)
-    result = members_util.run(etcd.acts(), wanted("etcd", "postgres01"))
+    result = etcd.run(wanted("etcd", "postgres01"))
     assert result["ok"] and etcd.acted == []
     assert "none joins" in result["comment"]
 
 
 def test_a_failed_start_stops_the_run_and_says_what_was_done():
     etcd = Etcd(fail={"start": "etcd's states on postgres01 failed: pgha-etcd-service-running"})
-    result = members_util.run(etcd.acts(), wanted("etcd", "postgres01", "postgres02"))
+    result = etcd.run(wanted("etcd", "postgres01", "postgres02"))
     assert not result["ok"] and result["joined"] == []
     assert "pgha-etcd-service-running" in result["comment"]
     assert result["steps"] == ["member postgres01 (https://127.0.0.15:2380) added through etcd"]
@@ -206,14 +229,14 @@ def test_a_failed_start_stops_the_run_and_says_what_was_done():
 
 def test_an_unhealthy_cluster_after_a_join_stops_the_run():
     etcd = Etcd(fail={"healthy": "etcd_cluster: expected every endpoint reachable"})
-    result = members_util.run(etcd.acts(), wanted("etcd", "postgres01", "postgres02"))
+    result = etcd.run(wanted("etcd", "postgres01", "postgres02"))
     assert not result["ok"] and result["joined"] == []
     assert etcd.acted[-1] == "healthy etcd,postgres01 via etcd"
 
 
 def test_a_host_that_left_but_cannot_be_stopped_is_reported_not_fatal():
     etcd = Etcd(started=("etcd", "postgres04"), fail={"retire": "pgha: minion postgres04 did not answer"})
-    result = members_util.run(etcd.acts(), wanted("etcd"))
+    result = etcd.run(wanted("etcd"))
     assert result["ok"] and result["left"] == ["postgres04"]
     assert any("etcd on postgres04 not stopped" in step and "move its data directory aside" in step
                for step in result["steps"])
@@ -234,7 +257,7 @@ def test_plan_matches_members_by_name_or_peer_url():
 def test_no_member_that_stays_refuses(names):
     # every member of the cluster is one pillar dropped: nothing to act through
     etcd = Etcd(started=("postgres04",), bootstrapped=("postgres04",))
-    result = members_util.run(etcd.acts(), wanted("etcd", *names))
+    result = etcd.run(wanted("etcd", *names))
     assert not result["ok"]
     assert "no member of the cluster is an etcd node of pillar" in result["comment"]
     assert etcd.acted == []
@@ -244,18 +267,18 @@ def test_a_change_waits_while_etcd_says_the_cluster_is_not_ready():
     # right after a join etcd refuses the next change for a few seconds ("unhealthy cluster")
     busy = "etcd_cluster: adding member postgres02: etcdserver: unhealthy cluster (UNAVAILABLE)"
     etcd = Etcd(fail={"add": [busy, busy]})
-    result = members_util.run(etcd.acts(), wanted("etcd", "postgres01"))
+    result = etcd.run(wanted("etcd", "postgres01"))
     assert result["ok"] and result["joined"] == ["postgres01"]
     assert etcd.acted.count("add postgres01 via etcd") == 3
 
 
 def test_a_cluster_not_ready_within_the_timeout_fails_the_run():
     etcd = Etcd(started=("etcd", "postgres04"), fail={"remove": "etcdserver: unhealthy cluster (UNAVAILABLE)"})
-    result = members_util.run(etcd.acts(timeout=0), wanted("etcd"))
+    result = etcd.run(wanted("etcd"), timeout=0)
     assert not result["ok"] and "unhealthy cluster" in result["comment"] and result["left"] == []
 
 
 def test_other_refusals_are_not_retried():
     etcd = Etcd(fail={"add": "etcdserver: Peer URLs already exists (INVALID_ARGUMENT)"})
-    result = members_util.run(etcd.acts(), wanted("etcd", "postgres01"))
+    result = etcd.run(wanted("etcd", "postgres01"))
     assert not result["ok"] and etcd.acted == ["add postgres01 via etcd"]

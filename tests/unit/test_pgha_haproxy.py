@@ -15,7 +15,7 @@ import threading
 from unittest.mock import MagicMock, patch
 
 import pytest
-from pgha_test_helpers import load, utils
+from pgha_test_helpers import cluster_model, load, utils
 from salt.exceptions import CommandExecutionError
 
 haproxy_module = load("_modules", "pgha_haproxy")
@@ -75,16 +75,13 @@ ONE_WRITER = show_stat(
 
 
 def build_map(socket_path: str, stats_bind: str = "127.0.0.3") -> dict:
-    return {
-        "id": "haproxy",
-        "node": {"id": "haproxy", "address": "127.0.0.3", "roles": ["haproxy"]},
-        "pg_nodes": ["postgres01", "postgres02", "postgres03"],
-        "lookup": {"haproxy": {"admin_socket": socket_path}},
-        "haproxy": {"stats_bind_address": stats_bind, "stats_port": 8080, "write_address": "127.0.0.3",
-                    "listeners": [{"name": "postgres"}, {"name": "postgres_replicas"}]},
-        "users": {"haproxy_stats": "stats"},
-        "secrets": {"haproxy_stats_password": "stats-s3cret"},
-    }
+    """The HAProxy node's map (a real model's): its admin socket, its stats page, two listeners."""
+    patch = {"lookup": {"haproxy": {"admin_socket": socket_path}},
+             "haproxy": {"stats_bind_address": stats_bind, "sync": {"enabled": False}, "async": {"enabled": False}},
+             "secrets": {"haproxy_stats_password": "stats-s3cret"}}
+    addresses = {"postgres01": "127.0.0.15", "postgres02": "127.0.0.32", "postgres03": "127.0.0.6",
+                 "etcd": "127.0.0.5", "haproxy": "127.0.0.3"}
+    return cluster_model(patch, minion_id="haproxy", addresses=addresses).as_map(show_secrets=True)
 
 
 class AdminSocket:
@@ -143,7 +140,7 @@ def configure_loader_modules(socket_path, stats_bind):
     return {
         haproxy_module: {
             "__salt__": {"pgha_config.mapdata": MagicMock(return_value=build_map(socket_path, stats_bind))},
-            "__utils__": utils("pgha_cluster"),
+            "__utils__": utils("pgha_cluster", "pgha_model", "pgha_dcs"),
             "__context__": {},
             "__opts__": {"test": False},
             "log": MagicMock(),

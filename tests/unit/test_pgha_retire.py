@@ -9,7 +9,7 @@ first failed step stops the run.
 from __future__ import annotations
 
 import pytest
-from pgha_test_helpers import load
+from pgha_test_helpers import FakeReach, cluster_model, load
 from salt.exceptions import CommandExecutionError
 
 retire = load("_utils", "pgha_retire")
@@ -33,41 +33,51 @@ class Cluster:
         def role(name: str) -> str:
             return "leader" if name == self.leader else "sync_standby" if name == self.sync else "replica"
         return [{"name": n, "role": role(n), "state": "running" if n == self.leader else "streaming",
-                 "lag": 0 if n != "postgres03" else 10, "timeline": 1} for n in self.names]
+                 "lag": 0 if n != "postgres03" else 10, "timeline": 1, "host": f"10.131.0.{40 + int(n[-1])}"}
+                for n in self.names]
 
-    def switchover(self, name: str, target: str | None) -> dict:
-        self.acted.append(f"switchover {name}->{target}")
+    def switchover(self, reach, target: str | None) -> dict:
+        self.acted.append(f"switchover {self.leader}->{target}")
+        self.switched_on = reach.cluster
         self.leader, self.sync = target, None
         return {"ok": True, "new_leader": target, "rto_s": 1.0, "lost": 0}
 
-    def drain(self, name: str) -> list[str]:
+    def drain(self, node: str, name: str) -> dict:
+        assert node == "haproxy"
         self.acted.append(f"drain {name}")
-        return [f"HAProxy on haproxy drains {name}"]
+        return {}
 
-    def disable(self, name: str) -> None:
+    def disable(self, name: str, service: str) -> dict:
+        assert service == "patroni"
         self.acted.append(f"disable {name}")
         if not self.lingers:
             self.names.remove(name)
+        return {}
 
-    def purge(self, name: str) -> str:
+    def remove(self, name: str, path: str) -> bool:
         self.acted.append(f"purge {name}")
-        return f"{name}:/var/lib/patroni"
+        return True
 
-    def acts(self, staying=STAYING, timeout: float = 0.05):
-        return retire.acts(members=self.members, staying=staying, switchover=self.switchover, drain=self.drain,
-                           disable=self.disable, purge=self.purge, timeout=timeout)
+    def reach(self) -> FakeReach:
+        """The cluster as the runner reaches it: pillar's three PostgreSQL nodes; each host's minion answers."""
+        return FakeReach(cluster_model(), self.members, {
+            "pgha_haproxy.drain": self.drain, "pgha_service.disable": self.disable, "file.remove": self.remove,
+            "pgha_config.mapdata": lambda name: {"lookup": {"patroni": {"data_dir": "/var/lib/patroni"}}}})
+
+    def run(self, purge: bool = False, switchover=None) -> dict:
+        return retire.run(self.reach(), switchover or self.switchover, timeout=0.05, purge=purge)
 
 
 def test_nothing_to_retire_touches_nothing():
     cluster = Cluster(names=STAYING)
-    result = retire.run(cluster.acts())
+    result = cluster.run()
     assert result["ok"] is True and result["retired"] == [] and cluster.acted == []
     assert "no member to retire" in result["comment"]
 
 
 def test_a_replica_is_drained_disabled_and_its_data_kept():
     cluster = Cluster()
-    result = retire.run(cluster.acts())
+    result = cluster.run()
     assert cluster.acted == ["drain postgres04", "disable postgres04"]
     assert result["ok"] is True and result["retired"] == ["postgres04"] and result["kept_data"] == ["postgres04"]
     assert "postgres04 left Patroni's member list" in result["steps"]
@@ -75,49 +85,48 @@ def test_a_replica_is_drained_disabled_and_its_data_kept():
 
 def test_a_leaving_leader_hands_over_to_the_synchronous_standby_that_stays_first():
     cluster = Cluster(leader="postgres04", sync="postgres03")
-    result = retire.run(cluster.acts())
+    result = cluster.run()
     assert cluster.acted == ["switchover postgres04->postgres03", "drain postgres04", "disable postgres04"]
     assert result["ok"] is True
 
 
 def test_without_a_synchronous_standby_the_replica_least_behind_takes_over():
     cluster = Cluster(leader="postgres04", sync=None)
-    retire.run(cluster.acts())
+    cluster.run()
     assert cluster.acted[0] == "switchover postgres04->postgres01"
 
 
 def test_purge_removes_the_data_only_when_asked_and_after_it_left():
     cluster = Cluster()
-    result = retire.run(cluster.acts(), purge=True)
+    result = cluster.run(purge=True)
     assert cluster.acted == ["drain postgres04", "disable postgres04", "purge postgres04"]
     assert result["purged"] == ["postgres04:/var/lib/patroni"] and "kept_data" not in result
 
 
 def test_members_leave_one_at_a_time():
     cluster = Cluster(names=["postgres01", "postgres02", "postgres03", "postgres04", "postgres05"])
-    result = retire.run(cluster.acts())
+    result = cluster.run()
     assert cluster.acted == ["drain postgres04", "disable postgres04", "drain postgres05", "disable postgres05"]
     assert result["retired"] == ["postgres04", "postgres05"]
 
 
 def test_no_staying_node_running_touches_nothing():
     cluster = Cluster(leader="postgres04", names=["postgres04"], sync=None)
-    result = retire.run(cluster.acts())
+    result = cluster.run()
     assert result["ok"] is False and cluster.acted == []
     assert result["comment"] == "no PostgreSQL node that stays is running; nothing was touched (departing: postgres04)"
 
 
 def test_a_failed_switchover_stops_before_anything_else():
     cluster = Cluster(leader="postgres04")
-    cluster.switchover = lambda name, target: {"ok": False, "problems": ["412 no candidate"]}
-    result = retire.run(cluster.acts())
+    result = cluster.run(switchover=lambda reach, target: {"ok": False, "problems": ["412 no candidate"]})
     assert result["ok"] is False and "the switchover away from it failed: ['412 no candidate']" in result["comment"]
     assert cluster.acted == []
 
 
 def test_a_member_that_does_not_leave_fails_the_run_and_keeps_its_data():
     cluster = Cluster(lingers=True)
-    result = retire.run(cluster.acts(), purge=True)
+    result = cluster.run(purge=True)
     assert result["ok"] is False and "still in Patroni's member list" in result["comment"]
     assert "purge postgres04" not in cluster.acted
 
@@ -125,49 +134,34 @@ def test_a_member_that_does_not_leave_fails_the_run_and_keeps_its_data():
 def test_a_failed_disable_is_reported():
     cluster = Cluster()
 
-    def fail(name):
+    def fail(name, service):
         raise CommandExecutionError("pgha: pgha_service.disable on postgres04 failed: boom")
 
     cluster.disable = fail
-    result = retire.run(cluster.acts())
+    result = cluster.run()
     assert result["ok"] is False and result["comment"] == (
         "retiring postgres04: pgha: pgha_service.disable on postgres04 failed: boom")
 
 
-TOPO = {"pg_nodes": STAYING, "haproxy_nodes": ["haproxy"],
-        "nodes": {n: {"address": f"127.0.0.{i}", "roles": ["postgresql"]} for i, n in enumerate(STAYING, 1)}}
-
-
-def test_the_switchover_model_counts_the_leaving_members_with_patronis_address():
-    members = [dict(m, host="127.0.0.40" if m["name"] == "postgres04" else "x")
-               for m in Cluster(leader="postgres04").members()]
-    model = retire.scoped(TOPO, members)
-    assert model["pg_nodes"] == ["postgres01", "postgres02", "postgres03", "postgres04"]
-    assert model["nodes"]["postgres04"] == {"address": "127.0.0.40", "roles": ["postgresql"]}
-    assert model["nodes"]["postgres01"] == TOPO["nodes"]["postgres01"]  # pillar's address kept
-    assert TOPO["pg_nodes"] == STAYING  # the pillar's model itself untouched
-
-
-def test_acts_through_the_minions():
-    calls: list = []
-
-    def call(tgt, fun, *args, wait=60):
-        calls.append((tgt, fun, *args))
-        if fun == "pgha_config.mapdata":
-            return {"lookup": {"patroni": {"data_dir": "/var/lib/patroni"}}}
-        if fun == "pgha_haproxy.drain" and args == ("postgres05",):
-            raise CommandExecutionError("pgha_haproxy: no server postgres05")
-        return {}
-
+def test_the_switchover_counts_the_leaving_members_at_patronis_address():
     cluster = Cluster(leader="postgres04")
-    members = [dict(m, host="127.0.0.40") for m in cluster.members()]
-    model, options, drilled = retire.scoped(TOPO, members), {}, []
-    acts = retire.acts_through(call, lambda: members, TOPO, model, options,
-                               lambda: drilled.append(dict(options)) or {"ok": True}, timeout=30)
-    assert acts.switchover("postgres04", "postgres02") == {"ok": True} and drilled == [{"candidate": "postgres02"}]
-    assert acts.drain("postgres04") == ["HAProxy on haproxy drains postgres04"]
-    assert acts.drain("postgres05") == ["HAProxy on haproxy did not drain postgres05: pgha_haproxy: no server postgres05"]
-    acts.disable("postgres04")
-    assert acts.purge("postgres04") == "postgres04:/var/lib/patroni"
-    assert calls[-3:] == [("postgres04", "pgha_service.disable", "patroni"), ("postgres04", "pgha_config.mapdata"),
-                          ("postgres04", "file.remove", "/var/lib/patroni")]
+    members = [dict(m, host="10.131.0.40" if m["name"] == "postgres04" else "x") for m in cluster.members()]
+    cluster.members = lambda: members
+    assert cluster.run()["ok"] is False  # the fake's leader never leaves its list here; the switchover is what counts
+    model = cluster.switched_on
+    assert model.pg_nodes == ("postgres01", "postgres02", "postgres03", "postgres04")
+    assert model.address("postgres04") == "10.131.0.40"
+    assert model.address("postgres01") == "10.131.0.15"  # pillar's address kept
+
+
+def test_drain_and_purge_through_each_hosts_minion():
+    cluster = Cluster()
+    fake = cluster.reach()
+    fake.handlers["pgha_haproxy.drain"] = lambda node, name: (_ for _ in ()).throw(
+        CommandExecutionError("pgha_haproxy: no server postgres04"))
+    result = retire.run(fake, cluster.switchover, timeout=0.05, purge=True)
+    assert "HAProxy on haproxy did not drain postgres04: pgha_haproxy: no server postgres04" in result["steps"]
+    assert [call[:3] for call in fake.calls[-3:]] == [("postgres04", "pgha_service.disable", "patroni"),
+                                                      ("postgres04", "pgha_config.mapdata"),
+                                                      ("postgres04", "file.remove", "/var/lib/patroni")]
+    assert result["purged"] == ["postgres04:/var/lib/patroni"]

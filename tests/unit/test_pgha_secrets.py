@@ -21,12 +21,12 @@ def test_needed_by_role_with_etcds_access_control_and_the_pooler():
     assert secrets.needed(["postgresql"], True, True) == PG
     assert secrets.needed(["postgresql"], True) == PG[:-1]  # no pooler
     assert secrets.needed(["postgresql"], False) == PG[:-2]
-    assert secrets.needed(["etcd"], True) == ["etcd_root_password", "etcd_patroni_password"]
+    assert secrets.needed(["etcd"], True) == ["etcd_root_password", "etcd_patroni_password", "etcd_lock_password"]
     assert secrets.needed(["etcd"], False) == []
     assert secrets.needed(["haproxy"], True) == ["haproxy_stats_password"]
     assert secrets.needed(["haproxy"], True, True) == ["haproxy_stats_password", "pooler_password"]
     # a node with two roles needs each secret once
-    assert secrets.needed(["etcd", "postgresql"], True) == [*PG[:-1], "etcd_root_password"]
+    assert secrets.needed(["etcd", "postgresql"], True) == [*PG[:-1], "etcd_root_password", "etcd_lock_password"]
     assert secrets.needed([], True) == []
     assert sorted(secrets.everyone(True, True)) == sorted(TEST_SECRETS)
 

@@ -12,35 +12,48 @@ from __future__ import annotations
 
 import copy
 import json
+from typing import ClassVar
 
 import pytest
 import salt.config
-from pgha_test_helpers import load, utils
+from pgha_test_helpers import FakeReach, cluster_model, load, utils
 from salt.exceptions import CommandExecutionError
 
 runner = load("_runners", "pgha")
-UTILS = ("pgha_cluster", "pgha_args", "pgha_drill", "pgha_faults", "pgha_rolling", "pgha_secrets", "pgha_fileserver")
+UTILS = ("pgha_cluster", "pgha_args", "pgha_drill", "pgha_faults", "pgha_rolling", "pgha_secrets", "pgha_fileserver",
+         "pgha_model", "pgha_reach", "pgha_lock", "pgha_report")
 SECRETS = {key: f"{key[:5]}-Pw-7c2e9a" for key in (
     "superuser_password", "replication_password", "admin_password", "restapi_password", "haproxy_stats_password",
-    "probe_password", "etcd_root_password", "etcd_patroni_password")}
+    "probe_password", "etcd_root_password", "etcd_patroni_password", "etcd_lock_password")}
 
-TOPO = {
-    "pg_nodes": ["postgres01", "postgres02", "postgres03"],
-    "etcd_nodes": ["etcd"],
-    "nodes": {"postgres01": {"address": "127.0.200.1"}, "postgres02": {"address": "127.0.200.2"},
-              "postgres03": {"address": "127.0.200.3"}, "etcd": {"address": "127.0.200.5"}},
-    "gates": {"max_lag_bytes": 1048576},
-    "patroni": {"ttl": 20, "maximum_lag_on_failover": 1048576},
-    "drill": {"timeout": 90, "report_dir": "/var/lib/pgha/reports", "freeze_s": None, "outage_s": 40},
-    "haproxy": {"write_address": "127.0.200.9", "port": 5432, "listeners": [{"name": "postgres"}]},
-    "pgbouncer": {"enabled": False, "port": 6432},
-    "haproxy_nodes": ["haproxy"],
-    "users": {"probe": "pgha_probe", "restapi": "patroni"},
-    "restapi_urls": {"postgres01": "http://127.0.200.1:8008", "postgres02": "http://127.0.200.2:8008",
-                     "postgres03": "http://127.0.200.3:8008"},
-    "probe": {"database": "pgha"},
-    "secrets": {"probe_password": "Probe-pw-4c1d9e2a7f"},
-}
+ADDRESSES = {"postgres01": "127.0.200.1", "postgres02": "127.0.200.2", "postgres03": "127.0.200.3",
+             "etcd": "127.0.200.5", "haproxy": "127.0.200.9"}
+# The cluster's model as the master builds it (pillar's drill and gates settings, every secret).
+MODEL = cluster_model({"drill": {"timeout": 90}, "gates": {"max_lag_bytes": 1048576},
+                       "patroni": {"ttl": 20, "loop_wait": 2, "retry_timeout": 5}},
+                      addresses=ADDRESSES)
+
+
+class FakeLock:
+    """A lock taken: what the commands release; records who asked for it."""
+
+    taken: ClassVar[list] = []
+
+    def __init__(self, command: str, args: dict, wait):
+        self.command, self.args, self.lost, self.shared, self.released = command, args, None, False, False
+        FakeLock.taken.append(self)
+
+    def release(self) -> bool:
+        self.released = True
+        return True
+
+
+@pytest.fixture
+def locks(monkeypatch) -> list:
+    """The cluster's lock, taken without etcd; the locks taken, in order."""
+    FakeLock.taken = []
+    monkeypatch.setattr(runner, "_take", FakeLock)
+    return FakeLock.taken
 
 
 @pytest.fixture
@@ -93,7 +106,8 @@ def untouchable(monkeypatch):
     """Anything that would reach a minion or the cluster fails the test."""
     monkeypatch.setattr(runner.salt.client, "get_local_client", forbidden("salt.client.get_local_client"))
     monkeypatch.setattr(runner, "_caller", forbidden("_caller"))
-    monkeypatch.setattr(runner, "_topology", forbidden("_topology"))
+    monkeypatch.setattr(runner, "_cluster", forbidden("_cluster"))
+    monkeypatch.setattr(runner, "_take", forbidden("_take (the cluster's lock)"))
 
 
 def one_line(answer: dict, function: str) -> str:
@@ -131,9 +145,10 @@ def test_bad_arguments_are_refused_in_one_line_before_anything_is_touched(untouc
     assert expected in one_line(answer, function)
 
 
-def test_drill_arguments_are_refused_before_the_fault(monkeypatch):
-    monkeypatch.setattr(runner, "_topology", lambda: json.loads(json.dumps(TOPO)))
-    monkeypatch.setattr(runner, "_driller", forbidden("_driller"))
+def test_drill_arguments_are_refused_before_the_fault_and_before_the_lock(monkeypatch):
+    monkeypatch.setattr(runner, "_cluster", lambda: MODEL)
+    monkeypatch.setattr(runner, "_reach", forbidden("_reach"))
+    monkeypatch.setattr(runner, "_take", forbidden("_take (the cluster's lock)"))
     monkeypatch.setattr(runner, "_caller", forbidden("_caller"))
     cases = {
         (("mode", "stop"), ("timeout", -5)): "timeout must be between 10 and 3600 seconds (got -5)",
@@ -159,13 +174,26 @@ def test_refusal_with_json_output_is_plain_data(untouchable, opts):
                                              "retcode": 1}
 
 
-def test_an_unreachable_cluster_is_one_line_too(monkeypatch):
-    def no_minion() -> dict:
-        raise CommandExecutionError("pgha: no PostgreSQL node answered: pgha: minion postgres01 did not answer")
+def test_an_unreachable_cluster_or_a_bad_pillar_is_one_line_too(monkeypatch):
+    def no_pillar():
+        raise CommandExecutionError("pgha: the master's pillar has no pgha:nodes; does the pillar top target the master?")
 
-    monkeypatch.setattr(runner, "_topology", no_minion)
-    line = one_line(runner.check(), "check")
-    assert line.startswith("pgha: no PostgreSQL node answered")
+    monkeypatch.setattr(runner, "_cluster", no_pillar)
+    assert one_line(runner.check(), "check").startswith("pgha: the master's pillar has no pgha:nodes")
+
+
+def test_the_master_builds_the_model_from_its_own_pillar_and_the_formulas_defaults(monkeypatch, opts, master_pillar):
+    from pgha_test_helpers import SALT_DIR, read_pillar
+
+    opts["file_roots"] = {"base": ["/nonexistent", str(SALT_DIR)]}
+    master_pillar["pgha"] = dict(read_pillar("production")["pgha"], secrets=dict(SECRETS))
+    cluster = runner._cluster()
+    assert cluster.id == "saltmaster_master" and cluster.pg_nodes == ("postgres01", "postgres02", "postgres03")
+    assert runner._cluster() is cluster  # once per command
+    runner.__context__.clear()
+    master_pillar["pgha"]["patroni"] = {"ttl": 5}
+    with pytest.raises(CommandExecutionError, match="pgha:patroni:ttl: must be at least 20"):
+        runner._cluster()
 
 
 # ---------------------------------------------------------------------------
@@ -192,8 +220,8 @@ def cluster(monkeypatch):
                    "haproxy": {"postgres": {"postgres01": "UP", "postgres02": "DOWN", "postgres03": "DOWN"}}},
         "probe": ("127.0.200.1", False),
     }
-    monkeypatch.setattr(runner, "_topology", lambda: json.loads(json.dumps(TOPO)))
-    monkeypatch.setattr(runner, "_status_data", lambda topo: state["status"])
+    monkeypatch.setattr(runner, "_cluster", lambda: MODEL)
+    monkeypatch.setattr(runner, "_status_data", lambda reach: state["status"])
 
     def probe(dsn: str):
         assert "user=pgha_probe" in dsn and "dbname=pgha" in dsn and "host=127.0.200.9" in dsn
@@ -388,42 +416,67 @@ def test_call_returns_the_minions_answer_or_raises_its_message(minions):
         call("postgres01", "patroni.reload")
 
 
-def test_failover_drill_hands_the_engine_the_options_and_fails_with_it(monkeypatch):
-    monkeypatch.setattr(runner, "_topology", lambda: json.loads(json.dumps(TOPO)))
+def test_failover_drill_hands_the_engine_the_options_under_the_lock_and_fails_with_it(monkeypatch, locks):
+    monkeypatch.setattr(runner, "_cluster", lambda: MODEL)
+    monkeypatch.setattr(runner, "_reach", lambda cluster=None: FakeReach(MODEL))
     seen = {}
 
-    def engine(ctx, fault):
-        seen.update(mode=fault.mode, options=ctx.options, timeout=ctx.timeout, report_dir=ctx.report_dir, dsn=ctx.dsn)
-        return {"ok": False, "problems": ["3 acknowledged writes lost"]}
+    def engine(reach, fault, options):
+        seen.update(mode=fault.mode, options=options, locked=[lock.command for lock in locks if not lock.released])
+        return {"ok": False, "problems": ["3 acknowledged writes lost"]}, []
 
     monkeypatch.setitem(runner.__utils__, "pgha_drill.run", engine)
     result = runner.failover_drill(mode="freeze")
-    assert seen["mode"] == "freeze"
-    assert seen["options"]["freeze_s"] == 30  # ttl + 10
-    assert seen["options"]["outage_s"] == 40 and seen["timeout"] == 90
-    assert seen["report_dir"] == "/var/lib/pgha/reports"
-    assert "user=pgha_probe" in seen["dsn"] and "dbname=pgha" in seen["dsn"]
+    assert seen["mode"] == "freeze" and seen["locked"] == ["pgha.failover_drill"]
+    options = seen["options"]
+    assert options.freeze_s == 30  # ttl + 10, the model's derived default
+    assert options.outage_s == 40 and options.timeout == 90
+    assert options.report_dir == "/var/lib/pgha/reports"
+    assert "user=pgha_probe" in options.dsn and "dbname=pgha" in options.dsn and "host=127.0.200.9" in options.dsn
     assert result["retcode"] == 1 and runner.__context__["retcode"] == 1
+    assert locks[-1].released and locks[-1].args["mode"] == "freeze"
     runner.switchover(candidate="postgres02", timeout=30)
-    assert seen["mode"] == "switchover" and seen["report_dir"] is None and seen["timeout"] == 30
-    assert seen["options"]["candidate"] == "postgres02"
+    options = seen["options"]
+    assert seen["mode"] == "switchover" and options.report_dir is None and options.timeout == 30
+    assert options.candidate == "postgres02" and seen["locked"] == ["pgha.switchover"]
 
 
-def test_rolling_restart_acts_through_the_members_minions(monkeypatch):
-    monkeypatch.setattr(runner, "_topology", lambda: json.loads(json.dumps(TOPO)))
-    monkeypatch.setattr(runner, "_members_of", lambda api: members())
+def test_a_locked_cluster_refuses_a_second_command_in_one_line_and_touches_nothing(monkeypatch):
+    monkeypatch.setattr(runner, "_cluster", lambda: MODEL)
+    monkeypatch.setattr(runner, "_reach", forbidden("_reach"))
+    holder = {"command": "pgha.failover_drill", "args": {"mode": "switchover"}, "master": "m1", "pid": 4242,
+              "host": "salt1", "since": "2026-12-04T10:00:00Z"}
+
+    def busy(etcd, key, record, ttl, wait):
+        assert key == "/db/postgres/pgha-lock" and record["command"] == "pgha.switchover" and wait == 0
+        raise load("_utils", "pgha_lock").Busy(holder)
+
+    monkeypatch.setitem(runner.__utils__, "pgha_lock.acquire", busy)
+    line = one_line(runner.switchover(), "switchover")
+    assert line.startswith("the cluster is locked by pgha.failover_drill mode=switchover (master m1, pid 4242 on "
+                           "salt1, since 2026-12-04T10:00:00Z)")
+    assert line.endswith("nothing was done (wait=<seconds> to wait for it)")
+
+
+def test_rolling_restart_acts_through_the_members_minions_under_the_lock(monkeypatch, locks):
     monkeypatch.setattr(load("_utils", "pgha_rolling"), "GATE_POLL", 0)
     calls = []
-    monkeypatch.setattr(runner, "_caller", lambda: lambda *args, **kwargs: calls.append((args, kwargs)) or {"restarted": True})
-    monkeypatch.setattr(runner, "_driller", lambda topo, mode, options: lambda: {"ok": True, "mode": mode})
+
+    def act(minion, *args, **kwargs):
+        calls.append((minion, *args))
+        return {"restarted": True}
+
+    fake = FakeReach(MODEL, members, {"patroni.restart": act, "pgha_service.restart": act})
+    monkeypatch.setattr(runner, "_cluster", lambda: MODEL)
+    monkeypatch.setattr(runner, "_reach", lambda cluster=None: fake)
+    monkeypatch.setattr(runner, "_drill", lambda reach, mode, options: {"ok": True, "mode": mode})
     result = runner.restart()  # only postgres03 has a restart pending
     assert result["ok"] is True and result["done"] == ["postgres03"]
     assert result["pending_restart_before"] == ["postgres03"]
-    assert calls == [(("postgres03", "patroni.restart"), {"pending_only": True, "timeout": 120, "wait": 180})]
+    assert fake.calls == [("postgres03", "patroni.restart", ("pending_only", True), ("timeout", 120))]
+    assert [lock.command for lock in locks] == ["pgha.restart"] and locks[0].released
     calls.clear()
     result = runner.restart(what="patroni")
-    assert [c[0] for c in calls] == [("postgres02", "pgha_service.restart", "patroni"),
-                                     ("postgres03", "pgha_service.restart", "patroni"),
-                                     ("postgres01", "pgha_service.restart", "patroni")]
+    assert calls == [("postgres02", "patroni"), ("postgres03", "patroni"), ("postgres01", "patroni")]
     assert result["steps"][2] == {"switchover": {"old_leader": None, "new_leader": None, "rto_s": None,
                                                  "lost": None, "ok": True}}

@@ -2,14 +2,14 @@
 # vim: ft=sls
 # etcd's TLS material (pillar pgha:etcd:tls), when enabled. The certificates
 # come from the operator's PKI: this checks, before anything changes, that
-# each file this host needs is there (pgha_config.check_host: the CA on etcd
+# each file this host needs is there (pgha_host.check: the CA on etcd
 # and PostgreSQL nodes, the member certificate and key on etcd nodes) and
 # keeps the key readable by etcd only. Nothing is created.
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata with context %}
 {%- set tls = mapdata.etcd.tls %}
 {%- if tls.enabled %}
-{%-   set host = salt['pgha_config.check_host'](saltenv=saltenv, patroni=False) %}
+{%-   set host = salt['pgha_host.check'](saltenv=saltenv, patroni=False) %}
 {%-   if not host.ready %}
 {{ raise("pgha: TLS is enabled but files are missing, nothing was changed:\n  " ~ (host.errors | join('\n  ')) ~ "\nPlace them from your PKI (see README, 'etcd authentication and TLS' and 'PostgreSQL TLS').") }}
 {%-   endif %}

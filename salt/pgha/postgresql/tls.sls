@@ -2,7 +2,7 @@
 # vim: ft=sls
 # PostgreSQL's TLS material (pillar pgha:postgresql:tls), when enabled. The
 # certificates come from the operator's PKI: this checks, before anything
-# changes, that each file this host needs is there (pgha_config.check_host:
+# changes, that each file this host needs is there (pgha_host.check:
 # the CA, the node's certificate and key on PostgreSQL nodes; the CA on the
 # HAProxy node when PgBouncer runs there) and keeps the key readable by the
 # postgres user only, as PostgreSQL demands. Nothing is created.
@@ -10,7 +10,7 @@
 {%- from tplroot ~ "/map.jinja" import mapdata with context %}
 {%- set tls = mapdata.postgresql.tls %}
 {%- if tls.enabled %}
-{%-   set host = salt['pgha_config.check_host'](saltenv=saltenv, patroni=False) %}
+{%-   set host = salt['pgha_host.check'](saltenv=saltenv, patroni=False) %}
 {%-   if not host.ready %}
 {{ raise("pgha: TLS is enabled but files are missing, nothing was changed:\n  " ~ (host.errors | join('\n  ')) ~ "\nPlace them from your PKI (see README, 'PostgreSQL TLS').") }}
 {%-   endif %}
