@@ -6,7 +6,8 @@ leader untouched; with it etcd grows from one member to three (the new node
 and postgres01 join, one at a time). Removed from pillar and the
 orchestration run again, it is drained and stopped, leaves Patroni's member
 list and HAProxy, etcd shrinks back to one member, and the data stays on
-the hosts (PostgreSQL's; etcd's moved aside). Runs last (same cluster as
+the hosts (PostgreSQL's; etcd's moved aside); `pgha.postgresql.clean` then takes
+Patroni off the retired node and keeps its data. Runs last (same cluster as
 test_cluster.py and test_operations.py).
 """
 
@@ -136,3 +137,28 @@ def test_removed_node_is_retired_and_its_data_kept(salt_master, fourth_node, tes
         assert len(kept) == 1, kept
     check_healthy(salt_master)
     assert elapsed < 600
+
+
+def test_retired_node_cleaned_its_data_kept(salt_master, fourth_node, test_root):
+    """
+    pgha.postgresql.clean on the retired postgres04 (no role in pillar any
+    more): Patroni's program gone from its supervisord, its configuration
+    and virtualenv removed, its data directory kept (pgha:clean:purge_data
+    false); a second apply changes nothing.
+    """
+    host = os.path.join(test_root, "hosts", NEW)
+    cli = salt_master.salt_cli(timeout=300)
+    ret = cli.run("state.apply", "pgha.postgresql.clean", minion_tgt=NEW, _timeout=300)
+    assert ret.returncode == 0, ret.stdout[-3000:]
+    failed = {key: state["comment"] for key, state in ret.data.items() if state["result"] is not True}
+    assert not failed, failed
+    assert not glob.glob(os.path.join(host, "etc", "pgha", "supervisord.d", "patroni.conf*"))
+    conf = os.path.join(host, "etc", "pgha", "supervisord.conf")
+    program = cli.run("cmd.run_all", f"/usr/bin/supervisorctl -c {conf} status patroni", minion_tgt=NEW)
+    assert "no such process" in program.data["stdout"], program.stdout
+    assert not os.path.exists(os.path.join(host, "etc", "patroni", "config.yml"))
+    assert not os.path.exists(os.path.join(host, "opt", "pgha", "patroni"))
+    assert os.path.exists(os.path.join(host, "var", "lib", "patroni", "PG_VERSION"))
+    again = cli.run("state.apply", "pgha.postgresql.clean", minion_tgt=NEW, _timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert [key for key, state in again.data.items() if state["changes"]] == []
