@@ -41,6 +41,7 @@ LANGUAGES = {"bash": "sh"}
 KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_][A-Za-z0-9_.-]*):(?:[ ]+(?P<value>\S.*))?$")
 CODE_BLOCK = re.compile(r"^(?P<indent>\s*)\.\. code-block::\s*(?P<lang>\S+)\s*$")
 TERM = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DOCS_PAGE = re.compile(r"\bdocs/([a-z0-9_/-]+\.md)\b")
 
 
 def read(repo: str, path: str) -> str:
@@ -111,10 +112,14 @@ def show(value) -> str:
 
 
 def escape(text: str) -> str:
-    """Markdown's special `<` and `*` taken literally, outside code spans."""
+    """
+    Markdown's special `<` and `*` taken literally, outside code spans; a manual page named
+    there (docs/how-to/tls.md) becomes a link, relative to the generated pages in docs/reference/.
+    """
     parts = text.split("`")
     for i in range(0, len(parts), 2):
         parts[i] = parts[i].replace("<", "\\<").replace("*", "\\*")
+        parts[i] = DOCS_PAGE.sub(lambda page: f"[{page[0]}](../{page[1]})", parts[i])
     return "`".join(parts)
 
 
