@@ -7,9 +7,9 @@ VENV := .venv
 # python3-venv makes the virtualenv), not from Debian (3.0.2, too old).
 DEB_PACKAGES := postgresql-15 python3-venv etcd-server etcd-client haproxy pgbouncer postgresql-client supervisor openssl
 
-.PHONY: lab lab-down lab-clean lab-status test unit bench deps venv lint
+.PHONY: lab lab-down lab-clean lab-status test unit bench deps venv lint docs
 
-# make lab TOPOLOGY=ha: the three-member etcd (README, "Topologies"); a lab keeps its topology until TOPOLOGY= names another (etcd members join or leave).
+# make lab TOPOLOGY=ha: the three-member etcd (docs/tutorials/topologies.md); a lab keeps its topology until TOPOLOGY= names another (etcd members join or leave).
 lab: deps venv
 	$(VENV)/bin/python -m lab up
 
@@ -32,7 +32,12 @@ bench: deps venv
 	$(VENV)/bin/python -m bench
 
 lint: venv
-	$(VENV)/bin/ruff check _modules _states _runners _utils lab tests bench
+	$(VENV)/bin/ruff check _modules _states _runners _utils lab tests bench docs
+
+# The manual's generated pages (docs/reference/pillar.md, commands.md,
+# modules.md) and pillar.example, from defaults.yaml and the docstrings.
+docs: venv
+	$(VENV)/bin/python -m docs
 
 # Debian packages: apt-get only when one is missing. Installing must not start
 # the distribution's services (Patroni runs PostgreSQL; the formula starts the rest).

@@ -119,8 +119,8 @@ def _patroni_errors(data: dict, installed: tuple, running: str | None) -> list[s
         return []
     message = (
         f"{_key('lookup', 'patroni', 'install')}: package: Patroni {version} on {data['id']} ({source}) is older "
-        f"than 3.1: {_floor()[1]}; use install: pip with patroni:version (README, 'Patroni: "
-        "installation and upgrades') or a newer package (patroni:allow_unsafe_version: true only to measure "
+        f"than 3.1: {_floor()[1]}; use install: pip with patroni:version (docs/how-to/upgrade-patroni.md) or "
+        "a newer package (patroni:allow_unsafe_version: true only to measure "
         "the old behaviour)"
     )
     return [message]

@@ -328,7 +328,7 @@ def failover_drill(mode: str = "stop", timeout: Any = None, report: Any = True, 
                    freeze_s: Any = None, outage_s: Any = None, member: str | None = None, path: str = "leader",
                    wait: Any = 0) -> dict:
     """
-    Inject a fault (docs, "The failover drill": stop, crash, switchover,
+    Inject a fault (docs/explanation/drill.md: stop, crash, switchover,
     freeze, dcs-outage, etcd-member-loss, sync-standby-loss) while the
     probe role writes numbered rows through HAProxy (or ``path=pooler``),
     undo it whatever fails, and measure: what was restored, lost

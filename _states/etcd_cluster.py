@@ -146,7 +146,7 @@ def member_peer_url(name: str, peer_url: str) -> dict:
     with another URL is updated: after pgha:etcd:tls was switched on for a
     one-member cluster, its record still says http. With several members,
     moving peers to https needs every member listening on both schemes
-    first: see README, "etcd authentication and TLS".
+    first: see docs/how-to/tls.md.
 
     name
         The member's name (the etcd node's minion id).

@@ -3,7 +3,7 @@ What the Salt master's file server must never serve: every minion (or anyone
 who controls one) can fetch any file it lists (``cp.get_file_str
 salt://...``), so a pillar file or a file holding one of the cluster's
 secrets there hands every password to every host. The formula's layout
-serves its ``salt/`` directory only (README, "Using pgha on real hosts");
+serves its ``salt/`` directory only (docs/how-to/production.md);
 this module judges what a master's file server actually lists. Plain
 Python; reached as ``__utils__["pgha_fileserver.<function>"]``, and used by
 ``salt-run pgha.validate`` (the orchestration's first gate).
@@ -89,5 +89,5 @@ def problems(served: list[tuple[str, str, str]], pillar_roots: Any, secrets: Any
         shown = ", ".join(files[:SHOWN]) + (f" and {len(files) - SHOWN} more" if len(files) > SHOWN else "")
         found.insert(0, f"the master's file server serves {len(files)} file(s) under the pillar root {root}: "
                         f"{shown}; every minion can read the pillar through it: serve only the formula's salt/ "
-                        "directory (file_roots; README, 'Using pgha on real hosts')")
+                        "directory (file_roots; docs/how-to/production.md)")
     return found

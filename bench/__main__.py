@@ -3,8 +3,8 @@ The pgha benchmark, on the lab: the orchestration from nothing, an
 idempotent highstate, and failover drills of every mode, each several
 times, with synchronous replication on and off.
 
-Writes bench/results.json (every run), bench/results.md (median, min and max
-per case) and the same table into the README between its bench markers. Run
+Writes bench/results.json (every run) and bench/results.md (median, min and
+max per case; the README and docs/ link to it, they do not copy it). Run
 it with `make bench` (python -m bench); BENCH_RUNS sets the drills per case
 (default 5), BENCH_MODES the modes (comma-separated; default all but
 etcd-member-loss, which needs three etcd members). It rebuilds the lab from
@@ -48,7 +48,6 @@ FIELDS = ("rto_s", "write_gap_s", "promotion_s", "haproxy_switch_s", "sync_switc
           "unavailable_s", "client_stall_s")
 COLUMNS = ("rto_s", "write_gap_s", "failed_writes", "unavailable_s", "client_stall_s", "promotion_s",
            "haproxy_switch_s", "rejoin_s")
-README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 # The lab with the distribution's Patroni (refused by default: older than 3.1).
 DISTRO_PILLAR = {"pgha": {"lookup": {"patroni": {"install": "package"}}, "patroni": {"allow_unsafe_version": True}}}
 
@@ -330,7 +329,7 @@ def summary(results: dict) -> list[dict]:
 
 
 def table(results: dict) -> str:
-    """The markdown the README and bench/results.md show."""
+    """The markdown of bench/results.md."""
     def cell(value: dict) -> str:
         return "-" if value["median"] is None else f"{value['median']} ({value['min']}-{value['max']})"
 
@@ -407,21 +406,13 @@ def ha_lines(ha: dict | None, cell) -> list[str]:
 
 
 def write_report(results: dict) -> None:
-    """bench/results.json, bench/results.md and the README's table, from the runs."""
+    """bench/results.json and bench/results.md, from the runs."""
     results["summary"] = summary(results)
     with open(os.path.join(REPO, "bench", "results.json"), "w", encoding="utf-8") as handle:
         json.dump(results, handle, indent=1)
     text = table(results)
     with open(os.path.join(REPO, "bench", "results.md"), "w", encoding="utf-8") as handle:
         handle.write(text)
-    readme = os.path.join(REPO, "README.md")
-    with open(readme, encoding="utf-8") as handle:
-        current = handle.read()
-    if README_START in current and README_END in current:
-        head, rest = current.split(README_START, 1)
-        tail = rest.split(README_END, 1)[1]
-        with open(readme, "w", encoding="utf-8") as handle:
-            handle.write(f"{head}{README_START}\n{text}{README_END}{tail}")
     print(text)
 
 

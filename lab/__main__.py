@@ -15,7 +15,7 @@ def main(argv: list[str]) -> int:
     lab = Lab()
     if command == "up":
         started = time.monotonic()
-        say("pgha lab: the cluster's hosts on 127.0.0.x (see README, 'The lab')")
+        say("pgha lab: the cluster's hosts on 127.0.0.x (see docs/tutorials/lab.md)")
         lab.configure()
         lab.start()
         code, states = run.orchestrate(lab)

@@ -21,7 +21,7 @@ TOPOLOGIES = {"seed": ("pgha.lab",), "ha": ("pgha.lab", "pgha.lab_ha")}
 # else (the custom modules through salt/_modules etc., links to the
 # repository's); the master loads those modules from the repository itself
 # (module_dirs). The documented production configuration, with the lab's
-# paths: README, "Using pgha on real hosts".
+# paths: docs/how-to/production.md.
 FILE_IGNORE_REGEX = [r"/__pycache__/"]
 # Timeouts that hold on a loaded 2-core machine (Salt's defaults are 5 s and 10 s).
 CLI_TIMEOUT = 60
@@ -127,10 +127,10 @@ def pillar_top(nodes: dict, master_id: str, common: list[str]) -> str:
     return "# Written by `python -m lab`: secrets by role.\n" + yaml.safe_dump({"base": top}, default_flow_style=False)
 
 
-# The lab's own pillar file for nodes beyond its topology's (README, "Adding and removing nodes"): the
+# The lab's own pillar file for nodes beyond its topology's (docs/how-to/scaling.md): the
 # operator's to edit, kept by `make lab`, stacked after the topology's files.
 NODES_SLS = "nodes"
-NODES_TEMPLATE = """# The lab's extra nodes (README, "Adding and removing nodes"), yours to edit:
+NODES_TEMPLATE = """# The lab's extra nodes (docs/how-to/scaling.md), yours to edit:
 # stacked on the topology's pillar files; `make lab` starts a minion for each
 # node and the orchestration adds it (or, once removed here, retires it).
 # pgha:

@@ -4,9 +4,9 @@
 # each minion gets only the secrets its roles use (pillar/pgha/secrets/<role>.sls,
 # taken from pillar/pgha_secrets.yaml, which git ignores), the master all of
 # them. The roles come from pgha:nodes in the files of `stack`, later ones
-# overriding. README, "Secrets by role".
+# overriding. See docs/how-to/secrets.md.
 # The seed's topology (one etcd member):   ['pgha/production.sls']
-# Three etcd members (README, "Topologies"): ['pgha/production.sls', 'pgha/production_ha.sls']
+# Three etcd members (docs/tutorials/topologies.md): ['pgha/production.sls', 'pgha/production_ha.sls']
 {%- set stack = ['pgha/production.sls'] %}
 {%- set nodes = {} %}
 {%- for file in stack %}

@@ -65,7 +65,7 @@ pgha:
     synchronous_mode_strict: false
     # failsafe_mode: true (the default) keeps the leader while etcd is down.
     # No watchdog device on this machine: a hung leader's Patroni is not
-    # reset by the kernel (README, "Watchdog").
+    # reset by the kernel (docs/explanation/failsafe-watchdog.md).
     watchdog:
       mode: 'off'
   haproxy:

@@ -42,8 +42,8 @@ pgha:
     # The applications' networks; the seed allowed 0.0.0.0/0.
     client_networks:
       - 10.131.0.0/24
-    # TLS from your PKI, placed before the states run (README, "PostgreSQL
-    # TLS"); every client and every replication stream must use it.
+    # TLS from your PKI, placed before the states run (docs/how-to/tls.md);
+    # every client and every replication stream must use it.
     tls:
       enabled: true
       require_clients: true
@@ -65,7 +65,7 @@ pgha:
     synchronous_mode: false
     synchronous_mode_strict: false
     # The leader stays primary while etcd is unreachable, as long as every
-    # member answers it (README, "Failsafe mode").
+    # member answers it (docs/explanation/failsafe-watchdog.md).
     failsafe_mode: true
     # softdog loaded at boot, /dev/watchdog given to postgres: a leader whose
     # Patroni hangs is reset before its leader key expires.

@@ -157,10 +157,12 @@ def test_state_enables_authentication(mods, etcd_tls):
         "user root created, with role root",
         "role pgha-postgres created: read and write /db/postgres/*",
         "user patroni created, with role pgha-postgres",
+        "role pgha-postgres-lock created: read and write /db/postgres/pgha-lock",
+        "user pgha_lock created, with role pgha-postgres-lock",
         "authentication enabled",
     ]
     text = repr(ret)
-    assert ROOT_PW not in text and PATRONI_PW not in text
+    assert ROOT_PW not in text and PATRONI_PW not in text and LOCK_PW not in text
 
 
 def test_state_is_idempotent(mods):
@@ -178,8 +180,10 @@ def test_status_lists_users_and_roles(mods):
     module, _ = mods
     status = module.auth_status()
     assert status["enabled"] is True
-    assert status["users"] == {"patroni": ["pgha-postgres"], "root": ["root"]}
+    assert status["users"] == {"patroni": ["pgha-postgres"], "pgha_lock": ["pgha-postgres-lock"], "root": ["root"]}
     assert status["roles"]["pgha-postgres"] == [{"type": "READWRITE", "key": "/db/postgres/", "range_end": "/db/postgres0"}]
+    assert status["roles"]["pgha-postgres-lock"] == [{"type": "READWRITE", "key": "/db/postgres/pgha-lock",
+                                                      "range_end": ""}]
 
 
 def test_anonymous_requests_are_refused(etcd_tls):
@@ -196,6 +200,25 @@ def test_patroni_user_reads_and_writes_only_its_cluster(etcd_tls):
     with pytest.raises(Exception) as info:
         patroni.put("/db/other/leader", "x")
     assert "permission denied" in str(info.value.__context__ or info.value)
+
+
+def test_the_lock_on_a_real_etcd_its_user_writing_its_key_only(etcd_tls, monkeypatch):
+    """The cluster's lock (pgha_lock, etcd's JSON gateway over TLS) as the lock's own user: taken, refused, freed."""
+    lock = load("_utils", "pgha_lock")
+    monkeypatch.delenv(lock.ENV, raising=False)
+    endpoint = [f"https://{ADDRESS}:2379"]
+    first = lock.Etcd(endpoint, etcd_tls["ca_file"], [("pgha_lock", LOCK_PW)])
+    held = lock.acquire(first, "/db/postgres/pgha-lock", lock.holder_record("pgha.switchover", {}, "m1"), ttl=5)
+    assert first.user == "pgha_lock"
+    monkeypatch.delenv(lock.ENV)  # a second command, in another process
+    second = lock.Etcd(endpoint, etcd_tls["ca_file"], [("pgha_lock", LOCK_PW)])
+    with pytest.raises(lock.Busy, match="the cluster is locked by pgha.switchover"):
+        lock.acquire(second, "/db/postgres/pgha-lock", lock.holder_record("pgha.restart", {}, "m2"), ttl=5)
+    assert held.release() is True
+    assert lock.holder(second, "/db/postgres/pgha-lock") is None
+    # the lock's user reaches nothing else: not Patroni's keys
+    with pytest.raises(CommandExecutionError, match="permission denied"):
+        second.post("/v3/kv/range", {"key": "L2RiL3Bvc3RncmVzL2xlYWRlcg=="})  # /db/postgres/leader
 
 
 def test_changed_patroni_password_is_applied(mods, etcd_tls):
@@ -247,6 +270,7 @@ def test_disabling_follows_the_pillar(mods):
     assert ret["changes"]["etcd_auth"] == [
         "password of user root set (pgha:secrets:etcd_root_password)",
         "password of user patroni set (pgha:secrets:etcd_patroni_password)",
+        "password of user pgha_lock set (pgha:secrets:etcd_lock_password)",
         "authentication enabled",
     ]
 
@@ -254,6 +278,6 @@ def test_disabling_follows_the_pillar(mods):
 def test_no_password_in_etcd_log(etcd_tls):
     text = etcd_tls["log"].read_text(errors="replace")
     assert "authentication" in text or "auth" in text
-    for secret in (ROOT_PW, PATRONI_PW, "Pat-auth-rotated-1a2b", "Not-the-root-pw-77"):
+    for secret in (ROOT_PW, PATRONI_PW, LOCK_PW, "Pat-auth-rotated-1a2b", "Not-the-root-pw-77"):
         assert secret not in text
     assert os.path.getsize(etcd_tls["log"]) > 0

@@ -49,7 +49,7 @@ def pillar_of(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ha_pillar_of(tmp_path_factory):
-    """The shipped top file with its `stack` set to the three-member etcd topology, as README says."""
+    """The shipped top file with its `stack` set to the three-member etcd topology, as docs/tutorials/topologies.md says."""
     shipped = (PILLAR_DIR / "top.sls").read_text()
     seed = "{%- set stack = ['pgha/production.sls'] %}"
     assert seed in shipped

@@ -1,6 +1,6 @@
 """
-The master's file server serves the formula and nothing else (README,
-"Using pgha on real hosts"): a minion lists and fetches no pillar, test,
+The master's file server serves the formula and nothing else
+(docs/how-to/production.md): a minion lists and fetches no pillar, test,
 benchmark or lab file; and a master configured the old way (the
 repository's root a file root, pillar under it) is refused by
 ``pgha.validate`` and by the orchestration's first gate, the files named,
@@ -35,7 +35,7 @@ def test_a_minion_sees_the_formula_only(salt_master, orchestration):
 
 def _old_layout(salt_master, test_root: str) -> str:
     """
-    A configuration of the test master as README once documented it: a checkout's root a file root too, with
+    A configuration of the test master as the README once documented it: a checkout's root a file root too, with
     the pillar under it (here a checkout of links: the tests' pillar). Only file_roots differs: the same
     master, keys and caches.
     """

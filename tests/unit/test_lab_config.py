@@ -77,9 +77,9 @@ def test_a_nodes_file_that_is_not_a_map_is_named(tmp_path):
 
 
 def test_the_lab_master_is_the_documented_master_with_the_labs_paths():
-    """README's production master configuration, and the lab's, come from one place: only the paths differ."""
-    readme = (REPO / "README.md").read_text()
-    block = readme.split("2. Master configuration")[1].split("```yaml\n")[1].split("```")[0]
+    """The documented production master configuration, and the lab's, come from one place: only the paths differ."""
+    page = (REPO / "docs" / "how-to" / "production.md").read_text()
+    block = page.split("2. Master configuration")[1].split("```yaml\n")[1].split("```")[0]
     documented = yaml.safe_load(textwrap.dedent(block))
     assert documented == yaml.safe_load("\n".join(config.formula_config("/srv/pgha", ["/srv/pgha/pillar"])))
     lab = yaml.safe_load(config.master_config("/lab/.lab", "/lab"))

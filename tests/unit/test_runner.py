@@ -58,7 +58,7 @@ def locks(monkeypatch) -> list:
 
 @pytest.fixture
 def formula_tree(tmp_path):
-    """A master's directories as README documents them: the formula's salt/ served, pillar beside it, not in it."""
+    """A master's directories as docs/how-to/production.md documents them: the formula's salt/ served, pillar beside it, not in it."""
     (tmp_path / "salt" / "pgha").mkdir(parents=True)
     (tmp_path / "salt" / "pgha" / "init.sls").write_text("# the orchestration\n")
     (tmp_path / "pillar").mkdir()

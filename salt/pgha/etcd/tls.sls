@@ -11,7 +11,7 @@
 {%- if tls.enabled %}
 {%-   set host = salt['pgha_host.check'](saltenv=saltenv, patroni=False) %}
 {%-   if not host.ready %}
-{{ raise("pgha: TLS is enabled but files are missing, nothing was changed:\n  " ~ (host.errors | join('\n  ')) ~ "\nPlace them from your PKI (see README, 'etcd authentication and TLS' and 'PostgreSQL TLS').") }}
+{{ raise("pgha: TLS is enabled but files are missing, nothing was changed:\n  " ~ (host.errors | join('\n  ')) ~ "\nPlace them from your PKI (see docs/how-to/tls.md).") }}
 {%-   endif %}
 {%-   if 'etcd' in mapdata.roles %}
 
