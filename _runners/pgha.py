@@ -66,10 +66,14 @@ def _cluster():
 
 
 def _reach(cluster=None):
-    cluster = cluster or _cluster()
+    """
+    The cluster as the runner reaches it. (What its callbacks use is bound here: they run in the utilities'
+    loader context, where this module's dunders do not resolve; so do ``_driller``'s.)
+    """
+    cluster, page = cluster or _cluster(), __utils__["pgha_cluster.haproxy_stats_page"]
     return __utils__["pgha_reach.reach"](
         cluster=cluster, call=_caller(), api=__utils__["pgha_cluster.patroni_api_of"](cluster),
-        stats=lambda: __utils__["pgha_cluster.haproxy_stats_page"](cluster), rules=__utils__["pgha_cluster.rules"]())
+        stats=lambda: page(cluster), rules=__utils__["pgha_cluster.rules"]())
 
 
 def _fail(result: dict) -> dict:
@@ -310,17 +314,22 @@ def validate(pillar: dict | None = None, tgt: Any = "*", tgt_type: str = "glob")
 # ---------------------------------------------------------------------------
 
 
-def _options(cluster, given: dict):
-    """A drill's options (``pgha_drill.Options``), each argument checked (``pgha_args.drill_options``)."""
-    return __utils__["pgha_drill.options"](cluster, _check("drill_options", given, cluster))
+def _driller() -> tuple[Callable[..., Any], Callable[..., dict]]:
+    """
+    ``options(cluster, given)``: a drill's options, each argument checked; ``drill(reach, mode, options)``:
+    one drill through the engine, its report (and picture) written when asked. Bound here, callable anywhere.
+    """
+    check, make, run = __utils__["pgha_args.drill_options"], __utils__["pgha_drill.options"], __utils__["pgha_drill.run"]
+    fault, write = __utils__["pgha_faults.fault"], __utils__["pgha_report.write"]
 
+    def options(cluster, given: dict) -> Any:
+        return make(cluster, check(given, cluster))
 
-def _drill(reach, mode: str, options) -> dict:
-    """One drill through the engine, its report (and picture) written when asked."""
-    result, records = __utils__["pgha_drill.run"](reach, __utils__["pgha_faults.fault"](mode), options)
-    if options.report_dir and records:
-        result = __utils__["pgha_report.write"](options.report_dir, result, records)
-    return result
+    def drill(reach, mode: str, chosen) -> dict:
+        result, records = run(reach, fault(mode), chosen)
+        return write(chosen.report_dir, result, records) if chosen.report_dir and records else result
+
+    return options, drill
 
 
 @_one_line
@@ -347,8 +356,9 @@ def failover_drill(mode: str = "stop", timeout: Any = None, report: Any = True, 
     __utils__["pgha_faults.fault"](mode)
     given = {"timeout": timeout, "report": report, "candidate": candidate, "path": path, "freeze_s": freeze_s,
              "outage_s": outage_s, "member": member}
-    options = _options(_cluster(), given)
-    return _under_lock("pgha.failover_drill", dict(given, mode=mode), wait, lambda: _drill(_reach(), mode, options))
+    options, drill = _driller()
+    chosen = options(_cluster(), given)
+    return _under_lock("pgha.failover_drill", dict(given, mode=mode), wait, lambda: drill(_reach(), mode, chosen))
 
 
 @_one_line
@@ -366,8 +376,9 @@ def switchover(candidate: str | None = None, timeout: Any = None, wait: Any = 0)
         salt-run pgha.switchover candidate=postgres02
     """
     given = {"timeout": timeout, "report": False, "candidate": candidate}
-    options = _options(_cluster(), given)
-    return _under_lock("pgha.switchover", given, wait, lambda: _drill(_reach(), "switchover", options))
+    options, drill = _driller()
+    chosen = options(_cluster(), given)
+    return _under_lock("pgha.switchover", given, wait, lambda: drill(_reach(), "switchover", chosen))
 
 
 def _rolling(action: str, what: str, pending_only: bool, timeout: float) -> dict:
@@ -376,8 +387,9 @@ def _rolling(action: str, what: str, pending_only: bool, timeout: float) -> dict
     only = None
     if action == "restart" and what == "postgresql" and pending_only:
         only = {m["name"] for m in reach.members() if m["pending_restart"]}
-    options = _options(reach.cluster, {"timeout": timeout, "report": False})
-    result = __utils__["pgha_rolling.run"](reach, action, lambda: _drill(reach, "switchover", options), timeout, what,
+    options, drill = _driller()
+    chosen = options(reach.cluster, {"timeout": timeout, "report": False})
+    result = __utils__["pgha_rolling.run"](reach, action, lambda: drill(reach, "switchover", chosen), timeout, what,
                                            pending_only, only)
     if only is not None:
         result["pending_restart_before"] = sorted(only)
@@ -439,9 +451,11 @@ def retire(purge_data: Any = False, timeout: Any = 120, wait: Any = 0) -> dict:
     purge = _check("flag", purge_data, "purge_data")
     limit = _check("seconds", timeout, "timeout", minimum=10)
 
+    options, drill = _driller()
+
     def switchover(wider, candidate: str | None) -> dict:
-        options = _options(wider.cluster, {"timeout": limit, "report": False, "candidate": candidate})
-        return _drill(wider, "switchover", options)
+        return drill(wider, "switchover", options(wider.cluster, {"timeout": limit, "report": False,
+                                                                 "candidate": candidate}))
 
     return _under_lock("pgha.retire", {"purge_data": purge}, wait,
                        lambda: __utils__["pgha_retire.run"](_reach(), switchover, limit, purge))

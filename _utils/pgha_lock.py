@@ -50,7 +50,8 @@ class Busy(CommandExecutionError):
 
 def describe(holder: dict) -> str:
     """One line on who holds the lock."""
-    args = " ".join(f"{k}={v}" for k, v in sorted((holder.get("args") or {}).items()) if v is not None)
+    args = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in sorted((holder.get("args") or {}).items()) if v is not None)
     since = holder.get("since", "?")
     age = f", {time.time() - holder['since_ts']:.0f} s ago" if isinstance(holder.get("since_ts"), (int, float)) else ""
     return (f"the cluster is locked by {holder.get('command', '?')}{' ' + args if args else ''} "

@@ -98,6 +98,9 @@ def show(lab: Lab, states: dict | None = None) -> None:
         if "pgha-orch-failover-drill" in key:
             drill = (state.get("changes") or {}).get("return") or {}
             say("\nfailover drill:")
+            if not isinstance(drill, dict):  # a runner that failed returns its text
+                say(f"  {str(drill)[:2000]}")
+                continue
             for field in DRILL_FIELDS:
                 say(f"  {field:<20} {drill.get(field)}")
             for problem in drill.get("problems", []):

@@ -469,7 +469,8 @@ def test_rolling_restart_acts_through_the_members_minions_under_the_lock(monkeyp
     fake = FakeReach(MODEL, members, {"patroni.restart": act, "pgha_service.restart": act})
     monkeypatch.setattr(runner, "_cluster", lambda: MODEL)
     monkeypatch.setattr(runner, "_reach", lambda cluster=None: fake)
-    monkeypatch.setattr(runner, "_drill", lambda reach, mode, options: {"ok": True, "mode": mode})
+    monkeypatch.setattr(runner, "_driller", lambda: (lambda cluster, given: given,
+                                                    lambda reach, mode, options: {"ok": True, "mode": mode}))
     result = runner.restart()  # only postgres03 has a restart pending
     assert result["ok"] is True and result["done"] == ["postgres03"]
     assert result["pending_restart_before"] == ["postgres03"]
