@@ -21,9 +21,8 @@ import uuid
 
 import psycopg
 
-from bench.pgbench import _secrets
-from lab import REPO
-from lab.config import lab_nodes
+from lab import LAB, REPO
+from lab.config import model
 
 STAGE = re.compile(r"pgha-orch-etcd-membership\s+([\d.]+) s")
 
@@ -37,9 +36,8 @@ def _drill_engine():
 
 
 def _dsn() -> str:
-    proxy = next(node["address"] for node in lab_nodes().values() if "haproxy" in node["roles"])
-    return psycopg.conninfo.make_conninfo(host=proxy, port=5432, user="pgha_probe", dbname="pgha", connect_timeout=2,
-                                          password=_secrets()["probe_password"], application_name="pgha-bench")
+    """The probe role's connection through HAProxy's leader port, as the drill makes it (the lab's model)."""
+    return _drill_engine().probe_dsn(model(LAB))
 
 
 def change(topology: str) -> dict:

@@ -29,10 +29,8 @@ import subprocess
 import tempfile
 import time
 
-import yaml
-
 from lab import LAB, say
-from lab.config import lab_nodes
+from lab.config import model
 
 PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 PSQL = "/usr/lib/postgresql/15/bin/psql"
@@ -60,8 +58,7 @@ listen bare
 
 
 def _secrets() -> dict:
-    with open(os.path.join(LAB, "pillar", "pgha_secrets.yaml"), encoding="utf-8") as handle:
-        return yaml.safe_load(handle)["pgha"]["secrets"]
+    return model(LAB).secrets.as_dict(show=True)
 
 
 def _env(password: str) -> dict:
@@ -70,9 +67,11 @@ def _env(password: str) -> dict:
 
 
 def endpoints(leader: str) -> dict[str, tuple[str, int]]:
-    nodes = lab_nodes()
-    proxy = next(node["address"] for node in nodes.values() if "haproxy" in node["roles"])
-    return {"direct": (nodes[leader]["address"], 5432), "haproxy": (proxy, 5432), "pooler": (proxy, 6432)}
+    """Where each client path reaches the leader: PostgreSQL itself, HAProxy's leader port, PgBouncer (the model's)."""
+    cluster = model(LAB)
+    port, proxy = cluster.settings["postgresql"]["port"], cluster.haproxy.write_address
+    return {"direct": (cluster.address(leader), port), "haproxy": (proxy, cluster.haproxy.port),
+            "pooler": (proxy, cluster.pooler.port)}
 
 
 def prepare(leader: str) -> None:
@@ -85,9 +84,9 @@ def prepare(leader: str) -> None:
                             capture_output=True, text=True, env=su, check=True, timeout=60).stdout.strip()
     if exists != "1":
         subprocess.run([PSQL, "-X", "-q", "-h", host, "-p", str(port), "-U", "postgres", "-d", "postgres",
-                        "-c", f"CREATE DATABASE {DATABASE} OWNER pgha_probe"],
+                        "-c", f"CREATE DATABASE {DATABASE} OWNER {model(LAB).users['probe']}"],
                        capture_output=True, text=True, env=su, check=True, timeout=120)
-    subprocess.run([PGBENCH, "-i", "-q", "-s", str(SCALE), "-h", host, "-p", str(port), "-U", "pgha_probe", DATABASE],
+    subprocess.run([PGBENCH, "-i", "-q", "-s", str(SCALE), "-h", host, "-p", str(port), "-U", model(LAB).users["probe"], DATABASE],
                    capture_output=True, text=True, env=_env(secrets["probe_password"]), check=True, timeout=600)
 
 
@@ -95,7 +94,7 @@ def run_one(endpoint: tuple[str, int], script: str, clients: int, seconds: int) 
     host, port = endpoint
     proc = subprocess.run(
         [PGBENCH, "-n", "-b", script, "-c", str(clients), "-j", str(clients), "-T", str(seconds),
-         "-h", host, "-p", str(port), "-U", "pgha_probe", DATABASE],
+         "-h", host, "-p", str(port), "-U", model(LAB).users["probe"], DATABASE],
         capture_output=True, text=True, env=_env(_secrets()["probe_password"]), check=False, timeout=seconds + 120)
     tps = re.search(r"^tps = ([\d.]+) \(without initial connection time\)", proc.stdout, re.MULTILINE)
     latency = re.search(r"^latency average = ([\d.]+) ms", proc.stdout, re.MULTILINE)

@@ -6,6 +6,7 @@ generated passwords) and the pgpass file of the lab's superuser.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 
@@ -165,6 +166,23 @@ def lab_nodes(repo: str = REPO, topology: str = "seed", extra_sls: str | None = 
         cfg = read_sls(path).get("pgha") or {}
         nodes = merged(nodes, cfg.get("nodes") or {})
     return nodes
+
+
+def model(lab: str, repo: str = REPO, minion_id: str = MASTER_ID):
+    """
+    The lab's cluster as its master sees it (``_utils/pgha_model.py``'s one ``build``): the topology's pillar
+    files, the lab's nodes file, its local pillar and its generated secrets, over the formula's defaults.
+    """
+    spec = importlib.util.spec_from_file_location("pgha_model_of_the_lab", os.path.join(repo, "_utils", "pgha_model.py"))
+    pgha_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pgha_model)
+    given: dict = {}
+    files = [os.path.join(repo, "pillar", *sls.split(".")) + ".sls" for sls in TOPOLOGIES[topology(lab)]]
+    files += [os.path.join(lab, "pillar", name) for name in (NODES_SLS + ".sls", "lab_local.sls", "pgha_secrets.yaml")]
+    for path in files:
+        given = merged(given, read_sls(path).get("pgha") or {})
+    defaults = pgha_model.defaults_in([os.path.join(repo, "salt")])
+    return pgha_model.build(defaults, given, minion_id, secrets_of="none")
 
 
 def topology(lab: str, wanted: str | None = None) -> str:

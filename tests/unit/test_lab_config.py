@@ -85,3 +85,18 @@ def test_the_lab_master_is_the_documented_master_with_the_labs_paths():
     lab = yaml.safe_load(config.master_config("/lab/.lab", "/lab"))
     assert lab["file_roots"] == {"base": ["/lab/salt"]} and lab["module_dirs"] == ["/lab"]
     assert all(not root.startswith(tuple(lab["file_roots"]["base"])) for root in lab["pillar_roots"]["base"])
+
+
+def test_the_lab_reads_the_one_model(tmp_path):
+    """The lab and the bench read the cluster through pgha_model's build: its topology, nodes file, local pillar."""
+    (tmp_path / "pillar").mkdir()
+    (tmp_path / "topology").write_text("ha\n")
+    (tmp_path / "pillar" / "lab_local.sls").write_text(yaml.safe_dump(
+        {"pgha": {"lookup": {"root": "/srv/lab/hosts/{id}"}, "pgbouncer": {"port": 6543}}}))
+    (tmp_path / "pillar" / "nodes.sls").write_text(yaml.safe_dump(
+        {"pgha": {"nodes": {"postgres04": {"address": "127.0.0.40", "roles": ["postgresql"]}}}}))
+    cluster = config.model(str(tmp_path))
+    assert cluster.etcd_nodes == ("etcd", "postgres01", "postgres02")
+    assert cluster.pg_nodes == ("postgres01", "postgres02", "postgres03", "postgres04")
+    assert (cluster.haproxy.write_address, cluster.pooler.port) == ("127.0.0.3", 6543)
+    assert cluster.restapi_cafile == f"/srv/lab/hosts/{config.MASTER_ID}/etc/pgha/pki/postgresql-ca.crt"
