@@ -76,16 +76,11 @@ def _reach(cluster=None):
         stats=lambda: page(cluster), rules=__utils__["pgha_cluster.rules"]())
 
 
-def _fail(result: dict) -> dict:
-    """A failed result: the orchestration sees it (retcode in the context) and so does salt-run's exit code."""
-    __context__["retcode"] = 1
-    result["retcode"] = 1
-    return result
-
-
 def _verdict(result: dict) -> dict:
-    """The result, failed (non-zero exit) unless it says ok, healthy or valid."""
-    return result if result.get("ok", result.get("healthy", result.get("valid", True))) else _fail(result)
+    """The result; unless it says ok, healthy or valid, failed: retcode 1 for the orchestration and salt-run."""
+    if not result.get("ok", result.get("healthy", result.get("valid", True))):
+        __context__["retcode"] = result["retcode"] = 1
+    return result
 
 
 def _one_line(function):
@@ -166,6 +161,7 @@ def lock(wait: Any = 0, required: Any = True, hold: Any = 0, command: str = "sta
     except CommandExecutionError as exc:
         if _check("flag", required, "required") or "cannot take" not in str(exc):
             raise
+        __utils__["pgha_lock.mark_pending"](__utils__["pgha_lock.of"](_cluster())[1])
         return {"locked": False, "comment": f"etcd does not answer yet: the lock is taken once it does ({exc})"}
     if seconds:
         time.sleep(seconds)

@@ -223,11 +223,29 @@ def held_here(etcd: Etcd, key: str) -> dict | None:
     return value if value and value.get("token") == mine.split("|", 1)[1] else None
 
 
+def mark_pending(key: str) -> None:
+    """This process (an orchestration on a new cluster) takes the lock as soon as etcd answers; until then it acts."""
+    os.environ[ENV] = f"{key}|pending"
+
+
 def acquire(etcd: Etcd, key: str, holder: dict, ttl: int, wait: float = 0) -> Lock:
     """
     Take the lock, or share it when this process holds it already; ``Busy``
     naming the holder when another does (after waiting up to ``wait`` s).
+    In a process that marked the lock pending (``mark_pending``), an etcd
+    that does not answer yet is no refusal: the lock is then a shared no-op.
     """
+    try:
+        return _acquire(etcd, key, holder, ttl, wait)
+    except Busy:
+        raise
+    except CommandExecutionError as exc:
+        if os.environ.get(ENV) != f"{key}|pending" or "no endpoint answered" not in str(exc):
+            raise
+        return Lock(None, key, dict(holder, pending=str(exc)), None, ttl, shared=True)
+
+
+def _acquire(etcd: Etcd, key: str, holder: dict, ttl: int, wait: float) -> Lock:
     shared = held_here(etcd, key)
     if shared:
         return Lock(etcd, key, shared, None, ttl, shared=True)

@@ -60,7 +60,7 @@ def ha_pillar_of(tmp_path_factory):
 @pytest.mark.parametrize(("minion_id", "own"), [
     ("postgres01", POSTGRESQL),
     ("postgres03", POSTGRESQL),
-    ("etcd", {"etcd_root_password", "etcd_patroni_password"}),
+    ("etcd", {"etcd_root_password", "etcd_patroni_password", "etcd_lock_password"}),
     ("haproxy", {"haproxy_stats_password", "pooler_password"}),
     ("saltmaster_master", set(TEST_SECRETS)),
     ("intruder", set()),
@@ -77,10 +77,10 @@ def test_each_minion_gets_the_secrets_of_its_roles_only(pillar_of, minion_id, ow
 
 
 @pytest.mark.parametrize(("minion_id", "own"), [
-    ("postgres01", POSTGRESQL | {"etcd_root_password"}),
-    ("postgres02", POSTGRESQL | {"etcd_root_password"}),
+    ("postgres01", POSTGRESQL | {"etcd_root_password", "etcd_lock_password"}),
+    ("postgres02", POSTGRESQL | {"etcd_root_password", "etcd_lock_password"}),
     ("postgres03", POSTGRESQL),
-    ("etcd", {"etcd_root_password", "etcd_patroni_password"}),
+    ("etcd", {"etcd_root_password", "etcd_patroni_password", "etcd_lock_password"}),
     ("haproxy", {"haproxy_stats_password", "pooler_password"}),
 ])
 def test_three_member_etcd_gives_the_co_located_members_the_etcd_secrets(ha_pillar_of, minion_id, own):

@@ -239,3 +239,17 @@ def test_a_lock_of_a_cluster_model():
                              ("root", TEST_SECRETS["etcd_root_password"])]
     client, _ = lock.of(cluster_model({"etcd": {"auth": {"enabled": False}}}))
     assert client.logins == []
+
+
+def test_an_orchestration_on_a_new_cluster_acts_until_etcd_answers_then_takes_the_lock(gateway):
+    gateway.down = True
+    with pytest.raises(CommandExecutionError, match="no endpoint answered"):
+        lock.acquire(etcd(), KEY, record("pgha.etcd_members"), ttl=15)
+    lock.mark_pending(KEY)
+    step = lock.acquire(etcd(), KEY, record("pgha.etcd_members"), ttl=15)
+    assert step.shared and "no endpoint answered" in step.holder["pending"] and step.release() is False
+    gateway.down = False
+    taken = lock.acquire(etcd(), KEY, record("state.orchestrate pgha"), ttl=15)
+    assert not taken.shared and gateway.holder()["command"] == "state.orchestrate pgha"
+    assert lock.acquire(etcd(), KEY, record("pgha.retire"), ttl=15).shared
+    assert taken.release() is True
