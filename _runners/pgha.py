@@ -374,7 +374,7 @@ def switchover(candidate: str | None = None, timeout: Any = None, wait: Any = 0)
     given = {"timeout": timeout, "report": False, "candidate": candidate}
     options, drill = _driller()
     chosen = options(_cluster(), given)
-    return _under_lock("pgha.switchover", given, wait, lambda: drill(_reach(), "switchover", chosen))
+    return _under_lock("pgha.switchover", {"candidate": candidate}, wait, lambda: drill(_reach(), "switchover", chosen))
 
 
 def _rolling(action: str, what: str, pending_only: bool, timeout: float) -> dict:

@@ -21,11 +21,13 @@ from conftest import ADDRESSES, state_result
 STAGES = [
     "pgha-orch-sync-minions",
     "pgha-orch-pillar-valid",
+    "pgha-orch-lock-taken",
     "pgha-orch-hosts-ready",
     "pgha-orch-patroni-installed",
     "pgha-orch-etcd-membership",
     "pgha-orch-etcd-applied",
     "pgha-orch-etcd-healthy",
+    "pgha-orch-lock-held",
     "pgha-orch-etcd-members",
     "pgha-orch-departed-retired",
     "pgha-orch-stopped-members-started",
@@ -40,6 +42,7 @@ STAGES = [
     # the lab enables PgBouncer (pgha:pgbouncer:enabled)
     "pgha-orch-pooler-routes-writes",
     "pgha-orch-failover-drill",
+    "pgha-orch-lock-released",
 ]
 
 
@@ -122,7 +125,7 @@ def test_etcd_wants_tls_and_a_login(salt_master, orchestration, test_root):
     ret = salt_master.salt_cli(timeout=60).run("etcd_cluster.auth_status", minion_tgt="etcd")
     assert ret.returncode == 0, ret.stdout
     assert ret.data["enabled"] is True
-    assert ret.data["users"] == {"patroni": ["pgha-postgres"], "root": ["root"]}
+    assert ret.data["users"] == {"patroni": ["pgha-postgres"], "pgha_lock": ["pgha-postgres-lock"], "root": ["root"]}
     assert ret.data["roles"]["pgha-postgres"] == [{"type": "READWRITE", "key": "/db/postgres/", "range_end": "/db/postgres0"}]
     os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
     import etcd3
