@@ -40,47 +40,20 @@ def __virtual__():
 # ---------------------------------------------------------------------------
 
 
-def _caller():
-    """``call(minion, function, *args, wait=60)``: its answer, or an error with its message."""
-    return __utils__["pgha_reach.caller"](__opts__["conf_file"])
-
-
-def _master_pillar() -> dict:
-    """The master's own pillar (its id: <host>_master unless its configuration sets one), with every secret."""
-    return __salt__["pillar.show_pillar"](__opts__["id"])
-
-
 def _cluster():
-    """The cluster's model as the master sees it (every secret it is given), built once per command."""
+    """The cluster's model as the master sees it (its own pillar, every secret), built once per command."""
     if "pgha.cluster" not in __context__:
-        given = (_master_pillar() or {}).get("pgha")
-        if not isinstance(given, dict) or not given.get("nodes"):
-            raise CommandExecutionError("pgha: the master's pillar has no pgha:nodes; does the pillar top target "
-                                        "the master?")
-        try:
-            defaults = __utils__["pgha_model.defaults_in"]((__opts__.get("file_roots") or {}).get("base", []))
-            __context__["pgha.cluster"] = __utils__["pgha_model.build"](defaults, given, __opts__["id"], "none")
-        except ValueError as exc:
-            raise CommandExecutionError(str(exc)) from None
+        __context__["pgha.cluster"] = __utils__["pgha_runner.model"](
+            __opts__, __salt__["pillar.show_pillar"](__opts__["id"]))
     return __context__["pgha.cluster"]
 
 
 def _reach(cluster=None):
-    """
-    The cluster as the runner reaches it. (What its callbacks use is bound here: they run in the utilities'
-    loader context, where this module's dunders do not resolve; so do ``_driller``'s.)
-    """
-    cluster, page = cluster or _cluster(), __utils__["pgha_cluster.haproxy_stats_page"]
-    return __utils__["pgha_reach.reach"](
-        cluster=cluster, call=_caller(), api=__utils__["pgha_cluster.patroni_api_of"](cluster),
-        stats=lambda: page(cluster), rules=__utils__["pgha_cluster.rules"]())
+    return __utils__["pgha_runner.reach"](cluster or _cluster(), __opts__["conf_file"])
 
 
 def _verdict(result: dict) -> dict:
-    """The result; unless it says ok, healthy or valid, failed: retcode 1 for the orchestration and salt-run."""
-    if not result.get("ok", result.get("healthy", result.get("valid", True))):
-        __context__["retcode"] = result["retcode"] = 1
-    return result
+    return __utils__["pgha_runner.verdict"](result, __context__)
 
 
 def _one_line(function):
@@ -113,21 +86,11 @@ def _check(kind: str, *args: Any, **kwargs: Any) -> Any:
 
 
 def _take(command: str, args: dict, wait: Any = 0):
-    """The cluster's lock for ``command`` (shared when this process holds it), or one line naming its holder."""
-    cluster = _cluster()
-    holder = __utils__["pgha_lock.holder_record"](command, args, __opts__["id"])
-    etcd, key = __utils__["pgha_lock.of"](cluster)
-    try:
-        return __utils__["pgha_lock.acquire"](etcd, key, holder, cluster.lock.ttl,
-                                              _check("seconds", wait or 0, "wait", minimum=0))
-    except CommandExecutionError as exc:
-        busy = getattr(exc, "holder", None) is not None
-        raise CommandExecutionError(f"{exc}; {'nothing was done (wait=<seconds> to wait for it)' if busy else ''}"
-                                    if busy else f"cannot take the cluster's lock in etcd: {exc}") from None
+    return __utils__["pgha_runner.take"](_cluster(), __opts__["id"], command, args, wait)
 
 
 def _under_lock(command: str, args: dict, wait: Any, act: Callable[[], dict]) -> dict:
-    """``act()`` holding the cluster's lock (its arguments checked before): its result, a lease lost said."""
+    """``act()`` holding the cluster's lock (its arguments checked before): its verdict, a lease lost said."""
     lock = _take(command, args, wait)
     try:
         result = act()
@@ -298,7 +261,7 @@ def validate(pillar: dict | None = None, tgt: Any = "*", tgt_type: str = "glob")
         ret = client.cmd(tgt, "pgha_config.validate", kwarg={"pillar": pillar} if pillar else None, timeout=60,
                          tgt_type=tgt_type, full_return=True)
     errors = __utils__["pgha_secrets.minion_errors"](ret, tgt, tgt_type)
-    master = (_master_pillar() or {}).get("pgha") or {}  # the master is given every secret
+    master = (__salt__["pillar.show_pillar"](__opts__["id"]) or {}).get("pgha") or {}  # the master has every secret
     errors += [e for e in __utils__["pgha_secrets.cluster_problems"](master, pillar) if e not in errors]
     errors += __utils__["pgha_fileserver.problems"](__utils__["pgha_fileserver.served"](__opts__),
                                                     __opts__.get("pillar_roots"), master.get("secrets"))
@@ -310,22 +273,8 @@ def validate(pillar: dict | None = None, tgt: Any = "*", tgt_type: str = "glob")
 # ---------------------------------------------------------------------------
 
 
-def _driller() -> tuple[Callable[..., Any], Callable[..., dict]]:
-    """
-    ``options(cluster, given)``: a drill's options, each argument checked; ``drill(reach, mode, options)``:
-    one drill through the engine, its report (and picture) written when asked. Bound here, callable anywhere.
-    """
-    check, make, run = __utils__["pgha_args.drill_options"], __utils__["pgha_drill.options"], __utils__["pgha_drill.run"]
-    fault, write = __utils__["pgha_faults.fault"], __utils__["pgha_report.write"]
-
-    def options(cluster, given: dict) -> Any:
-        return make(cluster, check(given, cluster))
-
-    def drill(reach, mode: str, chosen) -> dict:
-        result, records = run(reach, fault(mode), chosen)
-        return write(chosen.report_dir, result, records) if chosen.report_dir and records else result
-
-    return options, drill
+def _driller():
+    return __utils__["pgha_runner.driller"]()
 
 
 @_one_line
@@ -494,3 +443,26 @@ def etcd_members(purge_data: Any = False, timeout: Any = 120, wait: Any = 0) -> 
     limit = _check("seconds", timeout, "timeout", minimum=10)
     return _under_lock("pgha.etcd_members", {"purge_data": purge}, wait,
                        lambda: __utils__["pgha_etcd_members.run"](_reach(), limit, purge))
+
+
+@_one_line
+def dcs_recover(timeout: Any = 180, wait: Any = 0) -> dict:
+    """
+    A running cluster brought back onto a new or emptied etcd
+    (``_utils/pgha_dcs_recovery.py``): recognised when Patroni runs on the
+    PostgreSQL nodes while etcd holds none of the cluster's keys; etcd's
+    access control applied first, then Patroni restarted on the node that
+    was leading (it leads in the new etcd), then on the others; refused,
+    touching nothing, when it cannot tell which node was leading. A cluster
+    whose etcd holds its keys is left alone. The orchestration runs it after
+    etcd's stages (``pgha-orch-dcs-recovered``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run pgha.dcs_recover
+    """
+    limit = _check("seconds", timeout, "timeout", minimum=10)
+    return _under_lock("pgha.dcs_recover", {}, wait, lambda: __utils__["pgha_dcs_recovery.run"](_reach(), limit))
+

@@ -405,6 +405,9 @@ def _restore(reach: Any, fault: Any, options: Options, plan: dict, watch: _Watch
     except CommandExecutionError as exc:
         result["problems"].append(f"undoing {fault.mode} failed: {exc}")
         return
+    if isinstance(restored, dict):  # what was restored, and what the unit measured doing it
+        result.update(restored.get("report") or {})
+        restored = restored.get("restored")
     result["restored"].extend(restored or [])
 
 

@@ -16,7 +16,10 @@ measured (``report``).
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from salt.exceptions import CommandExecutionError
@@ -222,6 +225,70 @@ class SyncStandbyLoss(CrashLeader):
         return {"target": syncs[0], "until": ("sync_switch",), "report": {"fault_target": syncs[0]}}
 
 
+class DcsLoss(Fault):
+    """
+    The DCS lost and rebuilt: every etcd member stopped, its data moved
+    aside (kept: ``<data_dir>.removed-<time>``), for outage_s; then etcd
+    started anew on every member at once (a new cluster: the states' own
+    access control first) and the running cluster recovered onto it
+    (``pgha_dcs_recovery``, as the orchestration's ``pgha-orch-dcs-recovered``
+    stage does). Its verdict: the system identifier unchanged, etcd refusing
+    anonymous clients at the end, and the recovery's own.
+    """
+
+    mode = "dcs-loss"
+    summary = "every etcd member's data lost (stopped, moved aside) for outage_s, then etcd rebuilt and the cluster recovered"
+
+    def plan(self, reach: Any, options: Any, members: list[dict], leader: dict) -> dict:
+        hold = float(options.outage_s)
+        system_id = reach.api.call(leader["name"], "/patroni", ok=(200, 503)).get("database_system_identifier")
+        return {"target": None, "etcd": list(reach.cluster.etcd_nodes), "hold_s": hold,
+                "report": {"outage_s": hold, "failsafe_mode": _dcs_setting(reach, "failsafe_mode"),
+                           "system_identifier_before": system_id}}
+
+    def inject(self, reach: Any, options: Any, plan: dict) -> dict:
+        moments = [_service(reach, options, node, "stop", "etcd").get("stopping_at") for node in plan["etcd"]]
+        moved = {node: reach.call(node, "etcd_cluster.retire_local", wait=int(options.timeout)).get("data")
+                 for node in plan["etcd"]}
+        return {"at": next((moment for moment in moments if moment), None), "report": {"etcd_data_moved": moved}}
+
+    def restore(self, reach: Any, options: Any, plan: dict) -> dict:
+        with ThreadPoolExecutor(max_workers=len(plan["etcd"])) as pool:  # a new cluster's members start together
+            list(pool.map(lambda node: reach.apply(node, "pgha.etcd", wait=int(options.timeout) + 180), plan["etcd"]))
+        reach.call(plan["etcd"][0], "etcd_cluster.wait_healthy", timeout=int(options.timeout),
+                   wait=int(options.timeout) + 60)
+        recovered = _recovery().run(reach, options.timeout)
+        if not recovered["ok"]:
+            raise CommandExecutionError(f"recovering onto the rebuilt etcd: {recovered['comment']}")
+        try:
+            reach.etcd("anonymous").post("/v3/kv/range", {"key": "Lw=="})  # "/"
+            refused = False
+        except CommandExecutionError:
+            refused = True
+        return {"restored": [f"etcd rebuilt on {', '.join(plan['etcd'])}", *recovered["steps"]],
+                "report": {"recover_s": recovered.get("recover_s"), "recovered_leader": recovered.get("leader"),
+                           "system_identifier_after": recovered.get("system_identifier"),
+                           "anonymous_refused": refused}}
+
+    def judge(self, reach: Any, result: dict) -> list[str]:
+        problems = []
+        before, after = result.get("system_identifier_before"), result.get("system_identifier_after")
+        if not after or after != before:
+            problems.append(f"the system identifier after the recovery ({after}) is not the one before ({before})")
+        if reach.cluster.etcd.auth and not result.get("anonymous_refused"):
+            problems.append("the rebuilt etcd answers anonymous clients")
+        return problems
+
+
+def _recovery() -> Any:
+    """pgha_dcs_recovery, loaded from beside this file (Salt's loader keeps _utils out of sys.path)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pgha_dcs_recovery.py")
+    spec = importlib.util.spec_from_file_location("pgha_dcs_recovery_of_the_drill", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _start_etcd(reach: Any, options: Any, nodes: list[str]) -> list[str]:
     for node in nodes:
         _service(reach, options, node, "start", "etcd")
@@ -236,7 +303,7 @@ def _dcs_setting(reach: Any, key: str) -> Any:
 
 
 FAULTS = {unit.mode: unit for unit in (StopLeader(), CrashLeader(), Switchover(), FreezeLeader(), DcsOutage(),
-                                       SyncStandbyLoss(), EtcdMemberLoss())}
+                                       SyncStandbyLoss(), EtcdMemberLoss(), DcsLoss())}
 
 
 def modes() -> list[str]:

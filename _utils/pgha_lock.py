@@ -188,14 +188,21 @@ class Lock:
         return ours
 
 
+def client_of(cluster: Any, login: str = "lock") -> Etcd:
+    """
+    A client of a cluster's etcd (a ``pgha_model.Cluster``: endpoints, CA, credentials), logging in as the
+    lock's own user, or as root while that user is not made yet (``lock``), as root only (``root``: the
+    cluster's keys), or as nobody (``anonymous``; also whenever the pillar has etcd's authentication off).
+    """
+    lock_user = [(cluster.users["etcd_lock"], cluster.secrets.get("etcd_lock_password"))]
+    root = [("root", cluster.secrets.get("etcd_root_password"))]
+    logins = {"lock": lock_user + root, "root": root, "anonymous": []}[login] if cluster.etcd.auth else []
+    return Etcd(list(cluster.etcd.client_urls.values()), cluster.etcd.cafile, logins)
+
+
 def of(cluster: Any) -> tuple[Etcd, str]:
-    """
-    A client of a cluster's etcd for its lock (a ``pgha_model.Cluster``: endpoints, CA, credentials), logging
-    in as the lock's own user, or as root while that user is not made yet; and the lock's key.
-    """
-    logins = [(cluster.users["etcd_lock"], cluster.secrets.get("etcd_lock_password")),
-              ("root", cluster.secrets.get("etcd_root_password"))] if cluster.etcd.auth else []
-    return Etcd(list(cluster.etcd.client_urls.values()), cluster.etcd.cafile, logins), cluster.etcd.prefix + KEY
+    """A client of a cluster's etcd for its lock (``client_of``), and the lock's key."""
+    return client_of(cluster), cluster.etcd.prefix + KEY
 
 
 def holder_of(cluster: Any) -> dict | None:

@@ -28,12 +28,16 @@ class Reach:
     ``api``: the members' REST APIs (``pgha_cluster.PatroniAPI``);
     ``stats``: HAProxy's servers by listener ({listener: {server: entry}});
     ``rules``: leader_of, health_problems, follower_problems of
-    ``pgha_cluster``. (A plain class: Salt's loader runs utility modules
+    ``pgha_cluster``; ``etcd(login)``: a client of the cluster's etcd
+    (``pgha_lock.Etcd``) logged in as ``root`` or the ``lock``'s user, or
+    ``anonymous``. (A plain class: Salt's loader runs utility modules
     outside sys.modules, where dataclasses cannot resolve their annotations.)
     """
 
-    def __init__(self, cluster: Any, call: Callable[..., Any], api: Any, stats: Callable[[], dict], rules: Any):
+    def __init__(self, cluster: Any, call: Callable[..., Any], api: Any, stats: Callable[[], dict], rules: Any,
+                 etcd: Callable[[str], Any] | None = None):
         self.cluster, self._call, self.api, self._stats, self.rules = cluster, call, api, stats, rules
+        self._etcd = etcd
 
     def call(self, minion: str, function: str, *args: Any, wait: int = 60, **kwargs: Any) -> Any:
         """One execution function on one minion."""
@@ -66,9 +70,13 @@ class Reach:
                  for name, servers in self._stats().items() if name in names}
         return found.get(listener, {}) if listener else {name: found[name] for name in names if name in found}
 
+    def etcd(self, login: str = "root") -> Any:
+        """A client of the cluster's etcd: as ``root``, as the ``lock``'s user, or ``anonymous``."""
+        return self._etcd(login)
+
     def with_cluster(self, cluster: Any) -> Reach:
         """The same ways in, for another model of the cluster (one counting leaving members, say)."""
-        return Reach(cluster, self._call, self.api, self._stats, self.rules)
+        return Reach(cluster, self._call, self.api, self._stats, self.rules, self._etcd)
 
 
 def caller(conf_file: str) -> Callable[..., Any]:

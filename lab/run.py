@@ -72,7 +72,7 @@ def orchestrate(lab: Lab) -> tuple[int, dict]:
         say(f"  {mark} {name:<36} {state.get('duration', 0) / 1000:7.1f} s")
         if name == "pgha-orch-hosts-ready":
             say("       Patroni installed: " + (installed_versions(state) or "none yet"))
-        if name in ("pgha-orch-etcd-membership", "pgha-orch-departed-retired"):
+        if name in ("pgha-orch-etcd-membership", "pgha-orch-dcs-recovered", "pgha-orch-departed-retired"):
             retired = (state.get("changes") or {}).get("return")
             steps = (retired.get("steps") or []) if isinstance(retired, dict) else []  # a failed runner returns text
             for step in steps:

@@ -130,6 +130,20 @@ pgha-orch-etcd-members:
     - require:
       - salt: pgha-orch-lock-held
 
+# A running cluster whose etcd is new or empty (every member lost its data):
+# Patroni runs on the PostgreSQL nodes while etcd holds none of the
+# cluster's keys. Access control first, then Patroni restarted on the node
+# that was leading (it leads in the new etcd), then on the others; refused,
+# touching nothing, when it cannot tell which node was leading. Nothing to
+# do when etcd holds the cluster's keys, or on a stopped or new cluster.
+pgha-orch-dcs-recovered:
+  salt.runner:
+    - name: pgha.dcs_recover
+    - timeout: {{ model.gates.timeout }}
+    - failhard: True
+    - require:
+      - salt: pgha-orch-etcd-members
+
 # Scaling in: Patroni members that pillar no longer lists as PostgreSQL
 # nodes leave, one at a time (leadership moved away, HAProxy drained,
 # Patroni stopped and disabled, gone from the member list); their data is
@@ -141,7 +155,7 @@ pgha-orch-departed-retired:
     - timeout: {{ model.gates.timeout }}
     - failhard: True
     - require:
-      - salt: pgha-orch-etcd-members
+      - salt: pgha-orch-dcs-recovered
 
 # A stopped cluster (no member leads, nodes hold its data) is started on
 # every node holding its data before a leader is awaited: its bootstrap

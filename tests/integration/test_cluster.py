@@ -29,6 +29,7 @@ STAGES = [
     "pgha-orch-etcd-healthy",
     "pgha-orch-lock-held",
     "pgha-orch-etcd-members",
+    "pgha-orch-dcs-recovered",
     "pgha-orch-departed-retired",
     "pgha-orch-stopped-members-started",
     "pgha-orch-leader-applied",

@@ -21,7 +21,7 @@ from salt.exceptions import CommandExecutionError
 
 runner = load("_runners", "pgha")
 UTILS = ("pgha_cluster", "pgha_args", "pgha_drill", "pgha_faults", "pgha_rolling", "pgha_secrets", "pgha_fileserver",
-         "pgha_model", "pgha_reach", "pgha_lock", "pgha_report")
+         "pgha_model", "pgha_reach", "pgha_lock", "pgha_report", "pgha_runner")
 SECRETS = {key: f"{key[:5]}-Pw-7c2e9a" for key in (
     "superuser_password", "replication_password", "admin_password", "restapi_password", "haproxy_stats_password",
     "probe_password", "etcd_root_password", "etcd_patroni_password", "etcd_lock_password")}
@@ -90,8 +90,10 @@ def configure_loader_modules(opts, master_pillar):
         assert minion == "saltmaster_master"  # the master's own pillar, not a glob's
         return master_pillar
 
+    shared = utils(*UTILS)
     return {runner: {"__opts__": opts, "__context__": {}, "__salt__": {"pillar.show_pillar": show_pillar},
-                     "__utils__": utils(*UTILS)}}
+                     "__utils__": shared},
+            load("_utils", "pgha_runner"): {"__utils__": shared}}
 
 
 def forbidden(what: str):
@@ -105,7 +107,7 @@ def forbidden(what: str):
 def untouchable(monkeypatch):
     """Anything that would reach a minion or the cluster fails the test."""
     monkeypatch.setattr(runner.salt.client, "get_local_client", forbidden("salt.client.get_local_client"))
-    monkeypatch.setattr(runner, "_caller", forbidden("_caller"))
+    monkeypatch.setattr(runner, "_reach", forbidden("_reach"))
     monkeypatch.setattr(runner, "_cluster", forbidden("_cluster"))
     monkeypatch.setattr(runner, "_take", forbidden("_take (the cluster's lock)"))
 
@@ -149,7 +151,6 @@ def test_drill_arguments_are_refused_before_the_fault_and_before_the_lock(monkey
     monkeypatch.setattr(runner, "_cluster", lambda: MODEL)
     monkeypatch.setattr(runner, "_reach", forbidden("_reach"))
     monkeypatch.setattr(runner, "_take", forbidden("_take (the cluster's lock)"))
-    monkeypatch.setattr(runner, "_caller", forbidden("_caller"))
     cases = {
         (("mode", "stop"), ("timeout", -5)): "timeout must be between 10 and 3600 seconds (got -5)",
         (("mode", "bogus"),): "mode must be one of stop, crash, switchover, freeze, dcs-outage",
@@ -404,7 +405,7 @@ def test_validate_refuses_a_served_file_that_holds_a_secret(minions, formula_tre
 
 def test_call_returns_the_minions_answer_or_raises_its_message(minions):
     fake = minions({"postgres01": {"ret": {"running": True}, "retcode": 0}})
-    call = runner._caller()
+    call = load("_utils", "pgha_reach").caller("/etc/salt/master")
     assert call("postgres01", "pgha_service.start", "patroni", wait=45) == {"running": True}
     assert fake.calls == [{"tgt": "postgres01", "fun": "pgha_service.start", "arg": ["patroni"], "kwarg": None,
                            "timeout": 45, "tgt_type": "glob"}]
@@ -421,11 +422,12 @@ def test_failover_drill_hands_the_engine_the_options_under_the_lock_and_fails_wi
     monkeypatch.setattr(runner, "_reach", lambda cluster=None: FakeReach(MODEL))
     seen = {}
 
-    def engine(reach, fault, options):
-        seen.update(mode=fault.mode, options=options, locked=[lock.command for lock in locks if not lock.released])
-        return {"ok": False, "problems": ["3 acknowledged writes lost"]}, []
+    def engine(reach, mode, options):
+        seen.update(mode=mode, options=options, locked=[lock.command for lock in locks if not lock.released])
+        return {"ok": False, "problems": ["3 acknowledged writes lost"]}
 
-    monkeypatch.setitem(runner.__utils__, "pgha_drill.run", engine)
+    options_of, _ = load("_utils", "pgha_runner").driller()  # the real argument checks and options
+    monkeypatch.setattr(runner, "_driller", lambda: (options_of, engine))
     result = runner.failover_drill(mode="freeze")
     assert seen["mode"] == "freeze" and seen["locked"] == ["pgha.failover_drill"]
     options = seen["options"]
@@ -447,11 +449,17 @@ def test_a_locked_cluster_refuses_a_second_command_in_one_line_and_touches_nothi
     holder = {"command": "pgha.failover_drill", "args": {"mode": "switchover"}, "master": "m1", "pid": 4242,
               "host": "salt1", "since": "2026-12-04T10:00:00Z"}
 
+    lock_util = load("_utils", "pgha_lock")
+
     def busy(etcd, key, record, ttl, wait):
         assert key == "/db/postgres/pgha-lock" and record["command"] == "pgha.switchover" and wait == 0
-        raise load("_utils", "pgha_lock").Busy(holder)
+        raise lock_util.Busy(holder)
 
-    monkeypatch.setitem(runner.__utils__, "pgha_lock.acquire", busy)
+    shared_runner = load("_utils", "pgha_runner")
+    real = shared_runner._util
+    fake_lock = type("FakeLockUtil", (), {"holder_record": staticmethod(lock_util.holder_record),
+                                          "of": staticmethod(lock_util.of), "acquire": staticmethod(busy)})
+    monkeypatch.setattr(shared_runner, "_util", lambda name: fake_lock if name == "pgha_lock" else real(name))
     line = one_line(runner.switchover(), "switchover")
     assert line.startswith("the cluster is locked by pgha.failover_drill mode=switchover (master m1, pid 4242 on "
                            "salt1, since 2026-12-04T10:00:00Z)")
