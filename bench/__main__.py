@@ -22,6 +22,7 @@ three and back on the running lab, a writer committing meanwhile
 BENCH_RUNS times each.
 `python -m bench --report` rewrites the tables from bench/results.json;
 `python -m bench --amend` measures BENCH_MODES again on a new lab and replaces their rows;
+`python -m bench --dcs-loss` only the DCS lost and rebuilt (bench/dcs.py; BENCH_DCS=0 skips it in the full run);
 `python -m bench --client-paths` measures only the client paths, on the lab
 as it runs, into the same results; `python -m bench --etcd-members` only the
 etcd membership changes.
@@ -36,7 +37,7 @@ import subprocess
 import sys
 import time
 
-from bench import membership, pgbench
+from bench import dcs, membership, pgbench
 from lab import MINIONS, REPO
 from lab.processes import Lab
 
@@ -278,6 +279,28 @@ def three_etcd_members(results: dict) -> None:
     results["ha"] = {"lab_from_nothing_s": probe["lab_from_nothing_s"], "runs": runs}
 
 
+def dcs_losses(results: dict) -> int:
+    """The DCS lost and rebuilt, RUNS times on a seed lab from nothing, then on a TOPOLOGY=ha one (bench/dcs.py)."""
+    found: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": [], "outage_s": 40}
+    for topology in ("seed", "ha"):
+        probe: dict = {}
+        if not lab_from_nothing(probe, topology=topology):
+            found[f"error_{topology}"] = f"the lab did not come up with TOPOLOGY={topology}"
+            continue
+        found["runs"] += dcs.runs(salt, healthy, topology, RUNS)
+    results["dcs_loss"] = found
+    return 0 if all(entry["ok"] for entry in found["runs"]) and found["runs"] else 1
+
+
+def dcs_loss_only() -> int:
+    """--dcs-loss: only the DCS-loss phase, its rows added to bench/results.json."""
+    with open(os.path.join(REPO, "bench", "results.json"), encoding="utf-8") as handle:
+        results = json.load(handle)
+    code = dcs_losses(results)
+    write_report(results)
+    return code
+
+
 def amend() -> int:
     """
     --amend: a lab from nothing and only BENCH_MODES (sync on and off, then the pooled switchover), their rows
@@ -358,6 +381,7 @@ def table(results: dict) -> str:
     lines += distro_lines(results.get("distro_freeze"))
     lines += scaling_lines(results.get("scaling")) + membership.lines(results.get("etcd_membership"))
     lines += ha_lines(results.get("ha"), cell)
+    lines += dcs.lines(results.get("dcs_loss"))
     if results.get("pgbench", {}).get("cases"):
         lines += ["", *pgbench.table(results["pgbench"])]
     return "\n".join(lines) + "\n"
@@ -435,6 +459,9 @@ def main() -> int:
     if os.environ.get("BENCH_HA", "1") != "0":
         three_etcd_members(results)
     write_report(results)
+    if os.environ.get("BENCH_DCS", "1") != "0":
+        dcs_losses(results)
+        write_report(results)
     return 0
 
 
@@ -443,6 +470,8 @@ if __name__ == "__main__":
         sys.exit(client_paths_only())
     if sys.argv[1:] == ["--etcd-members"]:
         sys.exit(etcd_membership_only())
+    if sys.argv[1:] == ["--dcs-loss"]:
+        sys.exit(dcs_loss_only())
     if sys.argv[1:] == ["--amend"]:
         sys.exit(amend())
     if sys.argv[1:] == ["--report"]:
