@@ -3,7 +3,7 @@ What the pgha runner's modules share (``_runners/pgha.py``, the operator's
 view and the cluster's operations; ``_runners/pgha_data.py``, getting data
 back): the cluster's model built on the master from its own pillar, the
 cluster as the master reaches it, the cluster's lock taken for a command,
-the drill's engine bound for use anywhere, and a command's verdict. The
+and the drill's engine bound for use anywhere. The
 runner modules pass in what only they hold (their options, the master's
 pillar, their context); everything here runs in the utilities' own loader
 context, so callbacks made here may be called from any other utility.
@@ -67,13 +67,6 @@ def take(cluster: Any, master: str, command: str, args: dict, wait: Any = 0) -> 
         if getattr(exc, "holder", None) is not None:
             raise CommandExecutionError(f"{exc}; nothing was done (wait=<seconds> to wait for it)") from None
         raise CommandExecutionError(f"cannot take the cluster's lock in etcd: {exc}") from None
-
-
-def verdict(result: dict, context: dict) -> dict:
-    """The result; unless it says ok, healthy or valid, failed: retcode 1 for the orchestration and salt-run."""
-    if not result.get("ok", result.get("healthy", result.get("valid", True))):
-        context["retcode"] = result["retcode"] = 1
-    return result
 
 
 def driller() -> tuple[Callable[..., Any], Callable[..., dict]]:
