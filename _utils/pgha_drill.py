@@ -9,12 +9,9 @@ The engine does not know which fault runs: a fault unit
 (``_utils/pgha_faults.py``) plans it on the cluster it finds, injects it,
 says how long to hold it and undoes it. The runner hands ``run`` the
 cluster as it reaches it (``pgha_reach.Reach``), the unit and the drill's
-``Options`` (its bound, the probe role's connection string, where the
-report goes, the unit's own settings).
-Rows go to the formula's own database only (``pgha``, table
-``pgha_drill``); a run's rows are deleted once read back.
-
-Needs psycopg; matplotlib (optional) draws the timeline picture.
+``Options`` (its bound, the probe role's connection, where the report goes,
+the unit's own settings). Rows go to the formula's own database only
+(``pgha``, table ``pgha_drill``), deleted once read back. Needs psycopg.
 """
 
 from __future__ import annotations
@@ -31,6 +28,9 @@ import psycopg
 from salt.exceptions import CommandExecutionError
 
 POLL = 0.2
+# While a fault that moves no leader is held (etcd down, a standby lost): a look a second, not five; each look
+# is three requests to Patroni's REST API (over TLS), and a loaded member slow to answer a failsafe call demotes.
+HOLD_POLL = 1.0
 SETTLE_S = 2.0
 TABLE_DDL = (
     "CREATE TABLE IF NOT EXISTS pgha_drill (run text NOT NULL, seq bigint NOT NULL, "
@@ -300,15 +300,15 @@ class _Watch:
         if new_address and any(r["server"] == new_address and r["acked"] for r in self.writer.records[-50:]):
             self.marks.setdefault("first_write", now)
 
-    def until(self, done: Callable[[], bool], deadline: float) -> bool:
-        """Look until ``done()`` or the deadline (monotonic); whether it was done."""
+    def until(self, done: Callable[[], bool], deadline: float, poll: float | None = None) -> bool:
+        """Look until ``done()`` or the deadline (monotonic), every ``poll`` s; whether it was done."""
         while True:
             self.look()
             if done():
                 return True
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(POLL)
+            time.sleep(POLL if poll is None else poll)
 
 
 # ---------------------------------------------------------------------------
@@ -381,7 +381,7 @@ def _inject_and_hold(reach: Any, fault: Any, options: Options, plan: dict, watch
     def held() -> bool:
         return "error" in done or (time.monotonic() - started >= hold_s and waits_for <= watch.marks.keys())
 
-    watch.until(held, started + hold_s + options.timeout)
+    watch.until(held, started + hold_s + options.timeout, POLL if fault.moves_leader else HOLD_POLL)
     thread.join(options.timeout)
     if "error" in done:
         result["problems"].append(done["error"])

@@ -89,7 +89,7 @@ class SaltEnv:
             "log_file": str(self.salt_root / "log" / "minion"),
             "log_level_logfile": "info",
             "pidfile": str(self.salt_root / "run" / "minion.pid"),
-            "file_roots": {"base": [str(REPO / "salt"), str(REPO)]},
+            "file_roots": {"base": [str(REPO / "salt")]},  # the documented layout: salt/ and its links
             "pillar_roots": {"base": [str(self.pillar_dir), str(PILLAR_DIR)]},
             # the fileserver need not walk the venv, the lab's files or git
             "file_ignore_regex": [r"/\.venv(/|$)", r"/\.lab(/|$)", r"/\.git(/|$)", r"/tests(/|$)"],

@@ -64,8 +64,14 @@ def etcd_members(salt_master) -> list[dict]:
     return ret.data
 
 
-def check_healthy(salt_master) -> None:
-    ret = salt_master.salt_run_cli(timeout=300).run("pgha.check", _timeout=300)
+def check_healthy(salt_master, within: float = 60) -> None:
+    """pgha.check passes, within a bounded wait: its lag bound is 0 and a write the moment before lags a replica."""
+    deadline = time.monotonic() + within
+    while True:
+        ret = salt_master.salt_run_cli(timeout=300).run("pgha.check", _timeout=300)
+        if (ret.returncode == 0 and ret.data["healthy"] is True) or time.monotonic() >= deadline:
+            break
+        time.sleep(2)
     assert ret.returncode == 0 and ret.data["healthy"] is True, ret.stdout
 
 
