@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 # Patroni comes from PyPI into a virtualenv per host (the formula installs it;
 # python3-venv makes the virtualenv), not from Debian (3.0.2, too old).
-DEB_PACKAGES := postgresql-15 python3-venv etcd-server etcd-client haproxy pgbouncer postgresql-client supervisor openssl
+DEB_PACKAGES := postgresql-15 python3-venv etcd-server etcd-client haproxy pgbouncer postgresql-client supervisor openssl pgbackrest
 
 .PHONY: lab lab-down lab-clean lab-status test unit bench deps venv lint docs
 

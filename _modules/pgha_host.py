@@ -24,6 +24,8 @@ TLS_NEEDS = {
     "etcd": {"ca_file": {"etcd", "postgresql"}, "cert_file": {"etcd"}, "key_file": {"etcd"}},
     # the CA on the HAProxy node too, when PgBouncer verifies the servers or HAProxy checks the REST API over https
     "postgresql": {"ca_file": {"postgresql", "haproxy"}, "cert_file": {"postgresql"}, "key_file": {"postgresql"}},
+    # pgBackRest's servers and clients, whenever the cluster has a backup node
+    "backup": {name: {"postgresql", "backup"} for name in ("ca_file", "cert_file", "key_file")},
 }
 
 
@@ -133,7 +135,9 @@ def check(saltenv: str = "base", patroni: bool = True) -> dict:
     the member certificate and key on etcd nodes; with ``pgha:postgresql:tls``
     on, the CA, certificate and key on PostgreSQL nodes and the CA on the
     HAProxy node when PgBouncer runs there or HAProxy checks Patroni's REST
-    API over https (``patroni:restapi_tls``) (the operator's PKI places them;
+    API over https (``patroni:restapi_tls``); with a backup node,
+    pgBackRest's CA, certificate and key (``pgha:backup:tls``) on it and on
+    every PostgreSQL node (the operator's PKI places them;
     pgha never creates them); on PostgreSQL nodes, a Patroni of 3.1 or
     later (unless ``patroni:allow_unsafe_version``): the installed one, or
     with ``lookup:patroni:install: package`` the package's candidate; with
@@ -158,7 +162,7 @@ def check(saltenv: str = "base", patroni: bool = True) -> dict:
     errors = []
     for section, needs in TLS_NEEDS.items():
         tls = data[section]["tls"]
-        if not tls["enabled"]:
+        if not (data["backup"]["enabled"] if section == "backup" else tls["enabled"]):
             continue
         mine = set(data["roles"])
         if section == "postgresql" and not (data["pgbouncer"]["enabled"] or data["patroni"]["restapi_tls"]):

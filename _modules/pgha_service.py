@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "pgha_service"
 
-SERVICES = ("etcd", "patroni", "haproxy", "pgbouncer")
+SERVICES = ("etcd", "patroni", "haproxy", "pgbouncer", "pgbackrest", "backup_schedule")
 # A runtime drop-in that keeps systemd from restarting a crashed service.
 NO_RESTART_DROPIN = "/run/systemd/system/{unit}.service.d/pgha-no-restart.conf"
 

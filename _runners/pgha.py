@@ -173,15 +173,30 @@ def _status_data(reach) -> dict:
         return reach.call(reach.cluster.etcd_nodes[0], "etcd_cluster.health", wait=30)
 
     data = __utils__["pgha_cluster.cluster_status"](reach.api, etcd_health, lambda: reach.haproxy(None))
-    return dict(data, lock=__utils__["pgha_lock.holder_of"](reach.cluster))
+    data = dict(data, lock=__utils__["pgha_lock.holder_of"](reach.cluster))
+    if reach.cluster.backup.enabled:
+        try:
+            data["backups"] = __utils__["pgha_backups.facts"](reach)
+        except CommandExecutionError as exc:
+            data["backups"] = {"error": str(exc)}
+    return data
+
+
+def _backup_problems(data: dict) -> list[str]:
+    """The backups' problems (none without a backup node), or that they cannot be read."""
+    found = data.get("backups")
+    if found is None:
+        return []
+    return [f"backups: cannot read the repository: {found['error']}"] if "error" in found \
+        else __utils__["pgha_backups.problems"](found)
 
 
 @_one_line
 def status(table: Any = None) -> Any:
     """
     The whole cluster: Patroni members (role, state, timeline, lag, streaming, version), etcd's
-    endpoints, HAProxy's servers, who holds the cluster's lock. A table; data with ``--out=json``
-    (or ``table=False``).
+    endpoints, HAProxy's servers, who holds the cluster's lock, and with a backup node the newest
+    backup's age and how archiving goes. A table; data with ``--out=json`` (or ``table=False``).
 
     CLI Example:
 
@@ -192,15 +207,23 @@ def status(table: Any = None) -> Any:
     """
     as_table = __opts__.get("output") in (None, "", "nested", "txt") if table is None else _check("flag", table, "table")
     data = _status_data(_reach())
-    return {"outputter": "txt", "data": __utils__["pgha_cluster.status_table"](data)} if as_table else data
+    if not as_table:
+        return data
+    text = __utils__["pgha_cluster.status_table"](data)
+    if "backups" in data:
+        found = data["backups"]
+        text += "\n" + (f"backups: cannot read the repository: {found['error']}" if "error" in found
+                        else __utils__["pgha_backups.line"](found))
+    return {"outputter": "txt", "data": text}
 
 
 @_one_line
 def check(max_lag: Any = None) -> dict:
     """
     Every health gate at once: etcd, one leader, every member streaming on its timeline within the
-    lag bound, HAProxy's writes to the leader alone, the probe role writing through HAProxy.
-    Non-zero exit when anything is unhealthy (for cron or monitoring).
+    lag bound, HAProxy's writes to the leader alone, the probe role writing through HAProxy; with a
+    backup node, archiving working and the newest backup within what the schedule allows
+    (``pgha:backup:max_age_hours``). Non-zero exit when anything is unhealthy (for cron or monitoring).
 
     CLI Example:
 
@@ -216,6 +239,7 @@ def check(max_lag: Any = None) -> dict:
         data, len(cluster.pg_nodes), cluster.gates.max_lag_bytes if bound is None else bound)
     problems += __utils__["pgha_drill.probe_problems"](__utils__["pgha_drill.probe_dsn"](cluster),
                                                        cluster.address(data["leader"]))
+    problems += _backup_problems(data)
     return _verdict({"healthy": not problems, "problems": problems, "leader": data["leader"]})
 
 

@@ -111,6 +111,21 @@ class LockSettings(NamedTuple):
     wait: int
 
 
+class Backup(NamedTuple):
+    """pgBackRest's settings: on with a backup node; the stanza, the node, its address and repository, the port."""
+    enabled: bool
+    node: str | None
+    address: str | None
+    stanza: str
+    port: int
+    repo_path: str
+    config_files: dict
+    archive_timeout: int
+    from_standby: bool
+    max_age_s: int | None
+    schedule: dict
+
+
 class Secrets:
     """The cluster's passwords as this host was given them; shown masked, read one by one."""
 
@@ -205,7 +220,7 @@ def check(defaults: dict, given: dict, minion_id: str, secrets_of: str = "own") 
     rules = sibling("pgha_rules")
     return sibling("pgha_schema").problems(
         merge(defaults, given), given, defaults, rules.RULES, given=given, roles=roles,
-        modes=sibling("pgha_faults").modes(), secrets=sibling("pgha_secrets"))
+        modes=sibling("pgha_faults").modes(), secrets=sibling("pgha_secrets"), schedule=sibling("pgha_schedule"))
 
 
 def build(defaults: dict, given: dict, minion_id: str, secrets_of: str = "own") -> Cluster:
@@ -221,18 +236,20 @@ def derive(cfg: dict, minion_id: str) -> dict:
     data = copy.deepcopy(cfg)
     nodes = data["nodes"]
     by_role = {role: sorted(n for n, node in nodes.items() if role in node["roles"])
-               for role in ("etcd", "postgresql", "haproxy")}
+               for role in ("etcd", "postgresql", "haproxy", "backup")}
     node = nodes.get(minion_id, {"address": None, "roles": []})
-    root = data["lookup"]["root"].replace("{id}", minion_id)
+    raw_lookup, template = data["lookup"], data["lookup"]["root"]
+    root = template.replace("{id}", minion_id)
     data["lookup"] = dict(_rooted(data["lookup"], root), root=root)
     data.update(id=minion_id, node=dict(node, id=minion_id), roles=list(node["roles"]), pg_nodes=by_role["postgresql"],
-                etcd_nodes=by_role["etcd"], haproxy_nodes=by_role["haproxy"])
+                etcd_nodes=by_role["etcd"], haproxy_nodes=by_role["haproxy"], backup_nodes=by_role["backup"])
     leader = data["cluster"]["bootstrap_leader"] or by_role["postgresql"][0]
     data["cluster"]["bootstrap_leader"] = leader
     data["replicas"] = [name for name in by_role["postgresql"] if name != leader]
     for section in TLS_SECTIONS:
         for name in TLS_FILES:
             data[section]["tls"][name] = root + data[section]["tls"][name]
+    _backup(data, raw_lookup, lambda name: template.replace("{id}", name), by_role)
     etcd = data["etcd"]
     scheme = etcd["scheme"] = "https" if etcd["tls"]["enabled"] else "http"
     etcd["client_urls"] = {n: f"{scheme}://{_host(nodes[n]['address'])}:{etcd['client_port']}" for n in by_role["etcd"]}
@@ -257,6 +274,36 @@ def derive(cfg: dict, minion_id: str) -> dict:
     if data["drill"]["freeze_s"] is None:
         data["drill"]["freeze_s"] = data["patroni"]["ttl"] + 10
     return data
+
+
+def _backup(data: dict, lookup: dict, root_of: Any, by_role: dict) -> None:
+    """
+    pgBackRest's side of the map: on when a node has the role backup; the
+    stanza, the backup node and its repository, and each PostgreSQL node's
+    paths as that node has them (the backup node's configuration names
+    them all), every path under its own host's root.
+    """
+    backup, me = data["backup"], data["id"]
+    node = by_role["backup"][0] if by_role["backup"] else None
+    backup.update(enabled=node is not None, node=node, stanza=backup["stanza"] or data["cluster"]["scope"],
+                  address=data["nodes"][node]["address"] if node else None,
+                  repo_path=root_of(node or me) + backup["repo_path"],
+                  config_files={name: root_of(name) + lookup["pgbackrest"]["config_file"]
+                                for name in by_role["postgresql"] + by_role["backup"]})
+    backup["pg_hosts"] = [{"id": name, "address": data["nodes"][name]["address"],
+                           "data_dir": root_of(name) + lookup["patroni"]["data_dir"],
+                           "socket_dir": root_of(name) + lookup["patroni"]["socket_dir"]}
+                          for name in by_role["postgresql"]]
+    for name in TLS_FILES:
+        backup["tls"][name] = root_of(me) + backup["tls"][name]
+    every = schedule_interval(backup["schedule"])
+    hours = backup["max_age_hours"]
+    backup["max_age_s"] = hours * 3600 if hours is not None else (2 * every if every else None)
+
+
+def schedule_interval(schedule: dict) -> int | None:
+    """The longest gap, in seconds, between two scheduled backups (``pgha_schedule.interval``)."""
+    return sibling("pgha_schedule").interval(schedule)
 
 
 def _listeners(data: dict) -> list[dict]:
@@ -304,7 +351,7 @@ class Cluster:
         self.nodes = {name: Node(name, node["address"], tuple(node["roles"])) for name, node in data["nodes"].items()}
         self.roles = tuple(data["roles"])
         self.pg_nodes, self.etcd_nodes = tuple(data["pg_nodes"]), tuple(data["etcd_nodes"])
-        self.haproxy_nodes = tuple(data["haproxy_nodes"])
+        self.haproxy_nodes, self.backup_nodes = tuple(data["haproxy_nodes"]), tuple(data["backup_nodes"])
         self.bootstrap_leader, self.replicas = data["cluster"]["bootstrap_leader"], tuple(data["replicas"])
         self.scope, self.namespace = data["cluster"]["scope"], data["cluster"]["namespace"]
         self.restapi_urls, self.restapi_cafile = dict(data["restapi_urls"]), data["restapi_cafile"]
@@ -322,6 +369,7 @@ class Cluster:
         self.drill = Drill(*(data["drill"][name] for name in Drill._fields))
         self.gates = Gates(*(data["gates"][name] for name in Gates._fields))
         self.lock = LockSettings(*(data["lock"][name] for name in LockSettings._fields))
+        self.backup = Backup(*(data["backup"][name] for name in Backup._fields))
         self.users = dict(data["users"])
         self.probe_database = data["probe"]["database"]
         self.purge_data = bool(data["retire"]["purge_data"])

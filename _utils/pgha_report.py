@@ -13,20 +13,26 @@ import os
 import time
 
 
-def write(directory: str, result: dict, records: list[dict]) -> dict:
-    """The report and its picture in ``directory``; a copy of ``result`` with their paths (``report``, ``picture``)."""
+def write(directory: str, result: dict, records: list[dict], kind: str = "drill", title: str | None = None,
+          origin: str = "the fault") -> dict:
+    """
+    The report and its picture in ``directory`` (``<kind>-<time>-<mode>``);
+    a copy of ``result`` with their paths (``report``, ``picture``). The
+    failover drill's by default; the restore drill gives its ``kind``,
+    ``title`` and the event its times count from.
+    """
     marks = result["marks"]
     os.makedirs(directory, mode=0o750, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(marks["fault"]))
-    base = os.path.join(directory, f"drill-{stamp}-{result['mode']}")
-    title = f"pgha failover drill: {result['mode']}, leader {result['old_leader']} -> {result.get('leader_after')}"
-    result = dict(result, report=base + ".json", picture=draw(base + ".png", records, marks, title))
+    base = os.path.join(directory, f"{kind}-{stamp}-{result['mode']}")
+    title = title or f"pgha failover drill: {result['mode']}, leader {result['old_leader']} -> {result.get('leader_after')}"
+    result = dict(result, report=base + ".json", picture=draw(base + ".png", records, marks, title, origin))
     with open(base + ".json", "w", encoding="utf-8") as handle:
         json.dump({**result, "records": records}, handle, indent=1, default=str)
     return result
 
 
-def draw(path: str, records: list[dict], marks: dict, title: str) -> str | None:
+def draw(path: str, records: list[dict], marks: dict, title: str, origin: str = "the fault") -> str | None:
     """The drill's timeline as a picture: acknowledged writes by server, failed attempts, the events."""
     try:
         import matplotlib
@@ -48,11 +54,11 @@ def draw(path: str, records: list[dict], marks: dict, title: str) -> str | None:
     if failures:
         ax.plot(failures, [0] * len(failures), "|", color="red", label="failed attempt")
     styles = {"fault": "red", "promotion": "orange", "haproxy_switch": "green", "sync_switch": "purple",
-              "restore": "grey", "rejoin": "blue"}
+              "restore": "grey", "rejoin": "blue", "restore_point": "green", "restored": "teal"}
     for name, color in styles.items():
         if marks.get(name):
             ax.axvline(marks[name] - start, color=color, linestyle="--", label=name)
-    ax.set_xlabel("seconds since the fault")
+    ax.set_xlabel(f"seconds since {origin}")
     ax.set_ylabel("acknowledged writes")
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize=7)

@@ -21,7 +21,9 @@ import os
 import re
 from typing import Any
 
-ROLES = ("etcd", "postgresql", "haproxy")
+ROLES = ("etcd", "postgresql", "haproxy", "backup")
+# The roles a cluster cannot do without (backup is optional).
+REQUIRED_ROLES = ("etcd", "postgresql", "haproxy")
 NODE_KEYS = ("address", "roles")
 READ_PATHS = ("replicas", "sync", "async")
 TLS_FILES = ("ca_file", "cert_file", "key_file")
@@ -123,8 +125,34 @@ def every_role_present(cfg: dict, **_: Any) -> list[str]:
     if not isinstance(cfg.get("nodes"), dict) or not cfg["nodes"]:
         return []
     by_role = roles_of(cfg)
-    return [f"{key('nodes')}: no node has the role {role!r}; the cluster needs one" for role in ROLES
+    return [f"{key('nodes')}: no node has the role {role!r}; the cluster needs one" for role in REQUIRED_ROLES
             if not by_role[role]]
+
+
+def one_backup_node_apart(cfg: dict, **_: Any) -> list[str]:
+    """At most one backup node (one repository), and not a PostgreSQL node: its loss must not take the backups too."""
+    by_role, found = roles_of(cfg), []
+    if len(by_role["backup"]) > 1:
+        found.append(f"{key('nodes')}: {len(by_role['backup'])} nodes have the role backup "
+                     f"({', '.join(by_role['backup'])}); the repository lives on one")
+    found += [f"{key('nodes', node_id, 'roles')}: backup and postgresql on one node; the repository must not "
+              "live on a host whose loss it protects against" for node_id in by_role["backup"]
+              if node_id in by_role["postgresql"]]
+    return found
+
+
+def backup_schedule(cfg: dict, schedule: Any = None, **_: Any) -> list[str]:
+    """Each scheduled type a calendar expression the timers and the lab's schedule both read."""
+    entries = cfg["backup"].get("schedule")
+    if not isinstance(entries, dict) or schedule is None:
+        return []
+    found = [f"{key('backup', 'schedule', kind)}: {schedule.problem(expr)}" for kind, expr in entries.items()
+             if schedule.problem(expr)]
+    if not found and roles_of(cfg)["backup"] and all(expr is None for expr in entries.values()) \
+            and cfg["backup"].get("max_age_hours") is None:
+        found.append(f"{key('backup', 'schedule')}: no type is scheduled; schedule one, or set "
+                     "backup:max_age_hours for the backups you take yourself (pgha.check needs a bound)")
+    return found
 
 
 def odd_etcd_members(cfg: dict, **_: Any) -> list[str]:
@@ -171,6 +199,9 @@ def ports_distinct(cfg: dict, **_: Any) -> list[str]:
     for node_id in by_role["postgresql"]:
         use(node_id, cfg["postgresql"].get("port"), "PostgreSQL")
         use(node_id, cfg["patroni"].get("restapi_port"), "Patroni REST API")
+    if by_role["backup"]:
+        for node_id in by_role["backup"] + by_role["postgresql"]:
+            use(node_id, cfg["backup"].get("port"), "pgBackRest's server")
     for node_id in by_role["haproxy"]:
         use(node_id, haproxy.get("port"), "HAProxy", haproxy.get("bind_address"))
         use(node_id, haproxy.get("stats_port"), "HAProxy stats page", haproxy.get("stats_bind_address"))
@@ -304,11 +335,13 @@ def unit_file_named_after_the_service(cfg: dict, **_: Any) -> list[str]:
 def tls_files(cfg: dict, **_: Any) -> list[str]:
     """With TLS on: three distinct absolute file paths; the require flags need TLS on."""
     found = []
-    for section, flags in (("etcd", ()), ("postgresql", ("require_clients", "require_replication"))):
+    backup = bool(roles_of(cfg)["backup"])
+    for section, flags in (("etcd", ()), ("postgresql", ("require_clients", "require_replication")), ("backup", ())):
         tls = cfg[section]["tls"] if isinstance(cfg[section].get("tls"), dict) else {}
         found += [f"{key(section, 'tls', flag)}: needs {section}:tls:enabled true" for flag in flags
                   if tls.get(flag) is True and tls.get("enabled") is not True]
-        if tls.get("enabled") is not True:
+        # pgBackRest's servers always speak TLS: its files are needed whenever a node has the role backup
+        if (tls.get("enabled") is not True) if section != "backup" else not backup:
             continue
         paths: dict = {}
         for name in TLS_FILES:
@@ -416,11 +449,14 @@ def secrets_of_the_roles(cfg: dict, secrets: Any = None, roles: list | None = No
         return []
     auth = cfg["etcd"]["auth"].get("enabled") is True
     pooler = cfg["pgbouncer"].get("enabled") is True
-    keys = secrets.everyone(auth, pooler) if roles is None else secrets.needed(roles, auth, pooler)
+    backup = bool(roles_of(cfg)["backup"])
+    keys = secrets.everyone(auth, pooler, backup) if roles is None else secrets.needed(roles, auth, pooler, backup)
+    if backup and cfg["backup"].get("cipher_type") == "none":
+        keys = [name for name in keys if name not in secrets.BACKUP_SECRETS]
     return secrets.problems(cfg.get("secrets"), keys)
 
 
-RULES = (node_entries, every_role_present, odd_etcd_members, ports_distinct, patroni_timings_fit,
+RULES = (node_entries, every_role_present, one_backup_node_apart, backup_schedule, odd_etcd_members, ports_distinct, patroni_timings_fit,
          restapi_tls_needs_postgresql_tls, strict_needs_synchronous, patroni_version_safe,
          watchdog_required_needs_systemd, watchdog_timeout_fits, pip_install_settings,
          package_install_needs_a_package, unit_file_named_after_the_service, hba_entries,

@@ -85,3 +85,26 @@ def driller() -> tuple[Callable[..., Any], Callable[..., dict]]:
         return write(chosen.report_dir, result, records) if chosen.report_dir and records else result
 
     return options, drill
+
+
+def restore_driller() -> Callable[..., dict]:
+    """
+    ``drill(reach, mode, host, keep, timeout)``: one restore drill
+    (``pgha_restore_drill``) with its parts (the failover drill's writer and
+    table, the backups' and restores' modules, the probe role's dsn), its
+    report (and picture) written in the drill's report directory.
+    """
+    engine, writer = _util("pgha_restore_drill"), _util("pgha_drill")
+
+    def drill(reach: Any, mode: str, host: str | None, keep: bool, timeout: float) -> dict:
+        parts = {"writer": writer.Writer, "table_ddl": writer.TABLE_DDL, "backups": _util("pgha_backups"),
+                 "restore": _util("pgha_restore"), "probe_dsn": writer.probe_dsn(reach.cluster)}
+        result, records = engine.run(reach, mode, host, keep, timeout, parts)
+        directory = reach.cluster.drill.report_dir
+        if not directory or not result["marks"].get("fault"):
+            return result
+        title = f"pgha restore drill: {mode}, restored on {result.get('restored_on')}"
+        origin = "the table was dropped" if mode == "point" else "every PostgreSQL node was killed"
+        return _util("pgha_report").write(directory, result, records, kind="restore-drill", title=title, origin=origin)
+
+    return drill

@@ -21,6 +21,8 @@ SERVICE_MANAGERS = ("systemd", "supervisord")
 PATRONI_INSTALLS = ("pip", "package")
 WATCHDOG_MODES = ("off", "automatic", "required")
 POOL_MODES = ("session", "transaction", "statement")
+CIPHER_TYPES = ("aes-256-cbc", "none")
+COMPRESS_TYPES = ("lz4", "zst", "gz", "bz2", "none")
 # Keys that existed once: what became of them.
 RETIRED_KEYS = {
     "lab": "removed: demo passwords are refused everywhere (the lab generates its own passwords); delete this key",
@@ -267,6 +269,19 @@ SCHEMA: dict[str, Check] = {
     "lock:wait": integer(0, 3600),
     "gates:timeout": integer(10),
     "gates:max_lag_bytes": integer(0),
+    "backup:stanza": optional(pattern(_SCOPE, "must be null or a name of letters, digits, . _ -")),
+    "backup:port": port,
+    "backup:repo_path": abs_path("directory"),
+    "backup:cipher_type": choice(*CIPHER_TYPES),
+    "backup:retention:full": integer(1, 1000),
+    "backup:retention:diff": optional(integer(1, 1000)),
+    "backup:archive_timeout": integer(10, 86400),
+    "backup:compress_type": choice(*COMPRESS_TYPES),
+    "backup:process_max": integer(1, 64),
+    "backup:from_standby": boolean,
+    "backup:max_age_hours": optional(integer(1)),
+    "lookup:pgbackrest:pkgs": packages,
+    "lookup:pgbackrest:repo_user": user_name,
     "retire:purge_data": boolean,
     "clean:purge_data": boolean,
 }

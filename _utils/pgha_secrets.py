@@ -22,10 +22,16 @@ ROLE_SECRETS = {
     # haproxy.cfg's stats page (its checks of Patroni's REST API need no
     # password), PgBouncer's login for looking clients up.
     "haproxy": ("haproxy_stats_password", "pooler_password"),
+    # pgBackRest encrypts what it writes to the repository (archive-push on
+    # the PostgreSQL nodes) and reads it back (the backup node, restores).
+    "backup": ("backup_cipher_password",),
 }
+# The PostgreSQL nodes use these too when the cluster has a backup node.
+POSTGRESQL_WITH_BACKUP = ("backup_cipher_password",)
 # Needed only with pgha:etcd:auth:enabled, and only with pgha:pgbouncer:enabled.
 ETCD_AUTH_SECRETS = ("etcd_root_password", "etcd_patroni_password", "etcd_lock_password")
 POOLER_SECRETS = ("pooler_password",)
+BACKUP_SECRETS = ("backup_cipher_password",)
 # Passwords printed in the seed and other well-known demo values.
 DEMO_PASSWORDS = frozenset(
     {"admin", "secretpassword", "rep-pass", "postgres", "password", "replicator", "patroni", "changeme"}
@@ -34,21 +40,26 @@ DEMO_PASSWORDS = frozenset(
 UNSAFE_STATS_CHARS = set(" \t#'\"\\")
 
 
-def needed(roles: list | tuple, etcd_auth: bool, pooler: bool = False) -> list[str]:
+def needed(roles: list | tuple, etcd_auth: bool, pooler: bool = False, backup: bool = False) -> list[str]:
     """
     The secrets of these roles, in a stable order: those of etcd's access
-    control only with it on, the pooler's only with PgBouncer enabled.
+    control only with it on, the pooler's only with PgBouncer enabled, the
+    repository's only when the cluster has a backup node (the PostgreSQL
+    nodes then use it too).
     """
     keys: list[str] = []
-    for role in ("postgresql", "etcd", "haproxy"):
+    for role in ROLE_SECRETS:
         if role in roles:
             keys += [key for key in ROLE_SECRETS[role] if key not in keys]
-    return [key for key in keys if (etcd_auth or key not in ETCD_AUTH_SECRETS) and (pooler or key not in POOLER_SECRETS)]
+    if "postgresql" in roles and backup:
+        keys += [key for key in POSTGRESQL_WITH_BACKUP if key not in keys]
+    return [key for key in keys if (etcd_auth or key not in ETCD_AUTH_SECRETS) and (pooler or key not in POOLER_SECRETS)
+            and (backup or key not in BACKUP_SECRETS)]
 
 
-def everyone(etcd_auth: bool, pooler: bool = False) -> list[str]:
+def everyone(etcd_auth: bool, pooler: bool = False, backup: bool = False) -> list[str]:
     """Every secret a cluster needs."""
-    return needed(tuple(ROLE_SECRETS), etcd_auth, pooler)
+    return needed(tuple(ROLE_SECRETS), etcd_auth, pooler, backup)
 
 
 def problems(secrets: Any, keys: list[str]) -> list[str]:
@@ -82,7 +93,10 @@ def cluster_problems(cfg: Any, change: Any = None) -> list[str]:
     etcd = change.get("etcd") or cfg.get("etcd") or {}
     auth = (etcd.get("auth") or {}).get("enabled", True) is True if isinstance(etcd, dict) else True
     pooler = change.get("pgbouncer") or cfg.get("pgbouncer") or {}
-    return problems(secrets, everyone(auth, isinstance(pooler, dict) and pooler.get("enabled") is True))
+    nodes = change.get("nodes") or cfg.get("nodes") or {}
+    backup = any("backup" in (node.get("roles") or []) for node in nodes.values() if isinstance(node, dict)) \
+        if isinstance(nodes, dict) else False
+    return problems(secrets, everyone(auth, isinstance(pooler, dict) and pooler.get("enabled") is True, backup))
 
 
 def minion_errors(ret: dict, tgt: Any, tgt_type: str) -> list[str]:

@@ -120,7 +120,7 @@ def pillar_top(nodes: dict, master_id: str, common: list[str]) -> str:
     pgha_secrets.yaml beside this top), to the master all of them.
     """
     top: dict = {"*": list(common)}
-    for role in ("postgresql", "etcd", "haproxy"):
+    for role in ("postgresql", "etcd", "haproxy", "backup"):
         ids = sorted(node_id for node_id, node in nodes.items() if role in node.get("roles", []))
         if ids:
             top[",".join(ids)] = [{"match": "list"}, f"pgha.secrets.{role}"]

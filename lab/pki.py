@@ -3,7 +3,9 @@ The lab's stand-in for an operator's PKI: a CA (kept in the lab's ``pki``
 directory, 0700: ``.lab/pki/ca.crt``) and, for each etcd node, a certificate
 for its address (usable for server and client authentication, so peers can
 authenticate each other); for each PostgreSQL node, one for its address and
-HAProxy's (clients that verify the host reach it through HAProxy). Placed
+HAProxy's (clients that verify the host reach it through HAProxy); for
+the backup node and each PostgreSQL node, pgBackRest's (CN its minion id,
+its address as an IP and a DNS name). Placed
 where the formula expects them under each host's root; the CA goes to every
 host, as etcd's CA and as PostgreSQL's. Kept across runs. Needs openssl.
 """
@@ -21,7 +23,7 @@ from lab.config import write
 
 
 def tls_paths(section: str = "etcd", repo: str = REPO) -> dict[str, str]:
-    """Where the formula looks for ``section``'s TLS files (defaults.yaml: etcd, postgresql), on each host."""
+    """Where the formula looks for ``section``'s TLS files (defaults.yaml: etcd, postgresql, backup), on each host."""
     with open(os.path.join(repo, "salt", "pgha", "parameters", "defaults.yaml"), encoding="utf-8") as handle:
         tls = yaml.safe_load(handle)[section]["tls"]
     return {key: tls[key] for key in ("ca_file", "cert_file", "key_file")}
@@ -33,10 +35,11 @@ def _openssl(*args: str) -> None:
         raise SystemExit(f"lab: openssl {args[0]} failed: {ret.stderr.strip()}")
 
 
-def _certified_for(crt: str, addresses: list[str]) -> bool:
+def _certified_for(crt: str, addresses: list[str], dns: bool = False) -> bool:
     ret = subprocess.run(["openssl", "x509", "-in", crt, "-noout", "-ext", "subjectAltName"],
                          capture_output=True, text=True, check=False)
-    return all(f"IP Address:{address}" in ret.stdout for address in addresses)
+    return all(f"IP Address:{address}" in ret.stdout and (not dns or f"DNS:{address}" in ret.stdout)
+               for address in addresses)
 
 
 def _ca(ca_dir: str) -> tuple[str, str]:
@@ -49,15 +52,22 @@ def _ca(ca_dir: str) -> tuple[str, str]:
     return ca_key, ca_crt
 
 
-def _issue(ca_dir: str, name: str, addresses: list[str], ca: tuple[str, str]) -> tuple[str, str]:
-    """A key and a certificate for ``addresses`` (and 127.0.0.1, localhost), signed by the lab's CA; kept."""
+def _issue(ca_dir: str, name: str, addresses: list[str], ca: tuple[str, str], cn: str | None = None,
+           dns: bool = False) -> tuple[str, str]:
+    """
+    A key and a certificate for ``addresses`` (and 127.0.0.1, localhost),
+    signed by the lab's CA; kept. ``cn``: its subject's CN (default
+    ``name``); ``dns``: the addresses as DNS names too (pgBackRest 2.45
+    checks a server's host against its certificate's DNS names only).
+    """
     key, crt = os.path.join(ca_dir, f"{name}.key"), os.path.join(ca_dir, f"{name}.crt")
     addresses = list(dict.fromkeys([*addresses, "127.0.0.1"]))
-    if os.path.exists(key) and os.path.exists(crt) and _certified_for(crt, addresses):
+    if os.path.exists(key) and os.path.exists(crt) and _certified_for(crt, addresses, dns):
         return key, crt
     ext = os.path.join(ca_dir, f"{name}.ext")
+    names = [f"IP:{address}" for address in addresses] + ([f"DNS:{address}" for address in addresses] if dns else [])
     write(ext, "\n".join([
-        "subjectAltName=" + ",".join(f"IP:{address}" for address in addresses) + ",DNS:localhost",
+        "subjectAltName=" + ",".join(names) + ",DNS:localhost",
         "extendedKeyUsage=serverAuth,clientAuth",
         "keyUsage=digitalSignature,keyEncipherment",
         "basicConstraints=CA:FALSE",
@@ -65,7 +75,7 @@ def _issue(ca_dir: str, name: str, addresses: list[str], ca: tuple[str, str]) ->
     ]), mode=0o600)
     csr = os.path.join(ca_dir, f"{name}.csr")
     _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
+             "-keyout", key, "-out", csr, "-subj", f"/CN={cn or name}")
     _openssl("x509", "-req", "-in", csr, "-CA", ca[1], "-CAkey", ca[0], "-CAcreateserial",
              "-out", crt, "-days", "3650", "-extfile", ext)
     return key, crt
@@ -89,6 +99,11 @@ def place(ca_dir: str, host_root: Callable[[str], str], nodes: dict[str, dict], 
             _place(root + paths["ca_file"], ca_text)
             if section in roles:
                 _put(root, paths, _issue(ca_dir, node_id + suffix, [node["address"], *extra], ca))
+        # pgBackRest's servers and clients (the backup node and the PostgreSQL nodes): CN the minion id
+        if {"backup", "postgresql"} & set(roles):
+            paths = tls_paths("backup", repo)
+            _place(root + paths["ca_file"], ca_text)
+            _put(root, paths, _issue(ca_dir, node_id + "-pgbackrest", [node["address"]], ca, cn=node_id, dns=True))
     return ca[1]
 
 

@@ -77,6 +77,13 @@ def orchestrate(lab: Lab) -> tuple[int, dict]:
             steps = (retired.get("steps") or []) if isinstance(retired, dict) else []  # a failed runner returns text
             for step in steps:
                 say(f"       {step}")
+        if name == "pgha-orch-backup-ready":
+            ready = (state.get("changes") or {}).get("return")
+            if isinstance(ready, dict) and ready.get("stanza"):
+                first = ready.get("first_backup")
+                say(f"       stanza {ready['stanza']} on {ready['node']}, pgbackrest check passed; "
+                    + (f"first full backup {first['label']} ({first['took_s']} s)" if first else
+                       "the repository already holds backups (salt-run pgha.backups)"))
         if name == "pgha-orch-stopped-members-started":
             started = (state.get("changes") or {}).get("return")
             if isinstance(started, dict) and started.get("started"):

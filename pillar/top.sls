@@ -20,7 +20,7 @@ base:
 {%- for file in stack %}
     - {{ file[:-4] | replace('/', '.') }}
 {%- endfor %}
-{%- for role in ('postgresql', 'etcd', 'haproxy') %}
+{%- for role in ('postgresql', 'etcd', 'haproxy', 'backup') %}
 {%-   set ids = [] %}
 {%-   for node_id, node in nodes | dictsort if role in node.roles %}
 {%-     do ids.append(node_id) %}

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
-# The lab: the seed's five hosts on one machine. Same minion ids, addresses on
+# The lab: the seed's five hosts, and a backup host, on one machine. Same minion ids, addresses on
 # loopback, one root per minion (set in .lab/pillar/lab_local.sls by
 # `make lab`), supervisord instead of systemd, Patroni from PyPI in a
 # virtualenv per host, faster (valid) Patroni timings and synchronous
@@ -26,6 +26,10 @@ pgha:
     haproxy:
       address: 127.0.0.3
       roles: [haproxy]
+    # pgBackRest's repository (docs/how-to/backup.md)
+    backup:
+      address: 127.0.0.8
+      roles: [backup]
   cluster:
     scope: postgres
     namespace: /db/
@@ -81,6 +85,9 @@ pgha:
   # The pooled entry, on the HAProxy node: 127.0.0.3:6432.
   pgbouncer:
     enabled: true
+  # Backups: the defaults (full weekly, differential daily, incremental
+  # hourly, WAL archived at least once a minute), the repository
+  # encrypted; pgBackRest's TLS files from the lab's CA like the others.
   drill:
     enabled: true
     mode: stop

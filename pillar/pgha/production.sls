@@ -21,6 +21,11 @@ pgha:
     haproxy:
       address: 10.131.0.3
       roles: [haproxy]
+    # pgBackRest's repository host: WAL archived from whichever node leads,
+    # backups on the schedule below (docs/how-to/backup.md).
+    backup:
+      address: 10.131.0.9
+      roles: [backup]
   cluster:
     scope: postgres
     namespace: /db/
@@ -77,6 +82,18 @@ pgha:
     bind_address: '*'
     # The stats page only on the HAProxy host's own address, behind a password.
     stats_bind_address: 10.131.0.3
+  backup:
+    # Your PKI places pgBackRest's CA, certificate (CN the minion id, the
+    # address as an IP and a DNS name) and key on the backup host and every
+    # PostgreSQL host at backup:tls's paths (defaults in docs/reference/pillar.md).
+    retention:
+      full: 4
+      diff: 7
+    schedule:
+      full: 'Sun 01:00'
+      diff: 'Mon..Sat 01:00'
+      incr: '*:30'
+    archive_timeout: 60
   drill:
     # The drill moves the leader: turn it off for runs that only apply changes.
     enabled: true

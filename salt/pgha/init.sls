@@ -1,9 +1,10 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 # The pgha orchestration: `salt-run state.orchestrate pgha` on the master.
-# etcd (its members following pillar), the bootstrap leader, the replicas,
-# etcd's authentication and HAProxy, each stage gated on a health check with
-# a bounded wait, then the failover drill.
+# etcd (its members following pillar), the backup node, the bootstrap
+# leader, the replicas, etcd's authentication, HAProxy and the repository
+# (stanza, check, first full backup), each stage gated on a health check
+# with a bounded wait, then the failover drill.
 # (The formula's states for one minion are pgha.roles, applied by highstate.)
 {%- if opts.get('__role') != 'master' %}
 {{ raise("pgha: 'pgha' is the orchestration and runs on the master: `salt-run state.orchestrate pgha`. To configure this minion, run `state.apply` (highstate) or `state.apply pgha.roles`.") }}
@@ -170,6 +171,22 @@ pgha-orch-stopped-members-started:
     - require:
       - salt: pgha-orch-departed-retired
 
+{%- set before_leader = 'pgha-orch-stopped-members-started' %}
+{%- if model.backup.enabled %}
+
+# The backup node: pgBackRest's repository and its TLS server, and the
+# backup schedule, before any PostgreSQL node archives to it.
+pgha-orch-backup-applied:
+  salt.state:
+    - tgt: {{ model.backup.node }}
+    - sls: pgha.backup
+    - expect_minions: True
+    - failhard: True
+    - require:
+      - salt: pgha-orch-stopped-members-started
+{%-   set before_leader = 'pgha-orch-backup-applied' %}
+{%- endif %}
+
 pgha-orch-leader-applied:
   salt.state:
     - tgt: {{ leader }}
@@ -177,7 +194,7 @@ pgha-orch-leader-applied:
     - expect_minions: True
     - failhard: True
     - require:
-      - salt: pgha-orch-stopped-members-started
+      - salt: {{ before_leader }}
 
 pgha-orch-leader-leads:
   salt.function:
@@ -265,6 +282,22 @@ pgha-orch-pooler-routes-writes:
     - require:
       - salt: pgha-orch-haproxy-routes-writes
 {%-   set last_gate = 'pgha-orch-pooler-routes-writes' %}
+{%- endif %}
+{%- if model.backup.enabled %}
+
+# The repository ready for the cluster: members whose archiving waits on a
+# restart restarted (replicas first), the stanza created (a matching one
+# kept), `pgbackrest check` passing (every PostgreSQL node reached, a WAL
+# segment archived from the leader): the gate; a full backup when the
+# repository holds none.
+pgha-orch-backup-ready:
+  salt.runner:
+    - name: pgha.backup_ready
+    - timeout: {{ model.gates.timeout }}
+    - failhard: True
+    - require:
+      - salt: {{ last_gate }}
+{%-   set last_gate = 'pgha-orch-backup-ready' %}
 {%- endif %}
 {%- if model.drill.enabled %}
 

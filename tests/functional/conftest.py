@@ -16,7 +16,8 @@ import pytest
 from pgha_test_helpers import REPO
 
 SALT_CALL = REPO / ".venv" / "bin" / "salt-call"
-DEB_PACKAGES = ("postgresql-15", "etcd-server", "etcd-client", "haproxy", "pgbouncer", "postgresql-client", "openssl")
+DEB_PACKAGES = ("postgresql-15", "etcd-server", "etcd-client", "haproxy", "pgbouncer", "postgresql-client", "openssl",
+                "pgbackrest")
 USERS = ("postgres", "haproxy", "etcd")
 
 

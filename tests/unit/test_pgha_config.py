@@ -176,9 +176,10 @@ def test_lab_pillar_is_valid(lab_pillar):
 
 @pytest.mark.parametrize(("minion_id", "own"), [
     ("postgres01", {"superuser_password", "replication_password", "admin_password", "restapi_password",
-                    "probe_password", "etcd_patroni_password"}),
+                    "probe_password", "etcd_patroni_password", "backup_cipher_password"}),
     ("etcd", {"etcd_root_password", "etcd_patroni_password", "etcd_lock_password"}),
     ("haproxy", {"haproxy_stats_password"}),
+    ("backup", {"backup_cipher_password"}),
 ])
 def test_a_minion_without_secrets_names_those_of_its_roles_only(minion_id, own):
     result, module = validate(read_pillar("production"), minion_id=minion_id)

@@ -57,7 +57,9 @@ def _host_with_pki(tmp_path, minion_id: str, files: tuple[str, ...]) -> None:
         (pki / name).write_text("PEM")
 
 
-PG_PKI = ("postgresql-ca.crt", "postgresql.crt", "postgresql.key")
+BACKUP_PKI = ("pgbackrest-ca.crt", "pgbackrest.crt", "pgbackrest.key")
+# a PostgreSQL node of a cluster with a backup node (the production pillar's) has pgBackRest's files too
+PG_PKI = ("postgresql-ca.crt", "postgresql.crt", "postgresql.key", *BACKUP_PKI)
 
 
 @pytest.mark.parametrize(
@@ -67,8 +69,12 @@ PG_PKI = ("postgresql-ca.crt", "postgresql.crt", "postgresql.key")
         ("etcd", ("etcd-ca.crt",), ["etcd:tls:cert_file", "etcd:tls:key_file"], False),
         ("postgres01", ("etcd-ca.crt", *PG_PKI), [], False),
         ("postgres01", PG_PKI, ["etcd:tls:ca_file"], False),
-        ("postgres01", ("etcd-ca.crt", "postgresql-ca.crt"),
+        ("postgres01", ("etcd-ca.crt", "postgresql-ca.crt", *BACKUP_PKI),
          ["postgresql:tls:cert_file", "postgresql:tls:key_file"], False),
+        ("postgres01", ("etcd-ca.crt", *PG_PKI[:3], "pgbackrest-ca.crt"),
+         ["backup:tls:cert_file", "backup:tls:key_file"], False),
+        ("backup", BACKUP_PKI, [], False),
+        ("backup", ("pgbackrest-ca.crt", "pgbackrest.crt"), ["backup:tls:key_file"], False),
         ("haproxy", (), [], False),  # HAProxy never talks to etcd, and passes PostgreSQL's TLS through
         ("haproxy", (), ["postgresql:tls:ca_file"], True),  # PgBouncer checks the servers against the CA
         ("haproxy", ("postgresql-ca.crt",), [], True),
@@ -116,6 +122,7 @@ def _patroni_host(production_pillar, tmp_path, patch: dict | None = None, minion
     pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"}, "etcd": {"tls": {"enabled": False}},
                                          "postgresql": {"tls": TLS_OFF}, "patroni": {"restapi_tls": False}})
     pillar = patched(pillar, patch or {})
+    del pillar["pgha"]["nodes"]["backup"]  # no backup node: no pgBackRest files either
     module = load_module(pillar, minion_id=minion_id)
     path = binary or f"{tmp_path}/{minion_id}/opt/pgha/patroni/bin/patroni"
     if version_output is not None:

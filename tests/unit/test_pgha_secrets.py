@@ -28,7 +28,8 @@ def test_needed_by_role_with_etcds_access_control_and_the_pooler():
     # a node with two roles needs each secret once
     assert secrets.needed(["etcd", "postgresql"], True) == [*PG[:-1], "etcd_root_password", "etcd_lock_password"]
     assert secrets.needed([], True) == []
-    assert sorted(secrets.everyone(True, True)) == sorted(TEST_SECRETS)
+    assert sorted(secrets.everyone(True, True, True)) == sorted(TEST_SECRETS)
+    assert "backup_cipher_password" not in secrets.everyone(True, True)
 
 
 @pytest.mark.parametrize(("value", "problem"), [
@@ -56,18 +57,30 @@ def test_cluster_problems_merge_a_change_and_follow_etcds_access_control():
     assert secrets.cluster_problems(master) == ["pgha:secrets:etcd_root_password: required, must be a non-empty string"]
     assert secrets.cluster_problems(master, {"pgha": {"secrets": {"etcd_root_password": "Root-pw-2c9d"}}}) == []
     assert secrets.cluster_problems(dict(master, etcd={"auth": {"enabled": False}})) == []
-    assert len(secrets.cluster_problems({})) == len(TEST_SECRETS) - 1  # the pooler's only with PgBouncer
+    # the pooler's only with PgBouncer, the repository's only with a backup node
+    assert len(secrets.cluster_problems({})) == len(TEST_SECRETS) - 2
+    with_backup = {"nodes": {"backup": {"address": "10.0.0.9", "roles": ["backup"]}}}
+    assert len(secrets.cluster_problems(with_backup)) == len(TEST_SECRETS) - 1
     without_pooler = {"secrets": {k: v for k, v in TEST_SECRETS.items() if k != "pooler_password"}}
     assert secrets.cluster_problems(without_pooler) == []
     assert secrets.cluster_problems(dict(without_pooler, pgbouncer={"enabled": True})) == [
         "pgha:secrets:pooler_password: required, must be a non-empty string"]
 
 
-@pytest.mark.parametrize("role", ["postgresql", "etcd", "haproxy"])
+@pytest.mark.parametrize("role", ["postgresql", "etcd", "haproxy", "backup"])
 def test_each_roles_pillar_file_gives_exactly_its_secrets(role):
     text = (PILLAR_DIR / "pgha" / "secrets" / f"{role}.sls").read_text()
     picked = ast.literal_eval(re.search(r"pick\(given, (\[.*?\])\)", text, re.DOTALL).group(1))
-    assert picked == list(secrets.ROLE_SECRETS[role])
+    with_backup = secrets.POSTGRESQL_WITH_BACKUP if role == "postgresql" else ()
+    assert picked == list(secrets.ROLE_SECRETS[role]) + list(with_backup)
+    assert secrets.needed([role], True, True, backup=True) == picked
+
+
+def test_the_repository_passphrase_only_with_a_backup_node_and_only_to_its_users():
+    assert "backup_cipher_password" not in secrets.needed(["postgresql"], True, True)
+    assert "backup_cipher_password" in secrets.needed(["postgresql"], True, True, backup=True)
+    assert secrets.needed(["backup"], True, True, backup=True) == ["backup_cipher_password"]
+    assert "backup_cipher_password" not in secrets.needed(["etcd", "haproxy"], True, True, backup=True)
 
 
 def test_minion_errors_name_each_minion_that_did_not_answer_or_failed():

@@ -28,9 +28,10 @@ def test_pillar_example_matches_the_defaults():
     assert example == defaults
 
 
-def test_pillar_example_nodes_are_the_recipes_five_hosts():
+def test_pillar_example_nodes_are_the_recipes_five_hosts_and_a_backup_host():
     nodes = load("pillar.example")["pgha"]["nodes"]
-    assert sorted(nodes) == ["etcd", "haproxy", "postgres01", "postgres02", "postgres03"]
+    assert sorted(nodes) == ["backup", "etcd", "haproxy", "postgres01", "postgres02", "postgres03"]
+    assert nodes["backup"]["roles"] == ["backup"]
     assert all(node["address"].startswith("10.131.0.") for node in nodes.values())
     assert nodes == load("pillar/pgha/production.sls")["pgha"]["nodes"]
 

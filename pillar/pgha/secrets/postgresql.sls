@@ -4,4 +4,5 @@
 {%- from 'pgha/secrets/pick.jinja' import pick %}
 {%- import_yaml 'pgha_secrets.yaml' as given %}
 {{ pick(given, ['superuser_password', 'replication_password', 'admin_password', 'restapi_password',
-                'probe_password', 'etcd_patroni_password', 'pooler_password']) }}
+                'probe_password', 'etcd_patroni_password', 'pooler_password',
+                'backup_cipher_password']) }}

@@ -13,6 +13,9 @@ include:
   - {{ tplroot }}.postgresql.package
   - {{ tplroot }}.etcd.tls
   - {{ tplroot }}.postgresql.tls
+{%- if mapdata.backup.enabled %}
+  - {{ tplroot }}.pgbackrest.config
+{%- endif %}
 
 pgha-patroni-data-dir-managed:
   file.directory:
@@ -72,3 +75,7 @@ pgha-patroni-config-file-managed:
       - file: pgha-patroni-post-bootstrap-file-managed
       - test: pgha-etcd-tls-checked
       - test: pgha-postgresql-tls-checked
+{%- if mapdata.backup.enabled %}
+      # archive_command and the replicas' restores use pgBackRest's configuration
+      - file: pgha-pgbackrest-config-file-managed
+{%- endif %}

@@ -2,7 +2,8 @@
 # vim: ft=sls
 # A PostgreSQL node off this host (`state.apply pgha.postgresql.clean`):
 # Patroni first (pgha.patroni.clean: stopped, its configuration and its
-# installation removed), then PostgreSQL's packages and, when the formula
+# installation removed), pgBackRest when the cluster has a backup node
+# (pgha.pgbackrest.clean), then PostgreSQL's packages and, when the formula
 # added it, the PGDG apt repository. The distribution's own PostgreSQL
 # service stays stopped and disabled (pgha.postgresql.distro_service); the
 # TLS files are the operator's PKI's and stay. The data directory stays
@@ -15,6 +16,9 @@
 
 include:
   - {{ tplroot }}.patroni.clean
+{%- if mapdata.backup.enabled %}
+  - {{ tplroot }}.pgbackrest.clean
+{%- endif %}
 
 {{ clean.packages('pgha-postgresql-package-clean', mapdata, 'postgresql', pg.pkgs,
                   [{'sls': tplroot ~ '.patroni.clean'}]) }}
