@@ -175,7 +175,9 @@ def backup(type: str = "incr", from_standby: bool | None = None, timeout: float 
     when ``from_standby`` (default ``pgha:backup:from_standby``) and one
     answers, else from the leader; pgBackRest then expires what the
     retention no longer keeps. Returns the new backup's label, type, size
-    and how long it took. On the backup node.
+    (the database's), what it copied (``copied``: all of it for a full,
+    the changed files otherwise), its size in the repository and how long
+    it took. On the backup node.
 
     CLI Example:
 
@@ -203,7 +205,8 @@ def backup(type: str = "incr", from_standby: bool | None = None, timeout: float 
                                     "backup")
     entry = new[-1]
     return {"label": entry["label"], "type": entry["type"], "from": source, "took_s": took,
-            "size": entry["info"]["size"], "repository_size": entry["info"]["repository"]["delta"]}
+            "size": entry["info"]["size"], "copied": entry["info"].get("delta", entry["info"]["size"]),
+            "repository_size": entry["info"]["repository"]["delta"]}
 
 
 def verify(timeout: float = 3600) -> dict:

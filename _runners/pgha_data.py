@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 __virtualname__ = "pgha"
 
 BACKUP_TYPES = ("full", "diff", "incr")
-DRILL_MODES = ("point", "latest")
+DRILL_MODES = ("point", "latest", "repo-outage")
 # A restore's and a backup's bound: a big database takes hours.
 LONGEST_S = 86400
 
@@ -222,8 +222,12 @@ def restore_drill(mode: str = "point", host: str | None = None, keep: Any = Fals
     verify`` and ``pg_amcheck`` find nothing. ``mode=latest``: every
     PostgreSQL node killed, the end of the archive restored, the
     acknowledged writes it lacks counted (``lost_on_total_loss``), the
-    cluster started again. The restored instance is removed unless
-    ``keep=True``. JSON report and picture in ``pgha:drill:report_dir``.
+    cluster started again. ``mode=repo-outage``: the repository's server
+    stopped while the writer writes until archiving is reported failing,
+    started again, the queue archived, the end of the archive restored:
+    ok when every acknowledged write is there. The restored instance is
+    removed unless ``keep=True``. JSON report and picture in
+    ``pgha:drill:report_dir``.
 
     CLI Example:
 
@@ -231,6 +235,7 @@ def restore_drill(mode: str = "point", host: str | None = None, keep: Any = Fals
 
         salt-run pgha.restore_drill --out=json
         salt-run pgha.restore_drill mode=latest
+        salt-run pgha.restore_drill mode=repo-outage
     """
     chosen = __utils__["pgha_args.choice"](mode, "mode", DRILL_MODES)
     kept = __utils__["pgha_args.flag"](keep, "keep")

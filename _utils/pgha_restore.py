@@ -58,7 +58,7 @@ def target_of(text: Any) -> Target:
             moment = datetime.datetime.fromisoformat(f"{match.group(1)}T{clock}{zone}")
         except ValueError as exc:
             raise ValueError(f"target {text!r} is not a valid time ({exc})") from None
-        utc = moment.astimezone(datetime.timezone.utc)
+        utc = moment.astimezone(datetime.UTC)
         return Target("time", utc.strftime("%Y-%m-%d %H:%M:%S.%f+00"), utc.timestamp(), text)
     if _POINT.fullmatch(text):
         return Target("name", text, None, text)
@@ -84,23 +84,23 @@ def problems(target: Target, facts: dict, now: float | None = None) -> list[str]
     now = time.time() if now is None else now
     backups = [entry for entry in facts["backups"] if not entry.get("error")]
     if not backups:
-        return [f"the repository on {facts['node']} holds no backup of stanza {facts['stanza']} "
-                "(salt-run pgha.backup type=full takes one)"]
+        return [(f"the repository on {facts['node']} holds no backup of stanza {facts['stanza']} "
+                "(salt-run pgha.backup type=full takes one)")]
     if target.type != "time":
         return []
     first = min(backups, key=lambda entry: entry["stop"])
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(first["stop"]))
     if target.at < first["stop"]:
-        return [f"target {target.text} is before the first backup ended ({first['label']}, {stamp}): nothing "
-                "older can be restored"]
+        return [(f"target {target.text} is before the first backup ended ({first['label']}, {stamp}): nothing "
+                "older can be restored")]
     if target.at > now:
         return [f"target {target.text} is in the future"]
     archiver = facts.get("archiver") if isinstance(facts.get("archiver"), dict) else {}
     last = archiver.get("last_archived_time")
     if last is not None and target.at > last and not archiver.get("in_recovery", False):
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(last))
-        return [f"target {target.text} is after the last archived WAL ({archiver.get('last_archived_wal')}, "
-                f"archived {when}): the archive cannot reach it yet (wait for archive_timeout, or use latest)"]
+        return [(f"target {target.text} is after the last archived WAL ({archiver.get('last_archived_wal')}, "
+                f"archived {when}): the archive cannot reach it yet (wait for archive_timeout, or use latest)")]
     return []
 
 
@@ -113,7 +113,7 @@ def _host(reach: Any, host: str | None) -> str:
         return host
     replicas = [m["name"] for m in reach.members() if m["role"] != "leader" and m["state"] in ("streaming", "running")
                 and m["name"] in nodes]
-    return sorted(replicas)[0] if replicas else nodes[0]
+    return min(replicas) if replicas else nodes[0]
 
 
 def into_new(reach: Any, target: Target, host: str | None, name: str, facts: dict, timeout: float) -> dict:

@@ -19,6 +19,11 @@ counted (``lost_on_total_loss``: what losing every PostgreSQL host costs,
 bounded by ``archive_timeout``); then the cluster is started again and
 every acknowledged write is read back from it.
 
+``repo-outage``: the repository's server is stopped while the writer
+writes, until the backups' check reports archiving failing; it is started
+again, the queue archived, and the end of the archive restored must hold
+every acknowledged write (``lost`` 0).
+
 Plain Python acting through ``pgha_reach.Reach``; its siblings (the
 backups', the restores' and the drill's modules) are handed in by
 ``pgha_runner.restore_driller``.
@@ -33,11 +38,16 @@ from typing import Any
 import psycopg
 from salt.exceptions import CommandExecutionError
 
-MODES = ("point", "latest")
+MODES = ("point", "latest", "repo-outage")
+# repo-outage: the repository's server down this long past archive-push's own wait (60 s), so that PostgreSQL
+# reports archiving failing, as pgha.check must
+REPO_OUTAGE_EXTRA_S = 20.0
 WRITE_BEFORE_S = 3.0
 # latest: the writer writes this much longer than archive_timeout before the kill, so that segments are archived
 LATEST_EXTRA_S = 15.0
 SPOOL_SLACK_S = 10.0
+# How long archive-push waits for the repository before PostgreSQL counts a failure (pgBackRest's archive-timeout)
+ARCHIVE_PUSH_WAIT_S = 60.0
 WRITE_AFTER_S = 3.0
 CHECKSUM_SQL = ("SELECT count(*), coalesce(max(seq), 0), coalesce(md5(string_agg(seq::text, ',' ORDER BY seq)), '') "
                 "FROM pgha_drill WHERE run = {run}")
@@ -108,7 +118,7 @@ def _replayed(reach: Any, host: str, name: str) -> int | None:
 
 def run(reach: Any, mode: str, host: str | None, keep: bool, timeout: float, parts: dict) -> tuple[dict, list[dict]]:
     """
-    One restore drill (``point`` or ``latest``); ``parts``: the writer
+    One restore drill (``point``, ``latest`` or ``repo-outage``); ``parts``: the writer
     class, the backups' and restores' modules, the probe role's dsn. Returns
     the result and the writer's records.
     """
@@ -128,11 +138,13 @@ def run(reach: Any, mode: str, host: str | None, keep: bool, timeout: float, par
     writer.start()
     chosen = None
     try:
-        time.sleep(WRITE_BEFORE_S if mode == "point" else cluster.backup.archive_timeout + LATEST_EXTRA_S)
+        time.sleep(cluster.backup.archive_timeout + LATEST_EXTRA_S if mode == "latest" else WRITE_BEFORE_S)
         if mode == "point":
             chosen = _point(reach, restore, facts, writer, run_id, name, host, timeout, result)
-        else:
+        elif mode == "latest":
             chosen = _latest(reach, restore, facts, writer, run_id, name, host, timeout, result)
+        else:
+            chosen = _repo_outage(reach, backups, restore, facts, writer, run_id, name, host, timeout, result)
     finally:
         writer.stopping.set()
         writer.join(timeout=30)
@@ -223,4 +235,50 @@ def _latest(reach, restore, facts, writer, run_id, name, host, timeout, result) 
     bound = cluster.backup.archive_timeout + SPOOL_SLACK_S
     result["lost_window_bound_s"] = bound
     result["ok"] = result["lost_on_live_cluster"] == 0 and result.get("lost_window_s", bound + 1) <= bound
+    return chosen
+
+
+def _repo_outage(reach, backups, restore, facts, writer, run_id, name, host, timeout, result) -> str:
+    """
+    The repository's server stopped while the writer writes: archiving
+    fails and waits (pgha.check must say so), the server started again,
+    the queue archived; the end of the archive restored must hold every
+    acknowledged write.
+    """
+    cluster = reach.cluster
+    node = cluster.backup.node
+    result["marks"]["fault"] = time.time()
+    reach.call(node, "pgha_service.stop", "pgbackrest", wait=120)
+    try:
+        deadline = time.monotonic() + ARCHIVE_PUSH_WAIT_S + REPO_OUTAGE_EXTRA_S
+        seen: list[str] = []
+        while time.monotonic() < deadline and not seen:
+            time.sleep(5)
+            try:
+                seen = backups.problems(backups.facts(reach))
+            except CommandExecutionError as exc:  # the repository's info is read on the backup node: it answers
+                seen = [f"backups: cannot read the repository: {exc}"]
+        result["reported"] = seen
+    finally:
+        reach.call(node, "pgha_service.start", "pgbackrest", wait=120)
+        result["marks"]["restore"] = time.time()
+    writer.stopping.set()
+    writer.join(timeout=30)
+    acked = {r["seq"] for r in writer.records if r["acked"]}
+    dsn = superuser_dsn(cluster)
+    started = time.monotonic()
+    result["archived"] = archive_now(dsn, timeout)
+    result["catch_up_s"] = round(time.monotonic() - started, 3)
+    target = restore.Target("default", None, None, "latest")
+    restored = restore.into_new(reach, target, host, name, facts, timeout)
+    chosen = restored["host"]
+    result["marks"]["restored"] = time.time()
+    present = reach.call(chosen, "pgha_backup.query_restored", name,
+                         f"SELECT seq FROM pgha_drill WHERE run = {_literal(run_id)}", database=cluster.probe_database)
+    lost = acked - {int(row[0]) for row in present}
+    result.update(restored_on=chosen, restore_s=restored["recovered_s"], acked=len(acked), lost=len(lost),
+                  outage_reported=bool(result["reported"]))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM pgha_drill WHERE run = %s", (run_id,))
+    result["ok"] = not lost and bool(result["reported"])
     return chosen

@@ -56,11 +56,10 @@ class Schedule:
 
 def parse(expr: Any) -> Schedule:
     """The schedule an expression names; ValueError saying which forms exist."""
-    if not isinstance(expr, str):
-        raise ValueError(f"must be a calendar expression: {FORMS} (got {expr!r})")
-    text = SHORTHANDS.get(expr.strip(), expr.strip())
+    text = expr.strip() if isinstance(expr, str) else ""
+    text = SHORTHANDS.get(text, text)
     parts = text.split()
-    if len(parts) not in (1, 2):
+    if not isinstance(expr, str) or len(parts) not in (1, 2):
         raise ValueError(f"must be a calendar expression: {FORMS} (got {expr!r})")
     days = set(range(7))
     if len(parts) == 2:

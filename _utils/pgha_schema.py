@@ -276,6 +276,7 @@ SCHEMA: dict[str, Check] = {
     "backup:retention:full": integer(1, 1000),
     "backup:retention:diff": optional(integer(1, 1000)),
     "backup:archive_timeout": integer(10, 86400),
+    "backup:archive_get_timeout": integer(1, 60),
     "backup:compress_type": choice(*COMPRESS_TYPES),
     "backup:process_max": integer(1, 64),
     "backup:from_standby": boolean,

@@ -48,9 +48,9 @@ def needed(roles: list | tuple, etcd_auth: bool, pooler: bool = False, backup: b
     nodes then use it too).
     """
     keys: list[str] = []
-    for role in ROLE_SECRETS:
+    for role, secrets in ROLE_SECRETS.items():
         if role in roles:
-            keys += [key for key in ROLE_SECRETS[role] if key not in keys]
+            keys += [key for key in secrets if key not in keys]
     if "postgresql" in roles and backup:
         keys += [key for key in POSTGRESQL_WITH_BACKUP if key not in keys]
     return [key for key in keys if (etcd_auth or key not in ETCD_AUTH_SECRETS) and (pooler or key not in POOLER_SECRETS)

@@ -23,6 +23,8 @@ BENCH_RUNS times each.
 `python -m bench --report` rewrites the tables from bench/results.json;
 `python -m bench --amend` measures BENCH_MODES again on a new lab and replaces their rows;
 `python -m bench --dcs-loss` only the DCS lost and rebuilt (bench/dcs.py; BENCH_DCS=0 skips it in the full run);
+`python -m bench --backups` only backups and restores (bench/backup.py: throughput against cp -a, restore times,
+a replica from the repository, the restore drill, the total loss; BENCH_BACKUP=0 skips it in the full run);
 `python -m bench --client-paths` measures only the client paths, on the lab
 as it runs, into the same results; `python -m bench --etcd-members` only the
 etcd membership changes.
@@ -37,7 +39,7 @@ import subprocess
 import sys
 import time
 
-from bench import dcs, membership, pgbench
+from bench import backup, dcs, membership, pgbench
 from lab import MINIONS, REPO
 from lab.processes import Lab
 
@@ -301,6 +303,28 @@ def dcs_loss_only() -> int:
     return code
 
 
+def backups_phase(results: dict) -> int:
+    """Backups and restores on the lab as it runs (bench/backup.py), RUNS times each."""
+    if not healthy():
+        results["backups"] = {"error": "the cluster was not healthy"}
+        return 1
+    results["backups"] = backup.run(salt, RUNS)
+    point = results["backups"].get("point") or []
+    return 0 if point and all(entry.get("ok") for entry in point) else 1
+
+
+def backups_only() -> int:
+    """--backups: only backups and restores, on a lab from nothing, their rows added to bench/results.json."""
+    with open(os.path.join(REPO, "bench", "results.json"), encoding="utf-8") as handle:
+        results = json.load(handle)
+    probe: dict = {}
+    if not lab_from_nothing(probe):
+        return 1
+    code = backups_phase(results)
+    write_report(results)
+    return code
+
+
 def amend() -> int:
     """
     --amend: a lab from nothing and only BENCH_MODES (sync on and off, then the pooled switchover), their rows
@@ -382,6 +406,7 @@ def table(results: dict) -> str:
     lines += scaling_lines(results.get("scaling")) + membership.lines(results.get("etcd_membership"))
     lines += ha_lines(results.get("ha"), cell)
     lines += dcs.lines(results.get("dcs_loss"))
+    lines += backup.lines(results.get("backups"))
     if results.get("pgbench", {}).get("cases"):
         lines += ["", *pgbench.table(results["pgbench"])]
     return "\n".join(lines) + "\n"
@@ -455,6 +480,8 @@ def main() -> int:
         scale_out_and_in(results)
     if os.environ.get("BENCH_ETCD", "1") != "0":
         etcd_membership(results)
+    if os.environ.get("BENCH_BACKUP", "1") != "0":
+        backups_phase(results)
     write_report(results)  # what is measured so far, kept if the next phase fails
     if os.environ.get("BENCH_HA", "1") != "0":
         three_etcd_members(results)
@@ -472,6 +499,8 @@ if __name__ == "__main__":
         sys.exit(etcd_membership_only())
     if sys.argv[1:] == ["--dcs-loss"]:
         sys.exit(dcs_loss_only())
+    if sys.argv[1:] == ["--backups"]:
+        sys.exit(backups_only())
     if sys.argv[1:] == ["--amend"]:
         sys.exit(amend())
     if sys.argv[1:] == ["--report"]:

@@ -91,8 +91,10 @@ class FakeReach:
     *args, **sorted kwargs).
     """
 
-    def __init__(self, cluster=None, members=None, handlers: dict | None = None, haproxy: dict | None = None):
+    def __init__(self, cluster=None, members=None, handlers: dict | None = None, haproxy: dict | None = None,
+                 etcd=None):
         self.cluster = cluster or cluster_model()
+        self._etcd = etcd
         self._members = members or (list)
         self.handlers = dict(handlers or {})
         self.calls: list[tuple] = []
@@ -117,6 +119,11 @@ class FakeReach:
 
     def haproxy(self, listener: str | None = "postgres") -> dict:
         return self._haproxy.get(listener, {}) if listener else dict(self._haproxy)
+
+    def etcd(self, login: str = "root"):
+        if self._etcd is None:
+            raise AssertionError(f"unexpected etcd client ({login})")
+        return self._etcd
 
     def with_cluster(self, cluster):
         self.with_clusters.append(cluster)

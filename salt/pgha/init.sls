@@ -158,6 +158,22 @@ pgha-orch-departed-retired:
     - require:
       - salt: pgha-orch-dcs-recovered
 
+{%- set before_start = 'pgha-orch-departed-retired' %}
+{%- if model.backup.enabled %}
+# The backup node: pgBackRest's repository and its TLS server, and the
+# backup schedule, before any PostgreSQL node starts: a standby's recovery
+# reads the archive first, and a node archives to it once it leads.
+pgha-orch-backup-applied:
+  salt.state:
+    - tgt: {{ model.backup.node }}
+    - sls: pgha.backup
+    - expect_minions: True
+    - failhard: True
+    - require:
+      - salt: pgha-orch-departed-retired
+{%-   set before_start = 'pgha-orch-backup-applied' %}
+{%- endif %}
+
 # A stopped cluster (no member leads, nodes hold its data) is started on
 # every node holding its data before a leader is awaited: its bootstrap
 # leader alone may have been an asynchronous replica, which Patroni never
@@ -169,23 +185,7 @@ pgha-orch-stopped-members-started:
     - timeout: {{ model.gates.timeout }}
     - failhard: True
     - require:
-      - salt: pgha-orch-departed-retired
-
-{%- set before_leader = 'pgha-orch-stopped-members-started' %}
-{%- if model.backup.enabled %}
-
-# The backup node: pgBackRest's repository and its TLS server, and the
-# backup schedule, before any PostgreSQL node archives to it.
-pgha-orch-backup-applied:
-  salt.state:
-    - tgt: {{ model.backup.node }}
-    - sls: pgha.backup
-    - expect_minions: True
-    - failhard: True
-    - require:
-      - salt: pgha-orch-stopped-members-started
-{%-   set before_leader = 'pgha-orch-backup-applied' %}
-{%- endif %}
+      - salt: {{ before_start }}
 
 pgha-orch-leader-applied:
   salt.state:
@@ -194,7 +194,7 @@ pgha-orch-leader-applied:
     - expect_minions: True
     - failhard: True
     - require:
-      - salt: {{ before_leader }}
+      - salt: pgha-orch-stopped-members-started
 
 pgha-orch-leader-leads:
   salt.function:

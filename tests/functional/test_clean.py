@@ -38,12 +38,15 @@ MINION = {
     "haproxy": "haproxy",
     "pgbouncer": "haproxy",
     "supervisord": "postgres01",
+    "backup": "backup",
 }
 # Directories that hold data (and logs), by the state that keeps them unless pgha:clean:purge_data.
 DATA = {
     "pgha-etcd-data-dir-clean": ["/var/lib/etcd/default"],
     "pgha-patroni-data-dir-clean": ["/var/lib/patroni", "/var/log/patroni"],
     "pgha-supervisord-log-dir-clean": ["/var/log/pgha"],
+    # on the backup node the repository, on a PostgreSQL node archive-push's queue; pgBackRest's logs
+    "pgha-pgbackrest-data-clean": ["/var/log/pgbackrest"],
 }
 
 
@@ -91,7 +94,13 @@ def expected_ids(component: str, manager: str) -> set[str]:
             for what in ("service-dead", "config-file", "include-dir", "runtime-files", "package", "log-dir")
         },
     }
-    ids["postgresql"] = ids["patroni"] | {"pgha-postgresql-package-clean"}
+    # the production pillar has a backup node: its PostgreSQL nodes run pgBackRest too
+    ids["pgbackrest"] = service_ids("pgha-pgbackrest", manager, units=True) | {
+        "pgha-pgbackrest-secrets-clean", "pgha-pgbackrest-package-clean", "pgha-pgbackrest-data-clean"}
+    ids["postgresql"] = ids["patroni"] | ids["pgbackrest"] | {"pgha-postgresql-package-clean"}
+    schedule = ({f"pgha-backup-{kind}-timer-dead-clean" for kind in ("full", "diff", "incr")} if manager == "systemd"
+                else service_ids("pgha-backup-schedule", manager))
+    ids["backup"] = ids["pgbackrest"] | schedule | {"pgha-backup-files-clean"}
     if manager == "supervisord":  # PgBouncer on: HAProxy's clean cleans it first
         ids["haproxy"] |= ids["pgbouncer"]
     return ids[component]
@@ -162,7 +171,7 @@ def before(states: dict[str, dict], first: str, then: str) -> bool:
     return first in seen
 
 
-COMPONENTS = ["etcd", "patroni", "postgresql", "haproxy", "pgbouncer", "supervisord"]
+COMPONENTS = ["etcd", "patroni", "postgresql", "haproxy", "pgbouncer", "supervisord", "backup"]
 
 
 @pytest.mark.parametrize("component", COMPONENTS)
@@ -196,8 +205,9 @@ def test_clean_keeps_data_directories(manager_env, component):
     expected = {
         "etcd": 1,
         "patroni": 2,
-        "postgresql": 2,
+        "postgresql": 3,
         "supervisord": 1 if manager_env.manager == "supervisord" else 0,
+        "backup": 1,
     }
     assert len(data) == expected.get(component, 0)
 

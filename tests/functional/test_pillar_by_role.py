@@ -19,7 +19,7 @@ from test_rendering import SALT_CALL
 # The pooler's password goes where PgBouncer's role is made and where PgBouncer runs; with PgBouncer off (the
 # production example) no role has it in PostgreSQL, so it opens nothing.
 POSTGRESQL = {"superuser_password", "replication_password", "admin_password", "restapi_password", "probe_password",
-              "etcd_patroni_password", "pooler_password"}
+              "etcd_patroni_password", "pooler_password", "backup_cipher_password"}
 
 
 def _pillar_reader(base, top: str | None = None):
@@ -62,13 +62,14 @@ def ha_pillar_of(tmp_path_factory):
     ("postgres03", POSTGRESQL),
     ("etcd", {"etcd_root_password", "etcd_patroni_password", "etcd_lock_password"}),
     ("haproxy", {"haproxy_stats_password", "pooler_password"}),
+    ("backup", {"backup_cipher_password"}),
     ("saltmaster_master", set(TEST_SECRETS)),
     ("intruder", set()),
 ])
 def test_each_minion_gets_the_secrets_of_its_roles_only(pillar_of, minion_id, own):
     pillar = pillar_of(minion_id)
     assert "_errors" not in pillar, pillar.get("_errors")
-    assert sorted(pillar["pgha"]["nodes"]) == ["etcd", "haproxy", "postgres01", "postgres02", "postgres03"]
+    assert sorted(pillar["pgha"]["nodes"]) == ["backup", "etcd", "haproxy", "postgres01", "postgres02", "postgres03"]
     given = pillar["pgha"].get("secrets") or {}
     assert set(given) == own
     assert all(given[key] == TEST_SECRETS[key] for key in given)

@@ -138,6 +138,10 @@ class SaltEnv:
                     (pki / f"{section}.crt").write_text("-----BEGIN CERTIFICATE-----\nnode\n-----END CERTIFICATE-----\n")
                     (pki / f"{section}.key").write_text("-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n")
                     (pki / f"{section}.key").chmod(0o644)
+            if {"postgresql", "backup"} & set(roles):  # pgBackRest's, on the backup node and the PostgreSQL nodes
+                (pki / "pgbackrest-ca.crt").write_text(real_ca())
+                (pki / "pgbackrest.crt").write_text("-----BEGIN CERTIFICATE-----\nnode\n-----END CERTIFICATE-----\n")
+                (pki / "pgbackrest.key").write_text("-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n")
 
     def root(self, minion_id: str) -> pathlib.Path:
         return self.hosts / minion_id
@@ -168,7 +172,7 @@ def salt_root(tmp_path_factory) -> pathlib.Path:
     return root
 
 
-PKI_NODES = {"postgres01": ["postgresql"], "etcd": ["etcd"], "haproxy": ["haproxy"]}
+PKI_NODES = {"postgres01": ["postgresql"], "etcd": ["etcd"], "haproxy": ["haproxy"], "backup": ["backup"]}
 
 
 def _render_all(env: SaltEnv) -> dict:
@@ -177,6 +181,7 @@ def _render_all(env: SaltEnv) -> dict:
         "patroni": env.apply("pgha.patroni.config", "postgres01"),
         "haproxy": env.apply("pgha.haproxy.config", "haproxy"),
         "etcd": env.apply("pgha.etcd.config", "etcd"),
+        "pgbackrest": env.apply("pgha.pgbackrest.config", "backup"),
     }
 
 
@@ -315,6 +320,9 @@ def test_production_states_change_only_files(production):
                 assert value["changes"] == {}, (role, key, value)
             elif key.startswith("test_|-"):
                 assert value["changes"] == {}, (role, key, value)
+            elif key.startswith("user_|-"):
+                # the backup node's repository owner, a system user (made once on this machine)
+                assert role == "pgbackrest" and key.split("_|-")[2] == "pgbackrest", (role, key)
             else:
                 assert key.startswith("file_|-"), (role, key)
                 name = key.split("_|-")[2]
@@ -730,7 +738,9 @@ def test_etcd_tls_files_missing_fail_before_any_change(tls_missing):
 
 
 def test_each_minion_got_only_its_files(production):
-    assert sorted(p.name for p in production.hosts.iterdir()) == ["etcd", "haproxy", "postgres01"]
+    assert sorted(p.name for p in production.hosts.iterdir()) == ["backup", "etcd", "haproxy", "postgres01"]
+    assert not production.path("backup", "/etc/patroni").exists()
+    assert not production.path("etcd", "/etc/pgbackrest").exists()
     assert not production.path("etcd", "/etc/patroni").exists()
     assert not production.path("etcd", "/etc/haproxy").exists()
     assert not production.path("haproxy", "/etc/default/etcd").exists()
@@ -982,3 +992,104 @@ def test_etcd_initial_settings_apart_and_kept_once_the_member_started(lab):
         lab.apply("pgha.etcd.config", "etcd")
     assert etcd_env(lab)["ETCD_INITIAL_CLUSTER_STATE"] == "new"
 
+
+
+# ---------------------------------------------------------------------------
+# pgBackRest: the backup node's configuration and a PostgreSQL node's
+# ---------------------------------------------------------------------------
+
+
+def pgbackrest_conf(env: SaltEnv, minion_id: str) -> dict[str, dict[str, list[str]]]:
+    """pgbackrest.conf as sections of key -> values (a key may repeat)."""
+    sections: dict[str, dict[str, list[str]]] = {}
+    current = None
+    for line in env.path(minion_id, "/etc/pgbackrest/pgbackrest.conf").read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), {})
+            continue
+        name, value = line.split("=", 1)
+        current.setdefault(name, []).append(value)
+    return sections
+
+
+def test_the_backup_nodes_pgbackrest_serves_the_repository_to_each_postgresql_node(production):
+    conf = pgbackrest_conf(production, "backup")
+    root = str(production.hosts)
+    glob, stanza = conf["global"], conf["postgres"]
+    assert glob["repo1-path"] == [f"{root}/backup/var/lib/pgbackrest"]
+    assert glob["repo1-retention-full"] == ["4"] and glob["repo1-retention-diff"] == ["7"]
+    assert glob["repo1-cipher-type"] == ["aes-256-cbc"]
+    assert glob["repo1-cipher-pass"] == [TEST_SECRETS["backup_cipher_password"]]
+    assert glob["tls-server-address"] == ["10.131.0.9"] and glob["tls-server-port"] == ["8432"]
+    # each PostgreSQL node, named by its certificate's CN (its minion id), may reach this stanza
+    assert glob["tls-server-auth"] == ["postgres01=postgres", "postgres02=postgres", "postgres03=postgres"]
+    for index, (node, address) in enumerate(SEED_SERVERS.items(), start=1):
+        assert stanza[f"pg{index}-host"] == [address] and stanza[f"pg{index}-host-type"] == ["tls"]
+        assert stanza[f"pg{index}-path"] == [f"{root}/{node}/var/lib/patroni"]
+        assert stanza[f"pg{index}-host-config"] == [f"{root}/{node}/etc/pgbackrest/pgbackrest.conf"]
+        assert stanza[f"pg{index}-user"] == ["postgres"]
+    assert mode_owner(production.path("backup", "/etc/pgbackrest/pgbackrest.conf")) == ("0o600", "pgbackrest",
+                                                                                       "pgbackrest")
+    assert mode_owner(production.path("backup", "/etc/pgha/pki/pgbackrest.key"))[:2] == ("0o600", "pgbackrest")
+    outputs = production.outputs()
+    assert TEST_SECRETS["backup_cipher_password"] not in outputs
+
+
+def test_a_postgresql_nodes_pgbackrest_reaches_the_repository_over_tls(production):
+    conf = pgbackrest_conf(production, "postgres01")
+    root = str(production.hosts)
+    glob = conf["global"]
+    assert glob["repo1-host"] == ["10.131.0.9"] and glob["repo1-host-type"] == ["tls"]
+    assert glob["repo1-host-config"] == [f"{root}/backup/etc/pgbackrest/pgbackrest.conf"]
+    assert glob["archive-async"] == ["y"] and glob["spool-path"] == [f"{root}/postgres01/var/spool/pgbackrest"]
+    assert glob["tls-server-auth"] == ["backup=postgres"]  # only the backup node reaches its data directory
+    assert glob["repo1-cipher-pass"] == [TEST_SECRETS["backup_cipher_password"]]
+    assert conf["postgres"]["pg1-path"] == [f"{root}/postgres01/var/lib/patroni"]
+    assert mode_owner(production.path("postgres01", "/etc/pgbackrest/pgbackrest.conf")) == ("0o600", "postgres",
+                                                                                           "postgres")
+    pgpass = production.path("postgres01", "/var/lib/postgresql/.pgpass.pgbackrest")
+    assert pgpass.read_text() == f"*:5432:*:postgres:{TEST_SECRETS['superuser_password']}\n"
+    assert mode_owner(pgpass) == ("0o600", "postgres", "postgres")
+
+
+def test_patroni_archives_through_pgbackrest_and_builds_replicas_from_the_repository(production):
+    config = patroni_config(production)["postgresql"]
+    root = str(production.hosts)
+    command = f"/usr/bin/pgbackrest --config={root}/postgres01/etc/pgbackrest/pgbackrest.conf --stanza=postgres"
+    assert config["parameters"]["archive_mode"] == "on"
+    assert config["parameters"]["archive_command"] == command + " archive-push %p"
+    assert config["parameters"]["archive_timeout"] == 60
+    assert config["recovery_conf"]["restore_command"] == command + ' --io-timeout=2 archive-get %f "%p"'
+    assert config["create_replica_methods"] == ["pgbackrest", "basebackup"]
+    assert config["pgbackrest"] == {"command": command + " --delta --type=standby restore", "keep_data": True,
+                                    "no_params": True}
+
+
+def test_without_a_backup_node_nothing_of_pgbackrest(tmp_path_factory, salt_root):
+    pillar = {"pgha": {"secrets": TEST_SECRETS, "nodes": {"backup": {"roles": ["postgresql"]}}}}
+    env = SaltEnv(tmp_path_factory.mktemp("pgha-no-backup"), ["pgha.production"], pillar, salt_root)
+    env.place_pki({"postgres01": ["postgresql"]})
+    env.apply("pgha.patroni.config", "postgres01")
+    config = patroni_config(env)["postgresql"]
+    assert "archive_mode" not in config["parameters"] and "create_replica_methods" not in config
+    assert not env.path("postgres01", "/etc/pgbackrest/pgbackrest.conf").exists()
+
+
+def test_the_lab_schedules_backups_with_its_schedule_program(lab):
+    lab.place_pki({"backup": ["backup"]})
+    states = shown(lab, "pgha.backup.schedule", minion_id="backup")
+    program = states["pgha-backup-schedule-service-program-managed"]["contents"]
+    assert "user=pgbackrest" in program
+    assert ('--full="Sun 01:00" --diff="Mon..Sat 01:00" --incr="*:30"' in program)
+    assert "pgha_schedule.py run --script=" in program
+
+
+def test_real_hosts_schedule_backups_with_systemd_timers(production):
+    states = shown(production, "pgha.backup.schedule", minion_id="backup")
+    units = states["pgha-backup-full-units-managed"]["names"]
+    timer = next(entry for entry in units if next(iter(entry)).endswith("pgha-backup-full.timer"))
+    contents = next(iter(timer.values()))[0]["contents"]
+    assert "OnCalendar=Sun 01:00" in contents and "Persistent=true" in contents
+    assert states["pgha-backup-incr-timer-running"]["name"] == "pgha-backup-incr.timer"

@@ -31,6 +31,8 @@ STAGES = [
     "pgha-orch-etcd-members",
     "pgha-orch-dcs-recovered",
     "pgha-orch-departed-retired",
+    # the lab's backup host (pgBackRest's repository)
+    "pgha-orch-backup-applied",
     "pgha-orch-stopped-members-started",
     "pgha-orch-leader-applied",
     "pgha-orch-leader-leads",
@@ -42,6 +44,7 @@ STAGES = [
     "pgha-orch-haproxy-routes-writes",
     # the lab enables PgBouncer (pgha:pgbouncer:enabled)
     "pgha-orch-pooler-routes-writes",
+    "pgha-orch-backup-ready",
     "pgha-orch-failover-drill",
     "pgha-orch-lock-released",
 ]

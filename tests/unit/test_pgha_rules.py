@@ -15,6 +15,7 @@ from pgha_test_helpers import SALT_DIR, TEST_SECRETS, load, read_pillar
 rules = load("_utils", "pgha_rules")
 model = load("_utils", "pgha_model")
 secrets_policy = load("_utils", "pgha_secrets")
+schedule = load("_utils", "pgha_schedule")
 DEFAULTS = yaml.safe_load((SALT_DIR / "pgha" / "parameters" / "defaults.yaml").read_text())
 
 
@@ -36,7 +37,7 @@ def run(rule, cfg: dict, **context) -> list[str]:
 
 
 def test_every_rule_holds_on_the_production_pillar(cfg):
-    context = {"given": {}, "modes": ["stop"], "secrets": secrets_policy, "roles": None}
+    context = {"given": {}, "modes": ["stop"], "secrets": secrets_policy, "roles": None, "schedule": schedule}
     assert {rule.__name__: rule(cfg, **context) for rule in rules.RULES} == {rule.__name__: [] for rule in rules.RULES}
 
 
@@ -218,3 +219,52 @@ def test_secrets_of_the_roles(cfg):
 )
 def test_version_tuple(text, expected):
     assert rules.version_tuple(text) == expected
+
+
+# ---------------------------------------------------------------------------
+# backups
+# ---------------------------------------------------------------------------
+
+
+def test_one_backup_node_apart_from_the_postgresql_nodes(cfg):
+    assert run(rules.one_backup_node_apart, cfg) == []
+    two = changed(cfg, nodes={"backup2": {"address": "10.131.0.10", "roles": ["backup"]}})
+    assert run(rules.one_backup_node_apart, two) == [
+        "pgha:nodes: 2 nodes have the role backup (backup, backup2); the repository lives on one"]
+    inside = changed(cfg, nodes={"backup": {"roles": ["backup", "postgresql"]}})
+    assert run(rules.one_backup_node_apart, inside) == [
+        ("pgha:nodes:backup:roles: backup and postgresql on one node; the repository must not live on a host whose "
+        "loss it protects against")]
+
+
+def test_backup_schedule(cfg):
+    bad = changed(cfg, backup={"schedule": {"diff": "Sat..Mon 01:00", "incr": "hourly please"}})
+    found = run(rules.backup_schedule, bad, schedule=schedule)
+    assert found[0].startswith("pgha:backup:schedule:diff: the range 'Sat..Mon' runs backwards")
+    assert found[1].startswith("pgha:backup:schedule:incr: 'hourly' is not a day or a range of days")
+    off = changed(cfg, backup={"schedule": {"full": None, "diff": None, "incr": None}})
+    assert run(rules.backup_schedule, off, schedule=schedule) == [
+        ("pgha:backup:schedule: no type is scheduled; schedule one, or set backup:max_age_hours for the backups you "
+        "take yourself (pgha.check needs a bound)")]
+    assert run(rules.backup_schedule, changed(off, backup={"max_age_hours": 30}), schedule=schedule) == []
+
+
+def test_pgbackrests_port_collides_with_nothing(cfg):
+    found = run(rules.ports_distinct, changed(cfg, backup={"port": 8008}))
+    assert "pgha:nodes:postgres01: pgBackRest's server on 10.131.0.15:8008 collides with Patroni REST API of " \
+           "postgres01" in found
+
+
+def test_pgbackrests_tls_files_whenever_there_is_a_backup_node(cfg):
+    bad = changed(cfg, backup={"tls": {"key_file": "/etc/pgha/pki/pgbackrest.crt"}})
+    assert run(rules.tls_files, bad) == [
+        "pgha:backup:tls:key_file: the same file as backup:tls:cert_file"]
+
+
+def test_the_repositorys_passphrase_goes_to_its_users_only(cfg):
+    del cfg["secrets"]["backup_cipher_password"]
+    problem = ["pgha:secrets:backup_cipher_password: required, must be a non-empty string"]
+    for roles, expected in ((["backup"], problem), (["postgresql"], problem), (["etcd"], []), (["haproxy"], [])):
+        assert run(rules.secrets_of_the_roles, cfg, secrets=secrets_policy, roles=roles) == expected, roles
+    assert run(rules.secrets_of_the_roles, changed(cfg, backup={"cipher_type": "none"}), secrets=secrets_policy,
+               roles=None) == []

@@ -61,7 +61,11 @@ pgha-pgbackrest-pgpass-managed:
     - mode: '0600'
     - makedirs: True
     - show_changes: False
-    - contents: {{ ('*:' ~ mapdata.postgresql.port ~ ':*:' ~ mapdata.users.superuser ~ ':' ~ (mapdata.secrets.superuser_password | replace('\\', '\\\\') | replace(':', '\\:'))) | json }}
+    # a template: the password never appears in the state's arguments
+    - source: salt://{{ tplroot }}/pgbackrest/files/pgpass.jinja
+    - template: jinja
+    - context:
+        tplroot: {{ tplroot }}
     - require:
       - pkg: pgha-pgbackrest-package-installed
 {%- endif %}

@@ -16,7 +16,7 @@ pgha-pgbackrest-repo-user-present:
     - name: {{ pgbackrest.repo_user }}
     - system: True
     - usergroup: True
-    - home: {{ mapdata.backup.repo_path }}
+    - home: {{ pgbackrest.repo_user_home }}
     - createhome: False
     - shell: /usr/sbin/nologin
     - require:
