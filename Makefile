@@ -22,8 +22,9 @@ lab-clean:
 lab-status:
 	$(VENV)/bin/python -m lab status
 
+# The unit and functional tiers run beside the integration tier (tests/run).
 test: deps venv
-	$(VENV)/bin/python -m pytest tests -ra
+	PYTHON=$(VENV)/bin/python bash tests/run
 
 unit: venv
 	$(VENV)/bin/python -m pytest tests/unit -ra
