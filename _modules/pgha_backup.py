@@ -29,8 +29,6 @@ __virtualname__ = "pgha_backup"
 BACKUP_TYPES = ("full", "diff", "incr")
 # pgBackRest's exit code when no standby answers a backup-standby backup.
 NO_STANDBY = 56
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,40}")
-RESTORE_TYPES = ("name", "time", "lsn", "immediate", "default")
 # pgBackRest's line naming the backup a restore starts from
 _BACKUP_SET = re.compile(r"restore backup set (\S+?),")
 
@@ -45,62 +43,37 @@ def _map() -> dict:
     return __context__["pgha_backup.map"]
 
 
+def _tool(name: str):
+    """A function of the shared pgBackRest code (_utils/pgha_pgbackrest.py)."""
+    return __utils__[f"pgha_pgbackrest.{name}"]
+
+
 def _role() -> str:
-    cfg = _map()
-    if not cfg["backup"]["enabled"]:
-        raise CommandExecutionError("pgha_backup: the cluster has no backup node (a node with the role backup in "
-                                    "pgha:nodes)")
-    if "backup" in cfg["roles"]:
-        return "backup"
-    if "postgresql" in cfg["roles"]:
-        return "postgresql"
-    raise CommandExecutionError(f"pgha_backup: {cfg['id']} is neither the backup node nor a PostgreSQL node")
+    return _tool("side")(_map())
 
 
 def _user() -> str:
-    cfg = _map()
-    return cfg["lookup"]["pgbackrest"]["repo_user"] if _role() == "backup" else cfg["lookup"]["patroni"]["user"]
+    return _tool("user")(_map())
 
 
 def _env() -> dict:
-    cfg = _map()
-    return {} if _role() == "backup" else {"PGPASSFILE": cfg["lookup"]["pgbackrest"]["pgpass_file"]}
+    return _tool("env")(_map())
+
+
+def _run(cmd: list[str], timeout: float) -> dict:
+    return __salt__["cmd.run_all"](cmd, python_shell=False, runas=_user(), env=_env(), timeout=timeout,
+                                   ignore_retcode=True, output_loglevel="debug")
 
 
 def _pgbackrest(*args: str, timeout: float = 3600, ok_codes: tuple = (0,)) -> dict:
     """One pgBackRest command as this host's pgBackRest user; its exit code, output and how long it took."""
-    cfg = _map()
-    paths = cfg["lookup"]["pgbackrest"]
-    cmd = [paths["binary"], f"--config={paths['config_file']}", f"--stanza={cfg['backup']['stanza']}", *args]
     started = time.monotonic()
-    ret = __salt__["cmd.run_all"](cmd, python_shell=False, runas=_user(), env=_env(), timeout=timeout,
-                                  ignore_retcode=True, output_loglevel="debug")
+    ret = _run(_tool("command")(_map(), *args), timeout)
     took = round(time.monotonic() - started, 3)
     if ret["retcode"] not in ok_codes:
-        raise CommandExecutionError(f"pgha_backup: pgbackrest {' '.join(args)} on {cfg['id']} failed "
-                                    f"({ret['retcode']}): {_last_error(ret)}")
+        raise CommandExecutionError(f"pgha_backup: pgbackrest {' '.join(args)} on {_map()['id']} failed "
+                                    f"({ret['retcode']}): {_tool('last_error')(ret)}")
     return {"retcode": ret["retcode"], "stdout": ret["stdout"], "stderr": ret["stderr"], "took_s": took}
-
-
-UNREADABLE = ("the repository's files cannot be read: the passphrase (secrets:backup_cipher_password) is not the "
-              "one the repository was made with, or its info files are damaged")
-
-
-def _unreadable(text: str) -> bool:
-    """pgBackRest's answer to an encrypted file read with the wrong passphrase."""
-    return "unable to load info file" in text and "FormatError" in text
-
-
-def _last_error(ret: dict) -> str:
-    """pgBackRest's own error line (``ERROR: [xxx]: ...``) with its hints, else the last line it printed."""
-    text = "\n".join(part for part in (ret.get("stderr"), ret.get("stdout")) if part)
-    if _unreadable(text):
-        return UNREADABLE
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for index, line in enumerate(lines):
-        if line.startswith("ERROR:"):
-            return " ".join(lines[index:index + 3])
-    return lines[-1] if lines else "no output"
 
 
 # ---------------------------------------------------------------------------
@@ -129,8 +102,10 @@ def info() -> dict:
     ret = _pgbackrest("--output=json", "info", timeout=120)
     stanzas = json.loads(ret["stdout"] or "[]", strict=False)  # a wrong passphrase puts garbage in messages
     stanza = stanzas[0] if stanzas else {}
-    if any(_unreadable(str((repo.get("status") or {}).get("message"))) for repo in stanza.get("repo") or []):
-        raise CommandExecutionError(f"pgha_backup: {UNREADABLE}")
+    for repo in stanza.get("repo") or []:
+        why = _tool("unreadable")(str((repo.get("status") or {}).get("message")))
+        if why:
+            raise CommandExecutionError(f"pgha_backup: {why}")
     return stanza
 
 
@@ -242,13 +217,9 @@ def _on_postgresql_node(what: str) -> None:
 
 def _psql(sql: str, socket_dir: str, port: int, database: str = "postgres", timeout: float = 60) -> list[list[str]]:
     """Rows of one query through a local socket, as pgBackRest's user (the superuser's password from its pgpass)."""
-    cfg = _map()
-    cmd = ["psql", "-X", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-h", socket_dir, "-p", str(port),
-           "-U", cfg["users"]["superuser"], "-d", database, "-c", sql]
-    ret = __salt__["cmd.run_all"](cmd, python_shell=False, runas=_user(), env=_env(), timeout=timeout,
-                                  ignore_retcode=True, output_loglevel="debug")
+    ret = _run(_tool("psql_command")(_map(), sql, socket_dir, port, database), timeout)
     if ret["retcode"] != 0:
-        raise CommandExecutionError(f"pgha_backup: query on {cfg['id']} failed: {_last_error(ret)}")
+        raise CommandExecutionError(f"pgha_backup: query on {_map()['id']} failed: {_tool('last_error')(ret)}")
     return [line.split("\t") for line in ret["stdout"].splitlines() if line]
 
 
@@ -286,16 +257,11 @@ def archiver() -> dict:
 
 
 def _restore_dir(name: str) -> str:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise CommandExecutionError(f"pgha_backup: name must be lowercase letters, digits, _ and - (got {name!r})")
-    return os.path.join(_map()["lookup"]["pgbackrest"]["restore_dir"], name)
+    return _tool("restore_dir")(_map(), name)
 
 
 def _pg_ctl(*args: str, timeout: float = 120) -> dict:
-    cfg = _map()
-    cmd = [os.path.join(cfg["lookup"]["postgresql"]["bin_dir"], "pg_ctl"), *args]
-    return __salt__["cmd.run_all"](cmd, python_shell=False, runas=_user(), env=_env(), timeout=timeout,
-                                   ignore_retcode=True, output_loglevel="debug")
+    return _run([os.path.join(_map()["lookup"]["postgresql"]["bin_dir"], "pg_ctl"), *args], timeout)
 
 
 def restore(name: str, target_type: str = "default", target: str | None = None, set_label: str | None = None,
@@ -320,11 +286,7 @@ def restore(name: str, target_type: str = "default", target: str | None = None, 
     """
     _on_postgresql_node("restore")
     cfg = _map()
-    if target_type not in RESTORE_TYPES:
-        raise CommandExecutionError(f"pgha_backup.restore: target_type must be one of {', '.join(RESTORE_TYPES)}")
-    if (target is None) != (target_type in ("immediate", "default")):
-        raise CommandExecutionError(f"pgha_backup.restore: target_type {target_type} "
-                                    f"{'needs a target' if target is None else 'takes no target'}")
+    args = _tool("restore_args")("restore", target_type, target)
     path = _restore_dir(name)
     if os.path.exists(path):
         raise CommandExecutionError(f"pgha_backup.restore: {path} exists: a restore named {name!r} is there "
@@ -332,11 +294,7 @@ def restore(name: str, target_type: str = "default", target: str | None = None, 
     os.makedirs(path, mode=0o700)
     owner = pwd.getpwnam(_user())
     os.chown(path, owner.pw_uid, owner.pw_gid)
-    args = [f"--pg1-path={path}", "--archive-mode=off"]
-    if target_type != "default":
-        args += [f"--type={target_type}", "--target-action=promote"]
-    if target is not None:
-        args.append(f"--target={target}")
+    args = [f"--pg1-path={path}", "--archive-mode=off", *args]
     if set_label:
         args.append(f"--set={set_label}")
     started = time.monotonic()
@@ -348,10 +306,7 @@ def restore(name: str, target_type: str = "default", target: str | None = None, 
     restored_s = round(time.monotonic() - started, 3)
     chosen = _BACKUP_SET.search(done["stdout"] + done["stderr"])
     port = cfg["postgresql"]["port"]
-    options = " ".join([f"-c port={port}", "-c listen_addresses=''", f"-c unix_socket_directories={path}",
-                        "-c archive_mode=off", "-c synchronous_standby_names=''", "-c hot_standby=on",
-                        f"-c hba_file={path}/pg_hba.conf", f"-c ident_file={path}/pg_ident.conf",
-                        "-c cluster_name=pgha-restore"])
+    options = _tool("settings")(port, path, path, archive_mode="off", hot_standby="on", cluster_name="pgha-restore")
     ret = _pg_ctl("-D", path, "-l", f"{path}/restore.log", "-o", options, "-w", "-t", str(int(timeout)), "start",
                   timeout=float(timeout) + 30)
     deadline = time.monotonic() + float(timeout)
@@ -365,7 +320,7 @@ def restore(name: str, target_type: str = "default", target: str | None = None, 
             raise CommandExecutionError(f"pgha_backup.restore: still recovering after {timeout} s ({path})")
         time.sleep(0.5)
     if ret["retcode"] != 0 or _pg_ctl("-D", path, "status", timeout=30)["retcode"] != 0:
-        why = _log_tail(path)
+        why = _tool("log_tail")(f"{path}/restore.log")
         shutil.rmtree(path, ignore_errors=True)
         raise CommandExecutionError(f"pgha_backup.restore: the restored instance stopped: {why} (its directory "
                                     "was removed)")
@@ -375,16 +330,6 @@ def restore(name: str, target_type: str = "default", target: str | None = None, 
     return {"name": name, "path": path, "socket_dir": path, "port": port, "restore_s": restored_s,
             "recovered_s": recovered_s, "replay_lsn": replayed[0] or None, "host": cfg["id"],
             "backup_label": chosen.group(1) if chosen else None}
-
-
-def _stopped(data_dir: str) -> None:
-    """Refuse while a PostgreSQL runs on ``data_dir`` (its postmaster.pid names a live process)."""
-    pid_file = os.path.join(data_dir, "postmaster.pid")
-    if os.path.exists(pid_file):
-        with open(pid_file, encoding="utf-8") as handle:
-            pid = handle.readline().strip()
-        if pid.isdigit() and os.path.exists(f"/proc/{pid}"):
-            raise CommandExecutionError(f"pgha_backup: PostgreSQL runs on {data_dir} (pid {pid}); stop Patroni first")
 
 
 def restore_in_place(target_type: str = "default", target: str | None = None, timeout: float = 3600) -> dict:
@@ -405,12 +350,8 @@ def restore_in_place(target_type: str = "default", target: str | None = None, ti
     _on_postgresql_node("restore_in_place")
     cfg = _map()
     data_dir = cfg["lookup"]["patroni"]["data_dir"]
-    _stopped(data_dir)
-    if target_type not in RESTORE_TYPES or (target is None) != (target_type in ("immediate", "default")):
-        raise CommandExecutionError(f"pgha_backup.restore_in_place: target_type {target_type!r} and target "
-                                    f"{target!r} do not fit")
-    args = ["--delta"] + ([f"--type={target_type}", "--target-action=promote"] if target_type != "default" else [])
-    args += [f"--target={target}"] if target is not None else []
+    _tool("refuse_running")(data_dir)
+    args = ["--delta", *_tool("restore_args")("restore_in_place", target_type, target)]
     started = time.monotonic()
     _pgbackrest(*args, "restore", timeout=float(timeout))
     restored_s = round(time.monotonic() - started, 3)
@@ -418,16 +359,13 @@ def restore_in_place(target_type: str = "default", target: str | None = None, ti
     log_file = os.path.join(cfg["lookup"]["pgbackrest"]["log_dir"], "restore-in-place.log")
     # the restored postgresql.conf is the one of the node the backup was taken on: this node's own settings
     # given here (its socket, no TCP until Patroni starts it, its archive_command, its hba and ident files)
-    archive_command = (f"{cfg['lookup']['pgbackrest']['binary']} --config={cfg['lookup']['pgbackrest']['config_file']} "
-                       f"--stanza={cfg['backup']['stanza']} archive-push %p")
-    options = " ".join([f"-c port={port}", "-c listen_addresses=''", f"-c unix_socket_directories={socket_dir}",
-                        "-c synchronous_standby_names=''", f"-c hba_file={data_dir}/pg_hba.conf",
-                        f"-c ident_file={data_dir}/pg_ident.conf", f"-c archive_command='{archive_command}'"])
+    archive_command = " ".join(_tool("command")(cfg, "archive-push", "%p"))
+    options = _tool("settings")(port, socket_dir, data_dir, archive_command=f"'{archive_command}'")
     ret = _pg_ctl("-D", data_dir, "-l", log_file, "-o", options, "-w", "-t", str(int(timeout)), "start",
                   timeout=float(timeout) + 30)
     if ret["retcode"] != 0:
         raise CommandExecutionError(f"pgha_backup.restore_in_place: PostgreSQL did not start on the restored data: "
-                                    f"{_log_tail(os.path.dirname(log_file), log_name=os.path.basename(log_file))}")
+                                    f"{_tool('log_tail')(log_file)}")
     deadline = time.monotonic() + float(timeout)
     while _psql("SELECT pg_is_in_recovery()", socket_dir, port)[0][0] == "t":
         if time.monotonic() > deadline:
@@ -454,22 +392,13 @@ def move_data_aside() -> dict:
     """
     _on_postgresql_node("move_data_aside")
     data_dir = _map()["lookup"]["patroni"]["data_dir"]
-    _stopped(data_dir)
+    _tool("refuse_running")(data_dir)
     aside = data_dir + time.strftime(".before-restore-%Y%m%d-%H%M%S", time.gmtime())
     os.rename(data_dir, aside)
     os.makedirs(data_dir, mode=0o700)
     owner = pwd.getpwnam(_user())
     os.chown(data_dir, owner.pw_uid, owner.pw_gid)
     return {"moved_to": aside}
-
-
-def _log_tail(path: str, lines: int = 3, log_name: str = "restore.log") -> str:
-    log_file = os.path.join(path, log_name)
-    if not os.path.exists(log_file):
-        return "no log"
-    with open(log_file, encoding="utf-8", errors="replace") as handle:
-        found = [line.strip() for line in handle if "FATAL" in line or "ERROR" in line]
-    return " | ".join(found[-lines:]) or "see " + log_file
 
 
 def query_restored(name: str, sql: str, database: str = "postgres") -> list[list[str]]:
@@ -506,8 +435,7 @@ def amcheck_restored(name: str, timeout: float = 3600) -> dict:
     cmd = [os.path.join(cfg["lookup"]["postgresql"]["bin_dir"], "pg_amcheck"), "-h", path,
            "-p", str(cfg["postgresql"]["port"]), "-U", cfg["users"]["superuser"], "--all", "--install-missing",
            "--heapallindexed"]
-    ret = __salt__["cmd.run_all"](cmd, python_shell=False, runas=_user(), env=_env(), timeout=float(timeout),
-                                  ignore_retcode=True, output_loglevel="debug")
+    ret = _run(cmd, float(timeout))
     found = [line for line in (ret["stdout"] + "\n" + ret["stderr"]).splitlines() if line.strip()]
     return {"ok": ret["retcode"] == 0, "problems": found[:20]}
 

@@ -171,31 +171,12 @@ def unlock(confirm: Any = False) -> dict:
 
 
 def _status_data(reach) -> dict:
-    def etcd_health() -> dict:
-        return reach.call(reach.cluster.etcd_nodes[0], "etcd_cluster.health", wait=30)
-
-    data = __utils__["pgha_cluster.cluster_status"](reach.api, etcd_health, lambda: reach.haproxy(None))
-    data = dict(data, lock=__utils__["pgha_lock.holder_of"](reach.cluster))
-    if reach.cluster.backup.enabled:
-        try:
-            data["backups"] = __utils__["pgha_backups.facts"](reach)
-        except CommandExecutionError as exc:
-            data["backups"] = {"error": str(exc)}
-    return data
+    return __utils__["pgha_runner.status_data"](reach)
 
 
 def _members(reach) -> list[dict]:
     """The members as Patroni's REST API lists them now."""
     return reach.api.members()
-
-
-def _backup_problems(data: dict) -> list[str]:
-    """The backups' problems (none without a backup node), or that they cannot be read."""
-    found = data.get("backups")
-    if found is None:
-        return []
-    return [f"backups: cannot read the repository: {found['error']}"] if "error" in found \
-        else __utils__["pgha_backups.problems"](found)
 
 
 @_one_line
@@ -257,7 +238,7 @@ def check(max_lag: Any = None) -> dict:
         problems = __utils__["pgha_cluster.cluster_problems"](data, len(cluster.pg_nodes), lag_bound)
     problems += __utils__["pgha_drill.probe_problems"](__utils__["pgha_drill.probe_dsn"](cluster),
                                                        cluster.address(data["leader"]))
-    problems += _backup_problems(data)
+    problems += __utils__["pgha_runner.backup_problems"](data)
     return _verdict({"healthy": not problems, "problems": problems, "leader": data["leader"]})
 
 

@@ -56,6 +56,34 @@ def reach(cluster: Any, conf_file: str) -> Any:
         rules=_util("pgha_cluster").rules(), etcd=lambda login: etcd(cluster, login))
 
 
+def status_data(reach: Any) -> dict:
+    """
+    What ``pgha.status`` shows and ``pgha.check`` judges: the members, the
+    leader, etcd's health, HAProxy's servers, the lock's holder and, with a
+    backup node, the backups (or why they cannot be read).
+    """
+    cluster = reach.cluster
+    data = _util("pgha_cluster").cluster_status(
+        reach.api, lambda: reach.call(cluster.etcd_nodes[0], "etcd_cluster.health", wait=30),
+        lambda: reach.haproxy(None))
+    data = dict(data, lock=_util("pgha_lock").holder_of(cluster))
+    if cluster.backup.enabled:
+        try:
+            data["backups"] = _util("pgha_backups").facts(reach)
+        except CommandExecutionError as exc:
+            data["backups"] = {"error": str(exc)}
+    return data
+
+
+def backup_problems(data: dict) -> list[str]:
+    """The backups' problems in a status (none without a backup node), or that they cannot be read."""
+    found = data.get("backups")
+    if found is None:
+        return []
+    return [f"backups: cannot read the repository: {found['error']}"] if "error" in found \
+        else _util("pgha_backups").problems(found)
+
+
 def take(cluster: Any, master: str, command: str, args: dict, wait: Any = 0) -> Any:
     """The cluster's lock for ``command`` (shared when this process holds it), or one line naming its holder."""
     holder = _util("pgha_lock").holder_record(command, args, master)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from pgha_test_helpers import cluster_model, load
+from pgha_test_helpers import cluster_model, load, utils
 from salt.exceptions import CommandExecutionError
 
 module = load("_modules", "pgha_backup")
@@ -56,7 +56,7 @@ def mapdata(minion: str) -> dict:
 
 @pytest.fixture
 def configure_loader_modules(shell):
-    return {module: {"__salt__": {"cmd.run_all": shell}, "__context__": {}}}
+    return {module: {"__salt__": {"cmd.run_all": shell}, "__context__": {}, "__utils__": utils("pgha_pgbackrest")}}
 
 
 def on(minion: str) -> None:
