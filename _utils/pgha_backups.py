@@ -128,7 +128,7 @@ def line(data: dict, now: float | None = None) -> str:
         state = f"ARCHIVING STUCK ({archiver['waiting']} segments wait, the oldest {archiver['oldest_waiting_s']} s)"
     else:
         state = f"archived up to {archiver.get('last_archived_wal') or data['archive']['max'] or 'nothing yet'}"
-    return f"backups: {text}; {state} (repository on {data['node']}, {len(data['backups'])} backups)"
+    return f"backups: {text}; {state} (repository on {data['node']}, {len(data['backups'])} backup{'' if len(data['backups']) == 1 else 's'})"
 
 
 def _age(seconds: float | None) -> str:

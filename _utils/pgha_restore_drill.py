@@ -39,8 +39,9 @@ import psycopg
 from salt.exceptions import CommandExecutionError
 
 MODES = ("point", "latest", "repo-outage")
-# repo-outage: the repository's server down this long past archive-push's own wait (60 s), so that PostgreSQL
-# reports archiving failing, as pgha.check must
+# repo-outage: the repository's server down, a segment switched at once, for at most archive-push's own wait
+# (60 s), a segment's archive_timeout and this much more, until PostgreSQL reports archiving failing, as
+# pgha.check must
 REPO_OUTAGE_EXTRA_S = 20.0
 WRITE_BEFORE_S = 3.0
 # latest: the writer writes this much longer than archive_timeout before the kill, so that segments are archived
@@ -250,7 +251,11 @@ def _repo_outage(reach, backups, restore, facts, writer, run_id, name, host, tim
     result["marks"]["fault"] = time.time()
     reach.call(node, "pgha_service.stop", "pgbackrest", wait=120)
     try:
-        deadline = time.monotonic() + ARCHIVE_PUSH_WAIT_S + REPO_OUTAGE_EXTRA_S
+        dsn = superuser_dsn(cluster)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("SELECT pg_switch_wal()")  # a segment for archive-push now, not archive_timeout later
+        started = time.monotonic()
+        deadline = started + ARCHIVE_PUSH_WAIT_S + cluster.backup.archive_timeout + REPO_OUTAGE_EXTRA_S
         seen: list[str] = []
         while time.monotonic() < deadline and not seen:
             time.sleep(5)
@@ -259,13 +264,13 @@ def _repo_outage(reach, backups, restore, facts, writer, run_id, name, host, tim
             except CommandExecutionError as exc:  # the repository's info is read on the backup node: it answers
                 seen = [f"backups: cannot read the repository: {exc}"]
         result["reported"] = seen
+        result["reported_after_s"] = round(time.monotonic() - started, 1) if seen else None
     finally:
         reach.call(node, "pgha_service.start", "pgbackrest", wait=120)
         result["marks"]["restore"] = time.time()
     writer.stopping.set()
     writer.join(timeout=30)
     acked = {r["seq"] for r in writer.records if r["acked"]}
-    dsn = superuser_dsn(cluster)
     started = time.monotonic()
     result["archived"] = archive_now(dsn, timeout)
     result["catch_up_s"] = round(time.monotonic() - started, 3)

@@ -162,9 +162,12 @@ def replicas(salt, runs: int) -> dict:
         target = os.path.join(LAB, "bench-basebackup")
         shutil.rmtree(target, ignore_errors=True)
         started = time.monotonic()
-        base = subprocess.run([PG_BASEBACKUP, "-h", cluster.address(leader), "-p", "5432", "-U", "postgres",
-                               "-D", target, "-X", "stream", "-c", "fast"], capture_output=True, text=True,
-                              env=_su_env(), check=False, timeout=3600)
+        # as a replica connects: the replication user (pg_hba lets it replicate from the lab's addresses)
+        secrets = cluster.secrets.as_dict(show=True)
+        base = subprocess.run([PG_BASEBACKUP, "-h", cluster.address(leader), "-p", "5432",
+                               "-U", cluster.users["replication"], "-D", target, "-X", "stream", "-c", "fast"],
+                              capture_output=True, text=True, check=False, timeout=3600,
+                              env=dict(_su_env(), PGPASSWORD=secrets["replication_password"]))
         took_base = round(time.monotonic() - started, 3)
         shutil.rmtree(target, ignore_errors=True)
         found["basebackup"].append({"took_s": took_base, "ok": base.returncode == 0,
@@ -210,7 +213,7 @@ def _cell(values: list) -> str:
     values = [value for value in values if value is not None]
     if not values:
         return "-"
-    return f"{_median(values)} ({min(values)}-{max(values)})"
+    return f"{_median(values)} ({round(min(values), 3)}-{round(max(values), 3)})"
 
 
 def lines(results: dict | None) -> list[str]:
@@ -244,10 +247,16 @@ def lines(results: dict | None) -> list[str]:
         out.append("")
     replicas_found = results.get("replicas")
     if replicas_found:
+        reinit = [r for r in replicas_found["reinit"] if r.get("ok")]
+        base = [r for r in replicas_found["basebackup"] if r.get("ok")]
         out += [(f"A replica rebuilt (scale {replicas_found['scale']}): by Patroni from the repository (reinit, "
-                f"pgBackRest's delta restore, then streaming) "
-                f"{_cell([r['took_s'] for r in replicas_found['reinit']])} s; `pg_basebackup` from the leader into an "
-                f"empty directory on the same host {_cell([r['took_s'] for r in replicas_found['basebackup']])} s."), ""]
+                f"pgBackRest's delta restore, then streaming; {len(reinit)} of {len(replicas_found['reinit'])} ok) "
+                f"{_cell([r['took_s'] for r in reinit])} s; `pg_basebackup` from the leader as the replication "
+                f"user into an empty directory on the same host ({len(base)} of {len(replicas_found['basebackup'])} "
+                f"ok) {_cell([r['took_s'] for r in base])} s"
+                + (f" (measured again on {results['replicas_rerun']}: the first run's pg_basebackup connected as "
+                   "the superuser, which pg_hba does not let replicate)" if results.get("replicas_rerun") else "")
+                + "."), ""]
     for mode, title in (("point", "restore drill, mode=point"), ("latest", "total loss, mode=latest")):
         entries = results.get(mode) or []
         if not entries:

@@ -63,6 +63,9 @@ def test_facts_sum_up_the_repository_and_the_leaders_archiver():
     assert ("backup", "pgha_backup.info") in reach.calls and ("postgres01", "pgha_backup.archiver") in reach.calls
     assert backups.problems(data) == []
     assert backups.line(data, now=NOW).startswith("backups: newest incr 20261204-010000F_20261204-020000I, 30 min old")
+    assert backups.line(data, now=NOW).endswith("(repository on backup, 2 backups)")
+    one = backups.facts(reach_with(stanza(info_entry("20261204-010000F", "full", NOW - 7200))), now=NOW)
+    assert backups.line(one, now=NOW).endswith("(repository on backup, 1 backup)")
     assert "20261204-010000F_20261204-020000I  incr" in backups.table(data)
 
 
