@@ -184,26 +184,6 @@ def test_orchestration_sls_on_a_minion_fails_clearly(salt_master, orchestration)
     assert "salt-run state.orchestrate pgha" in ret.stdout
 
 
-def test_orchestration_runs_again_safely(salt_master, orchestration, cluster_secrets):
-    # Only apply changes this time: the drill is left out through pillar.
-    ret = salt_master.salt_run_cli(timeout=900).run(
-        "state.orchestrate", "pgha", 'pillar={"pgha": {"drill": {"enabled": false}}}', _timeout=900
-    )
-    assert ret.returncode == 0, ret.stdout[-3000:]
-    states = ret.data.get("data", ret.data)
-    states = next(iter(states.values()))
-    assert not any("failover-drill" in key for key in states)
-    # etcd's users, role and passwords were already as in pillar
-    auth = next(value for key, value in states.items() if "pgha-orch-etcd-auth" in key)
-    assert auth["result"] is True and "No changes made to etcd" in auth["comment"], auth
-    with psycopg.connect(
-        host=ADDRESSES["haproxy"], port=5432, user="postgres", dbname="postgres",
-        password=cluster_secrets["superuser_password"], connect_timeout=5,
-    ) as conn:
-        # Nothing was re-bootstrapped: the rows written before are still there.
-        assert conn.execute("SELECT count(*) FROM pgha_test").fetchone()[0] >= 1
-
-
 def _server(port: int, cluster_secrets) -> tuple[str, bool]:
     """Through HAProxy's port: the server reached and whether it is in recovery (a new connection each time)."""
     with psycopg.connect(host=ADDRESSES["haproxy"], port=port, user="postgres", dbname="postgres",
