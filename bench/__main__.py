@@ -24,7 +24,7 @@ BENCH_RUNS times each.
 `python -m bench --amend` measures BENCH_MODES again on a new lab and replaces their rows;
 `python -m bench --dcs-loss` only the DCS lost and rebuilt (bench/dcs.py; BENCH_DCS=0 skips it in the full run);
 `python -m bench --backups` only backups and restores (bench/backup.py: throughput against cp -a, restore times,
-a replica from the repository, the restore drill, the total loss; BENCH_BACKUP=0 skips it in the full run);
+a replica from the repository, the restore drill, the total loss, the repository down; BENCH_BACKUP=0 skips it in the full run);
 `python -m bench --client-paths` measures only the client paths, on the lab
 as it runs, into the same results; `python -m bench --etcd-members` only the
 etcd membership changes.

@@ -11,9 +11,9 @@ of `make bench`; BENCH_BACKUP=0 skips it), through the operator's commands:
 - a replica built from the repository (Patroni's reinit, pgBackRest first)
   against `pg_basebackup` from the leader into an empty directory on the
   same host, same database;
-- the restore drill (`mode=point`) and the total loss (`mode=latest`,
-  `lost_on_total_loss` with the default archive_timeout), BENCH_RUNS times
-  each.
+- the restore drill (`mode=point`), the total loss (`mode=latest`,
+  `lost_on_total_loss` with the default archive_timeout) and the
+  repository's server down (`mode=repo-outage`), BENCH_RUNS times each.
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ def drills(salt, mode: str, runs: int) -> list[dict]:
         report = _json(salt, "salt-run", "pgha.restore_drill", f"mode={mode}", timeout=1800)
         keep = ("ok", "restore_s", "wal_replayed_bytes", "backup_label", "checksum_match", "rows_after_target",
                 "verify_ok", "amcheck_ok", "rows_at_point", "lost_on_total_loss", "lost_window_s", "acked_before_kill",
-                "lost_on_live_cluster", "archive_timeout_s", "error")
+                "lost_on_live_cluster", "archive_timeout_s", "reported_after_s", "catch_up_s", "acked", "lost", "error")
         entry = {key: report.get(key) for key in keep if key in report}
         done.append(entry)
         say(f"  restore drill {mode} #{attempt}: " + ", ".join(f"{k}={v}" for k, v in entry.items()
@@ -197,6 +197,7 @@ def run(salt, runs: int) -> dict:
     found: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs_per_case": runs}
     found["point"] = drills(salt, "point", runs)
     found["latest"] = drills(salt, "latest", runs)
+    found["repo-outage"] = drills(salt, "repo-outage", runs)
     found["restore_small"] = restores(salt, 10, runs)
     found["backups"] = backups(salt, runs)
     found["restore_big"] = restores(salt, SCALE, runs)
@@ -257,7 +258,8 @@ def lines(results: dict | None) -> list[str]:
                 + (f" (measured again on {results['replicas_rerun']}: the first run's pg_basebackup connected as "
                    "the superuser, which pg_hba does not let replicate)" if results.get("replicas_rerun") else "")
                 + "."), ""]
-    for mode, title in (("point", "restore drill, mode=point"), ("latest", "total loss, mode=latest")):
+    for mode, title in (("point", "restore drill, mode=point"), ("latest", "total loss, mode=latest"),
+                        ("repo-outage", "repository's server down, mode=repo-outage")):
         entries = results.get(mode) or []
         if not entries:
             continue
@@ -270,6 +272,13 @@ def lines(results: dict | None) -> list[str]:
                        f"{sum(1 for e in entries if e.get('amcheck_ok'))}); restore_s "
                        f"{_cell([e.get('restore_s') for e in entries])}, WAL replayed (MB) "
                        f"{_cell([(e.get('wal_replayed_bytes') or 0) / MB for e in entries])}.")
+        elif mode == "repo-outage":
+            out.append(f"The {title}: {ok} of {len(entries)} ok; archiving reported failing after "
+                       f"{_cell([e.get('reported_after_s') for e in entries])} s, caught up in "
+                       f"{_cell([e.get('catch_up_s') for e in entries])} s once the server was back; "
+                       f"{sum(e.get('lost') or 0 for e in entries)} of "
+                       f"{sum(e.get('acked') or 0 for e in entries)} acknowledged writes lost"
+                       + (f" (run on {results['repo_outage_run']})" if results.get("repo_outage_run") else "") + ".")
         else:
             out.append(f"The {title} (every PostgreSQL node killed, archive_timeout "
                        f"{entries[0].get('archive_timeout_s')} s): {ok} of {len(entries)} ok; lost_on_total_loss "
