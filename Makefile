@@ -5,7 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 # Patroni comes from PyPI into a virtualenv per host (the formula installs it;
 # python3-venv makes the virtualenv), not from Debian (3.0.2, too old).
-DEB_PACKAGES := postgresql-15 python3-venv etcd-server etcd-client haproxy pgbouncer postgresql-client supervisor openssl pgbackrest
+# Monitoring (role monitor and the exporters): Prometheus 2.42, Alertmanager 0.25 and the exporters, Debian's.
+DEB_PACKAGES := postgresql-15 python3-venv etcd-server etcd-client haproxy pgbouncer postgresql-client supervisor openssl pgbackrest \
+	prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter prometheus-pgbouncer-exporter
 
 .PHONY: lab lab-down lab-clean lab-status test unit bench deps venv lint docs
 
@@ -41,12 +43,17 @@ docs: venv
 	$(VENV)/bin/python -m docs
 
 # Debian packages: apt-get only when one is missing. Installing must not start
-# the distribution's services (Patroni runs PostgreSQL; the formula starts the rest).
+# the distribution's services (Patroni runs PostgreSQL; the formula starts the rest):
+# without systemd, a policy-rc.d that refuses every start while apt runs.
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages: $$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  policy=/usr/sbin/policy-rc.d; made=; \
+	  if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy; chmod 755 $$policy; made=1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; status=$$?; \
+	  if [ -n "$$made" ]; then rm -f $$policy; fi; \
+	  exit $$status; \
 	fi
 
 venv: $(VENV)/.installed

@@ -106,7 +106,27 @@ def info() -> dict:
         why = _tool("unreadable")(str((repo.get("status") or {}).get("message")))
         if why:
             raise CommandExecutionError(f"pgha_backup: {why}")
+    _export_newest(stanza)
     return stanza
+
+
+def _export_newest(stanza: dict) -> None:
+    """
+    With monitoring on, the newest backup's end for the node exporter's
+    textfile collector (``pgha_backup_newest_timestamp_seconds``: the rule
+    BackupTooOld reads it), written whenever the repository is read.
+    """
+    cfg = _map()
+    if not cfg["monitor"]["enabled"] or not stanza.get("backup"):
+        return
+    newest = max(entry["timestamp"]["stop"] for entry in stanza["backup"])
+    directory = cfg["lookup"]["node_exporter"]["textfile_dir"]
+    if not os.path.isdir(directory):  # the exporters' state makes it
+        return
+    text = ("# HELP pgha_backup_newest_timestamp_seconds When the repository's newest backup ended.\n"
+            "# TYPE pgha_backup_newest_timestamp_seconds gauge\n"
+            f'pgha_backup_newest_timestamp_seconds{{stanza="{cfg["backup"]["stanza"]}"}} {newest}\n')
+    _tool("write_text")(os.path.join(directory, "pgha-backup.prom"), text)
 
 
 def stanza_create(timeout: float = 300) -> dict:

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "pgha_service"
 
-SERVICES = ("etcd", "patroni", "haproxy", "pgbouncer", "pgbackrest", "backup_schedule")
+SERVICES = ("etcd", "patroni", "haproxy", "pgbouncer", "pgbackrest", "backup_schedule", "prometheus", "alertmanager",
+            "node_exporter", "postgres_exporter", "pgbouncer_exporter")
 # A runtime drop-in that keeps systemd from restarting a crashed service.
 NO_RESTART_DROPIN = "/run/systemd/system/{unit}.service.d/pgha-no-restart.conf"
 
@@ -220,7 +221,7 @@ def disable(service: str) -> dict:
     return dict(status(service), stopping_at=stopping_at, disabled=True)
 
 
-RELOAD_SIGNALS = {"patroni": "HUP", "haproxy": "USR2", "pgbouncer": "HUP"}
+RELOAD_SIGNALS = {"patroni": "HUP", "haproxy": "USR2", "pgbouncer": "HUP", "prometheus": "HUP", "alertmanager": "HUP"}
 
 
 # `supervisorctl reread` words for a program whose definition is new or changed.

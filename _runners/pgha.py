@@ -184,7 +184,8 @@ def status(table: Any = None) -> Any:
     """
     The whole cluster: Patroni members (role, state, timeline, lag, streaming, version), etcd's
     endpoints, HAProxy's servers, who holds the cluster's lock, and with a backup node the newest
-    backup's age and how archiving goes. A table; data with ``--out=json`` (or ``table=False``).
+    backup's age and how archiving goes, with a monitor node the alerts firing now. A table; data
+    with ``--out=json`` (or ``table=False``).
 
     CLI Example:
 
@@ -202,7 +203,8 @@ def status(table: Any = None) -> Any:
         found = data["backups"]
         text += "\n" + (f"backups: cannot read the repository: {found['error']}" if "error" in found
                         else __utils__["pgha_backups.line"](found))
-    return {"outputter": "txt", "data": text}
+    alerts = __utils__["pgha_runner.alerts_line"](data)
+    return {"outputter": "txt", "data": text + ("\n" + alerts if alerts else "")}
 
 
 @_one_line
@@ -306,7 +308,7 @@ def _driller():
 @_one_line
 def failover_drill(mode: str = "stop", timeout: Any = None, report: Any = True, candidate: str | None = None,
                    freeze_s: Any = None, outage_s: Any = None, member: str | None = None, path: str = "leader",
-                   wait: Any = 0) -> dict:
+                   wait: Any = 0, alerts: Any = True) -> dict:
     """
     Inject a fault (docs/explanation/drill.md: stop, crash, switchover,
     freeze, dcs-outage, etcd-member-loss, sync-standby-loss) while the
@@ -314,6 +316,8 @@ def failover_drill(mode: str = "stop", timeout: Any = None, report: Any = True, 
     undo it whatever fails, and measure: what was restored, lost
     (``lost``, ``failed_writes``) and how long (``rto_s``, ...). Non-zero
     exit when not ``ok``; JSON report and picture in ``pgha:drill:report_dir``.
+    With monitoring on, the alert the mode expects must fire and resolve
+    (``alert_s``, ``alert_resolved_s``; ``alerts=False``: not watched).
 
     CLI Example:
 
@@ -329,7 +333,9 @@ def failover_drill(mode: str = "stop", timeout: Any = None, report: Any = True, 
              "outage_s": outage_s, "member": member}
     options, drill = _driller()
     chosen = options(_cluster(), given)
-    return _under_lock("pgha.failover_drill", dict(given, mode=mode), wait, lambda: drill(_reach(), mode, chosen))
+    watch = __utils__["pgha_args.flag"](alerts, "alerts")
+    return _under_lock("pgha.failover_drill", dict(given, mode=mode), wait,
+                       lambda: drill(_reach(), mode, chosen, alerts=watch))
 
 
 @_one_line

@@ -3,10 +3,11 @@ The pgha runner's commands for getting data back (the same ``pgha``
 namespace as ``_runners/pgha.py``): the backups the repository holds, a
 backup on demand, restores to a point in time (into a new instance beside
 the cluster, or the whole cluster in place), and the restore drill that
-proves them. The work is done in ``_utils/pgha_backups.py``,
-``pgha_restore.py`` and ``pgha_restore_drill.py``; every command that
-changes the cluster or its repository holds the cluster's lock. Needs
-psycopg on the master.
+proves them; and monitoring's: the alerts firing and Prometheus's targets,
+and the orchestration's gate on them. The work is done in
+``_utils/pgha_backups.py``, ``pgha_restore.py``, ``pgha_restore_drill.py``
+and ``pgha_alerts.py``; every command that changes the cluster or its
+repository holds the cluster's lock. Needs psycopg on the master.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -245,3 +247,79 @@ def restore_drill(mode: str = "point", host: str | None = None, keep: Any = Fals
     drill = __utils__["pgha_runner.restore_driller"]()
     return _locked("pgha.restore_drill", {"mode": chosen, "host": host}, wait,
                    lambda: drill(_reach(), chosen, host, kept, limit))
+
+
+def _monitor_node():
+    monitor = _cluster().monitor
+    if not monitor.prometheus_url:
+        raise CommandExecutionError("no node has the role monitor: Prometheus and Alertmanager are not the "
+                                    "formula's here (docs/how-to/monitoring.md)")
+    return monitor
+
+
+@_one_line
+def alerts() -> dict:
+    """
+    The monitor node's view: the alerts Alertmanager has active now and
+    Prometheus's targets with their health. ``ok`` false (exit 1) when an
+    alert fires or a target is not up.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run pgha.alerts
+        salt-run pgha.alerts --out=json
+    """
+    monitor, found = _monitor_node(), __utils__["pgha_alerts.targets"]
+    try:
+        firing = __utils__["pgha_alerts.firing"](monitor.alertmanager_url)
+        targets = found(monitor.prometheus_url)
+    except RuntimeError as exc:
+        raise CommandExecutionError(str(exc)) from None
+    problems = __utils__["pgha_alerts.targets_problems"](targets, monitor.jobs)
+    result = {"ok": not firing and not problems, "prometheus": monitor.prometheus_url,
+              "alertmanager": monitor.alertmanager_url, "firing": firing, "targets_up": sum(
+                  1 for t in targets if t["health"] == "up"), "targets": len(targets), "problems": problems}
+    return _failed(result)
+
+
+@_one_line
+def monitor_ready(timeout: Any = 120) -> dict:
+    """
+    The orchestration's gate: every scrape target of the model (each
+    exporter, Patroni, etcd, HAProxy) known to Prometheus and up, within
+    ``timeout`` seconds; the alerts firing then, and where Prometheus and
+    Alertmanager listen. Nothing to do without a monitor node.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run pgha.monitor_ready timeout=120
+    """
+    bound = __utils__["pgha_args.seconds"](timeout, "timeout")
+    monitor = _cluster().monitor
+    if not monitor.prometheus_url:
+        return {"ok": True, "comment": "no monitor node: nothing to check"}
+    deadline, problems = time.monotonic() + bound, ["not asked yet"]
+    while True:
+        try:
+            problems = __utils__["pgha_alerts.targets_problems"](
+                __utils__["pgha_alerts.targets"](monitor.prometheus_url), monitor.jobs)
+        except RuntimeError as exc:
+            problems = [str(exc)]
+        if not problems or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    count = sum(len(job["targets"]) for job in monitor.jobs)
+    result = {"ok": not problems, "prometheus": monitor.prometheus_url, "alertmanager": monitor.alertmanager_url,
+              "targets": count, "problems": problems}
+    if not problems:
+        try:
+            result["firing"] = len(__utils__["pgha_alerts.firing"](monitor.alertmanager_url))
+        except RuntimeError as exc:
+            result.update(ok=False, problems=[str(exc)])
+    result["comment"] = (f"{count} targets up; {result.get('firing')} alerts firing" if result["ok"]
+                         else f"not every target up within {bound:.0f} s: " + "; ".join(result["problems"]))
+    return _failed(result)

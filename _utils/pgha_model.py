@@ -98,6 +98,7 @@ class Drill(NamedTuple):
     timeout: int
     freeze_s: int
     outage_s: int
+    alert_timeout: int
     report_dir: str
 
 
@@ -124,6 +125,15 @@ class Backup(NamedTuple):
     from_standby: bool
     max_age_s: int | None
     schedule: dict
+
+
+class Monitor(NamedTuple):
+    """Monitoring: the exporters on, the monitor node and its Prometheus's and Alertmanager's URLs, the scrape jobs."""
+    enabled: bool
+    node: str | None
+    prometheus_url: str | None
+    alertmanager_url: str | None
+    jobs: list
 
 
 class Secrets:
@@ -217,9 +227,9 @@ def check(defaults: dict, given: dict, minion_id: str, secrets_of: str = "own") 
     if not isinstance(given, dict):
         return ["pgha: must be a map"]
     roles = {"own": own_roles(given, minion_id), "all": None, "none": []}[secrets_of]
-    rules = sibling("pgha_rules")
+    rules = sibling("pgha_rules").RULES + sibling("pgha_monitoring").RULES
     return sibling("pgha_schema").problems(
-        merge(defaults, given), given, defaults, rules.RULES, given=given, roles=roles,
+        merge(defaults, given), given, defaults, rules, given=given, roles=roles,
         modes=sibling("pgha_faults").modes(), secrets=sibling("pgha_secrets"), schedule=sibling("pgha_schedule"))
 
 
@@ -236,7 +246,7 @@ def derive(cfg: dict, minion_id: str) -> dict:
     data = copy.deepcopy(cfg)
     nodes = data["nodes"]
     by_role = {role: sorted(n for n, node in nodes.items() if role in node["roles"])
-               for role in ("etcd", "postgresql", "haproxy", "backup")}
+               for role in ("etcd", "postgresql", "haproxy", "backup", "monitor")}
     node = nodes.get(minion_id, {"address": None, "roles": []})
     raw_lookup, template = data["lookup"], data["lookup"]["root"]
     root = template.replace("{id}", minion_id)
@@ -271,6 +281,7 @@ def derive(cfg: dict, minion_id: str) -> dict:
     haproxy = data["haproxy"]
     haproxy["write_address"] = nodes[by_role["haproxy"][0]]["address"] if by_role["haproxy"] else None
     haproxy["listeners"] = _listeners(data)
+    sibling("pgha_monitoring").derive(data, _host)
     if data["drill"]["freeze_s"] is None:
         data["drill"]["freeze_s"] = data["patroni"]["ttl"] + 10
     return data
@@ -370,6 +381,7 @@ class Cluster:
         self.gates = Gates(*(data["gates"][name] for name in Gates._fields))
         self.lock = LockSettings(*(data["lock"][name] for name in LockSettings._fields))
         self.backup = Backup(*(data["backup"][name] for name in Backup._fields))
+        self.monitor = Monitor(*(data["monitor"][name] for name in Monitor._fields))
         self.users = dict(data["users"])
         self.probe_database = data["probe"]["database"]
         self.purge_data = bool(data["retire"]["purge_data"])

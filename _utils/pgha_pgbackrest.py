@@ -120,3 +120,12 @@ def refuse_running(data_dir: str) -> None:
             pid = handle.readline().strip()
         if pid.isdigit() and os.path.exists(f"/proc/{pid}"):
             raise CommandExecutionError(f"pgha_backup: PostgreSQL runs on {data_dir} (pid {pid}); stop Patroni first")
+
+
+def write_text(path: str, text: str) -> None:
+    """A small file replaced whole (a reader never sees half of it), mode 0644; its directory must exist."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)

@@ -54,7 +54,8 @@ def draw(path: str, records: list[dict], marks: dict, title: str, origin: str = 
     if failures:
         ax.plot(failures, [0] * len(failures), "|", color="red", label="failed attempt")
     styles = {"fault": "red", "promotion": "orange", "haproxy_switch": "green", "sync_switch": "purple",
-              "restore": "grey", "rejoin": "blue", "restore_point": "green", "restored": "teal"}
+              "restore": "grey", "rejoin": "blue", "restore_point": "green", "restored": "teal",
+              "alert": "magenta", "alert_resolved": "pink"}
     for name, color in styles.items():
         if marks.get(name):
             ax.axvline(marks[name] - start, color=color, linestyle="--", label=name)

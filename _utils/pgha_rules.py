@@ -21,8 +21,8 @@ import os
 import re
 from typing import Any
 
-ROLES = ("etcd", "postgresql", "haproxy", "backup")
-# The roles a cluster cannot do without (backup is optional).
+ROLES = ("etcd", "postgresql", "haproxy", "backup", "monitor")
+# The roles a cluster cannot do without (backup and monitor are optional).
 REQUIRED_ROLES = ("etcd", "postgresql", "haproxy")
 NODE_KEYS = ("address", "roles")
 READ_PATHS = ("replicas", "sync", "async")
@@ -35,7 +35,7 @@ UNSAFE_PATRONI_REASON = (
     "Patroni before 3.1 can lose acknowledged writes when a frozen leader wakes up (fixed in 3.1.0)"
 )
 # The PostgreSQL roles the formula makes or logs in as: each must be a role of its own.
-POSTGRESQL_ROLES = ("superuser", "replication", "admin", "probe", "pooler")
+POSTGRESQL_ROLES = ("superuser", "replication", "admin", "probe", "pooler", "monitor")
 _MINION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _RELEASE = re.compile(r"\d+\.\d+\.\d+")
 _VERSION_IN_TEXT = re.compile(r"(?:^|[\s:])(\d+\.\d+(?:\.\d+)?)")
@@ -450,7 +450,10 @@ def secrets_of_the_roles(cfg: dict, secrets: Any = None, roles: list | None = No
     auth = cfg["etcd"]["auth"].get("enabled") is True
     pooler = cfg["pgbouncer"].get("enabled") is True
     backup = bool(roles_of(cfg)["backup"])
-    keys = secrets.everyone(auth, pooler, backup) if roles is None else secrets.needed(roles, auth, pooler, backup)
+    exporters = cfg.get("monitor", {}).get("exporters")
+    monitor = bool(roles_of(cfg)["monitor"]) if exporters is None else exporters is True
+    keys = secrets.everyone(auth, pooler, backup, monitor) if roles is None \
+        else secrets.needed(roles, auth, pooler, backup, monitor)
     if backup and cfg["backup"].get("cipher_type") == "none":
         keys = [name for name in keys if name not in secrets.BACKUP_SECRETS]
     return secrets.problems(cfg.get("secrets"), keys)

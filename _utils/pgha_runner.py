@@ -60,7 +60,8 @@ def status_data(reach: Any) -> dict:
     """
     What ``pgha.status`` shows and ``pgha.check`` judges: the members, the
     leader, etcd's health, HAProxy's servers, the lock's holder and, with a
-    backup node, the backups (or why they cannot be read).
+    backup node, the backups (or why they cannot be read); with a monitor
+    node, the alerts firing now (or why Alertmanager cannot be read).
     """
     cluster = reach.cluster
     data = _util("pgha_cluster").cluster_status(
@@ -72,7 +73,24 @@ def status_data(reach: Any) -> dict:
             data["backups"] = _util("pgha_backups").facts(reach)
         except CommandExecutionError as exc:
             data["backups"] = {"error": str(exc)}
+    if cluster.monitor.alertmanager_url:
+        alerts = _util("pgha_alerts")
+        try:
+            data["alerts"] = alerts.firing(cluster.monitor.alertmanager_url)
+        except alerts.MonitorError as exc:
+            data["alerts"] = {"error": str(exc)}
     return data
+
+
+def alerts_line(data: dict) -> str | None:
+    """The status table's line of the alerts firing now (None without a monitor node)."""
+    found = data.get("alerts")
+    if found is None:
+        return None
+    if isinstance(found, dict):
+        return f"alerts: cannot read Alertmanager: {found['error']}"
+    names = ", ".join(f"{a['alert']} ({a['on']})" for a in found)
+    return f"alerts: {len(found)} firing" + (f": {names}" if names else "")
 
 
 def backup_problems(data: dict) -> list[str]:
@@ -108,9 +126,19 @@ def driller() -> tuple[Callable[..., Any], Callable[..., dict]]:
     def options(cluster: Any, given: dict) -> Any:
         return make(cluster, check(given, cluster))
 
-    def drill(reach: Any, mode: str, chosen: Any) -> dict:
-        result, records = run(reach, fault(mode), chosen)
-        return write(chosen.report_dir, result, records) if chosen.report_dir and records else result
+    def drill(reach: Any, mode: str, chosen: Any, alerts: bool = False) -> dict:
+        """``alerts``: a failover drill, which measures the alert its mode expects (pgha_alerts.watched)."""
+        kept: list = []
+
+        def once() -> dict:
+            result, records = run(reach, fault(mode), chosen)
+            kept.extend(records)
+            return result
+
+        monitoring = _util("pgha_monitoring")
+        result = _util("pgha_alerts").watched(reach.cluster, mode, once, monitoring.EXPECTED, monitoring.REQUIRED) \
+            if alerts else once()
+        return write(chosen.report_dir, result, kept) if chosen.report_dir and kept else result
 
     return options, drill
 

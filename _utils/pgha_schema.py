@@ -28,7 +28,7 @@ RETIRED_KEYS = {
     "lab": "removed: demo passwords are refused everywhere (the lab generates its own passwords); delete this key",
 }
 # Maps whose keys the operator chooses.
-FREE_FORM = {("nodes",), ("postgresql", "parameters"), ("patroni", "tags")}
+FREE_FORM = {("nodes",), ("postgresql", "parameters"), ("patroni", "tags"), ("monitor", "alertmanager", "route")}
 
 _DURATION = re.compile(r"\d+(us|ms|s|m|h|d)?")
 _MINION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -39,6 +39,7 @@ _PACKAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]*")
 _URL = re.compile(r"(https?|file)://\S+")
 _MEMBER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*=https?://[^,\s/]+")
 _KERNEL_MODULE = re.compile(r"[A-Za-z0-9_-]+")
+_PROM_DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
 
 Check = Callable[[Any], "str | None"]
 
@@ -285,6 +286,19 @@ SCHEMA: dict[str, Check] = {
     "lookup:pgbackrest:repo_user": user_name,
     "retire:purge_data": boolean,
     "clean:purge_data": boolean,
+    "monitor:exporters": optional(boolean),
+    "monitor:ports:*": port,
+    "monitor:scrape_interval": pattern(_PROM_DURATION, "must be a Prometheus duration such as 15s or 1m"),
+    "monitor:evaluation_interval": pattern(_PROM_DURATION, "must be a Prometheus duration such as 15s or 1m"),
+    "monitor:retention": pattern(_PROM_DURATION, "must be a Prometheus duration such as 15d"),
+    "monitor:rules:pending": pattern(_PROM_DURATION, "must be a Prometheus duration such as 0s or 1m"),
+    "monitor:rules:leader_change_window": pattern(_PROM_DURATION, "must be a Prometheus duration such as 10m"),
+    "monitor:rules:max_lag_bytes": integer(0),
+    "monitor:rules:max_lag_s": integer(1),
+    "monitor:rules:pooler_waiting_clients": integer(0),
+    "drill:alert_timeout": integer(10),
+    **{f"lookup:{name}:pkgs": packages for name in ("prometheus", "alertmanager", "node_exporter", "postgres_exporter",
+                                                     "pgbouncer_exporter")},
 }
 
 

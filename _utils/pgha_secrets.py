@@ -16,15 +16,17 @@ ROLE_SECRETS = {
     # Patroni's config.yml (REST API, replication, superuser, etcd login), the
     # post-bootstrap script (admin), the probe role's state (superuser, probe).
     "postgresql": ("superuser_password", "replication_password", "admin_password", "restapi_password",
-                   "probe_password", "etcd_patroni_password", "pooler_password"),
+                   "probe_password", "etcd_patroni_password", "pooler_password", "monitor_password"),
     # etcd's access control (root) and the users it creates: Patroni's and the lock's.
     "etcd": ("etcd_root_password", "etcd_patroni_password", "etcd_lock_password"),
     # haproxy.cfg's stats page (its checks of Patroni's REST API need no
     # password), PgBouncer's login for looking clients up.
-    "haproxy": ("haproxy_stats_password", "pooler_password"),
+    "haproxy": ("haproxy_stats_password", "pooler_password", "monitor_password"),
     # pgBackRest encrypts what it writes to the repository (archive-push on
     # the PostgreSQL nodes) and reads it back (the backup node, restores).
     "backup": ("backup_cipher_password",),
+    # Prometheus reads no password (Patroni's and etcd's metrics need none).
+    "monitor": (),
 }
 # The PostgreSQL nodes use these too when the cluster has a backup node.
 POSTGRESQL_WITH_BACKUP = ("backup_cipher_password",)
@@ -32,6 +34,8 @@ POSTGRESQL_WITH_BACKUP = ("backup_cipher_password",)
 ETCD_AUTH_SECRETS = ("etcd_root_password", "etcd_patroni_password", "etcd_lock_password")
 POOLER_SECRETS = ("pooler_password",)
 BACKUP_SECRETS = ("backup_cipher_password",)
+# The exporters' PostgreSQL role (postgres_exporter; PgBouncer's stats user): only with monitoring on.
+MONITOR_SECRETS = ("monitor_password",)
 # Passwords printed in the seed and other well-known demo values.
 DEMO_PASSWORDS = frozenset(
     {"admin", "secretpassword", "rep-pass", "postgres", "password", "replicator", "patroni", "changeme"}
@@ -40,12 +44,14 @@ DEMO_PASSWORDS = frozenset(
 UNSAFE_STATS_CHARS = set(" \t#'\"\\")
 
 
-def needed(roles: list | tuple, etcd_auth: bool, pooler: bool = False, backup: bool = False) -> list[str]:
+def needed(roles: list | tuple, etcd_auth: bool, pooler: bool = False, backup: bool = False,
+           monitor: bool = False) -> list[str]:
     """
     The secrets of these roles, in a stable order: those of etcd's access
     control only with it on, the pooler's only with PgBouncer enabled, the
     repository's only when the cluster has a backup node (the PostgreSQL
-    nodes then use it too).
+    nodes then use it too), the exporters' only with monitoring on (on the
+    HAProxy node only with the pooler: its exporter's).
     """
     keys: list[str] = []
     for role, secrets in ROLE_SECRETS.items():
@@ -53,13 +59,15 @@ def needed(roles: list | tuple, etcd_auth: bool, pooler: bool = False, backup: b
             keys += [key for key in secrets if key not in keys]
     if "postgresql" in roles and backup:
         keys += [key for key in POSTGRESQL_WITH_BACKUP if key not in keys]
+    if monitor and not pooler and "postgresql" not in roles:
+        keys = [key for key in keys if key not in MONITOR_SECRETS]
     return [key for key in keys if (etcd_auth or key not in ETCD_AUTH_SECRETS) and (pooler or key not in POOLER_SECRETS)
-            and (backup or key not in BACKUP_SECRETS)]
+            and (backup or key not in BACKUP_SECRETS) and (monitor or key not in MONITOR_SECRETS)]
 
 
-def everyone(etcd_auth: bool, pooler: bool = False, backup: bool = False) -> list[str]:
+def everyone(etcd_auth: bool, pooler: bool = False, backup: bool = False, monitor: bool = False) -> list[str]:
     """Every secret a cluster needs."""
-    return needed(tuple(ROLE_SECRETS), etcd_auth, pooler, backup)
+    return needed(tuple(ROLE_SECRETS), etcd_auth, pooler, backup, monitor)
 
 
 def problems(secrets: Any, keys: list[str]) -> list[str]:
@@ -96,7 +104,11 @@ def cluster_problems(cfg: Any, change: Any = None) -> list[str]:
     nodes = change.get("nodes") or cfg.get("nodes") or {}
     backup = any("backup" in (node.get("roles") or []) for node in nodes.values() if isinstance(node, dict)) \
         if isinstance(nodes, dict) else False
-    return problems(secrets, everyone(auth, isinstance(pooler, dict) and pooler.get("enabled") is True, backup))
+    exporters = (change.get("monitor") or cfg.get("monitor") or {}).get("exporters")
+    monitor = any("monitor" in (node.get("roles") or []) for node in nodes.values() if isinstance(node, dict)) \
+        if isinstance(nodes, dict) and exporters is None else exporters is True
+    return problems(secrets, everyone(auth, isinstance(pooler, dict) and pooler.get("enabled") is True, backup,
+                                      monitor))
 
 
 def minion_errors(ret: dict, tgt: Any, tgt_type: str) -> list[str]:

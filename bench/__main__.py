@@ -25,6 +25,8 @@ BENCH_RUNS times each.
 `python -m bench --dcs-loss` only the DCS lost and rebuilt (bench/dcs.py; BENCH_DCS=0 skips it in the full run);
 `python -m bench --backups` only backups and restores (bench/backup.py: throughput against cp -a, restore times,
 a replica from the repository, the restore drill, the total loss, the repository down; BENCH_BACKUP=0 skips it in the full run);
+`python -m bench --alerts` only the alerts the stop, crash and freeze drills raise, timed, and the scrape cost
+(bench/alerts.py, on the lab as it runs; BENCH_ALERTS=0 skips it in the full run);
 `python -m bench --client-paths` measures only the client paths, on the lab
 as it runs, into the same results; `python -m bench --etcd-members` only the
 etcd membership changes.
@@ -39,7 +41,7 @@ import subprocess
 import sys
 import time
 
-from bench import backup, dcs, membership, pgbench
+from bench import alerts, backup, dcs, membership, pgbench
 from lab import MINIONS, REPO
 from lab.processes import Lab
 
@@ -313,6 +315,25 @@ def backups_phase(results: dict) -> int:
     return 0 if point and all(entry.get("ok") for entry in point) else 1
 
 
+def alerts_phase(results: dict) -> int:
+    """The alert each leader-moving drill raises, timed, and the scrape cost (bench/alerts.py)."""
+    if not healthy():
+        results["alerts"] = {"error": "the cluster was not healthy"}
+        return 1
+    results["alerts"] = alerts.run(salt, healthy, RUNS)
+    rows = results["alerts"].get("drills") or []
+    return 0 if rows and all(entry.get("ok") for entry in rows) else 1
+
+
+def alerts_only() -> int:
+    """--alerts: only the alerts' phase, on the lab as it runs, its rows added to bench/results.json."""
+    with open(os.path.join(REPO, "bench", "results.json"), encoding="utf-8") as handle:
+        results = json.load(handle)
+    code = alerts_phase(results)
+    write_report(results)
+    return code
+
+
 def backups_only() -> int:
     """--backups: only backups and restores, on a lab from nothing, their rows added to bench/results.json."""
     with open(os.path.join(REPO, "bench", "results.json"), encoding="utf-8") as handle:
@@ -407,6 +428,7 @@ def table(results: dict) -> str:
     lines += ha_lines(results.get("ha"), cell)
     lines += dcs.lines(results.get("dcs_loss"))
     lines += backup.lines(results.get("backups"))
+    lines += alerts.lines(results.get("alerts"))
     if results.get("pgbench", {}).get("cases"):
         lines += ["", *pgbench.table(results["pgbench"])]
     return "\n".join(lines) + "\n"
@@ -482,6 +504,8 @@ def main() -> int:
         etcd_membership(results)
     if os.environ.get("BENCH_BACKUP", "1") != "0":
         backups_phase(results)
+    if os.environ.get("BENCH_ALERTS", "1") != "0":
+        alerts_phase(results)
     write_report(results)  # what is measured so far, kept if the next phase fails
     if os.environ.get("BENCH_HA", "1") != "0":
         three_etcd_members(results)
@@ -501,6 +525,8 @@ if __name__ == "__main__":
         sys.exit(dcs_loss_only())
     if sys.argv[1:] == ["--backups"]:
         sys.exit(backups_only())
+    if sys.argv[1:] == ["--alerts"]:
+        sys.exit(alerts_only())
     if sys.argv[1:] == ["--amend"]:
         sys.exit(amend())
     if sys.argv[1:] == ["--report"]:

@@ -11,13 +11,13 @@ import json
 import os
 import time
 
-from lab import say
+from lab import config, say
 from lab.config import write
 from lab.processes import Lab
 
 DRILL_FIELDS = ("mode", "ok", "old_leader", "new_leader", "timeline_before", "timeline_after", "rto_s",
                 "write_gap_s", "failed_writes", "acked", "lost", "rejoin_s", "replicas_streaming", "restored",
-                "report", "picture")
+                "alert", "alert_s", "alert_resolved_s", "report", "picture")
 
 
 def states_of(payload: dict) -> dict:
@@ -101,6 +101,10 @@ def show(lab: Lab, states: dict | None = None) -> None:
     say("\nsalt-run pgha.status:")
     ret = lab.salt("salt-run", "pgha.status", check=False, timeout=120)
     say((ret.stdout or ret.stderr).rstrip())
+    monitor = config.model(lab.lab).monitor
+    if monitor.prometheus_url:
+        say(f"\nmonitoring: Prometheus {monitor.prometheus_url}, Alertmanager {monitor.alertmanager_url} "
+            "(salt-run pgha.alerts: the alerts firing and the targets)")
     for key, state in (states or {}).items():
         if "pgha-orch-failover-drill" in key:
             drill = (state.get("changes") or {}).get("return") or {}

@@ -28,6 +28,7 @@ TEST_SECRETS = {
     "etcd_patroni_password": "EtcdPat-pw-6d2f81a5b7",
     "etcd_lock_password": "EtcdLock-pw-9b3e27c4d1",
     "backup_cipher_password": "Cipher-pw-1f8d52b7c3e6",
+    "monitor_password": "Mon-pw-7a2c91e4d8b3",
 }
 
 

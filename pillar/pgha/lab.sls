@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
-# The lab: the seed's five hosts, and a backup host, on one machine. Same minion ids, addresses on
+# The lab: the seed's five hosts, a backup host and a monitor host, on one machine. Same minion ids, addresses on
 # loopback, one root per minion (set in .lab/pillar/lab_local.sls by
 # `make lab`), supervisord instead of systemd, Patroni from PyPI in a
 # virtualenv per host, faster (valid) Patroni timings and synchronous
@@ -30,6 +30,10 @@ pgha:
     backup:
       address: 127.0.0.8
       roles: [backup]
+    # Prometheus and Alertmanager (docs/how-to/monitoring.md): 127.0.0.9:9090 and :9093
+    monitor:
+      address: 127.0.0.9
+      roles: [monitor]
   cluster:
     scope: postgres
     namespace: /db/
@@ -88,6 +92,16 @@ pgha:
   # Backups: the defaults (full weekly, differential daily, incremental
   # hourly, WAL archived at least once a minute), the repository
   # encrypted; pgBackRest's TLS files from the lab's CA like the others.
+  # Monitoring at the lab's pace: a scrape every 2 s, rules every second,
+  # conditions held 4 s, a leader change shown 20 s (the drill waits for
+  # PatroniLeaderChanged to resolve); alerts go nowhere but the API.
+  monitor:
+    scrape_interval: 2s
+    evaluation_interval: 1s
+    retention: 2d
+    rules:
+      pending: 4s
+      leader_change_window: 20s
   drill:
     enabled: true
     mode: stop

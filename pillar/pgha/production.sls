@@ -26,6 +26,11 @@ pgha:
     backup:
       address: 10.131.0.9
       roles: [backup]
+    # Prometheus and Alertmanager; with them every host runs the exporters
+    # (docs/how-to/monitoring.md).
+    monitor:
+      address: 10.131.0.10
+      roles: [monitor]
   cluster:
     scope: postgres
     namespace: /db/
@@ -94,6 +99,16 @@ pgha:
       diff: 'Mon..Sat 01:00'
       incr: '*:30'
     archive_timeout: 60
+  monitor:
+    # Where alerts go: Alertmanager's receivers (docs/how-to/monitoring.md).
+    alertmanager:
+      route:
+        receiver: dba-webhook
+        group_by: [alertname, scope]
+      receivers:
+        - name: dba-webhook
+          webhook_configs:
+            - url: http://10.131.0.10:5001/alerts
   drill:
     # The drill moves the leader: turn it off for runs that only apply changes.
     enabled: true

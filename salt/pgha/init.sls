@@ -2,9 +2,10 @@
 # vim: ft=sls
 # The pgha orchestration: `salt-run state.orchestrate pgha` on the master.
 # etcd (its members following pillar), the backup node, the bootstrap
-# leader, the replicas, etcd's authentication, HAProxy and the repository
-# (stanza, check, first full backup), each stage gated on a health check
-# with a bounded wait, then the failover drill.
+# leader, the replicas, etcd's authentication, HAProxy, the repository
+# (stanza, check, first full backup) and monitoring (exporters, Prometheus,
+# Alertmanager), each stage gated on a health check with a bounded wait,
+# then the failover drill.
 # (The formula's states for one minion are pgha.roles, applied by highstate.)
 {%- if opts.get('__role') != 'master' %}
 {{ raise("pgha: 'pgha' is the orchestration and runs on the master: `salt-run state.orchestrate pgha`. To configure this minion, run `state.apply` (highstate) or `state.apply pgha.roles`.") }}
@@ -282,6 +283,43 @@ pgha-orch-pooler-routes-writes:
     - require:
       - salt: pgha-orch-haproxy-routes-writes
 {%-   set last_gate = 'pgha-orch-pooler-routes-writes' %}
+{%- endif %}
+{%- if model.monitor.enabled %}
+
+# Monitoring: every host's exporters, then (with a monitor node) Prometheus
+# and Alertmanager; the gate: every scrape target known to Prometheus and
+# up (HAProxy's endpoint came with its configuration, the exporters' role
+# with the probe's).
+pgha-orch-exporters-applied:
+  salt.state:
+    - tgt: {{ ids | json }}
+    - tgt_type: list
+    - sls: pgha.exporters
+    - expect_minions: True
+    - failhard: True
+    - require:
+      - salt: {{ last_gate }}
+{%-   set last_gate = 'pgha-orch-exporters-applied' %}
+{%-   if model.monitor.node %}
+
+pgha-orch-monitor-applied:
+  salt.state:
+    - tgt: {{ model.monitor.node }}
+    - sls: pgha.monitor
+    - expect_minions: True
+    - failhard: True
+    - require:
+      - salt: {{ last_gate }}
+
+pgha-orch-monitor-targets-up:
+  salt.runner:
+    - name: pgha.monitor_ready
+    - timeout: {{ model.gates.timeout }}
+    - failhard: True
+    - require:
+      - salt: pgha-orch-monitor-applied
+{%-     set last_gate = 'pgha-orch-monitor-targets-up' %}
+{%-   endif %}
 {%- endif %}
 {%- if model.backup.enabled %}
 

@@ -8,6 +8,10 @@ include:
 {%-   for role in mapdata.roles %}
   - {{ tplroot }}.{{ role }}
 {%-   endfor %}
+{#- with monitoring on, every host's exporters (docs/how-to/monitoring.md) #}
+{%-   if mapdata.monitor.enabled %}
+  - {{ tplroot }}.exporters
+{%-   endif %}
 {%- else %}
 pgha-roles-none:
   test.nop:

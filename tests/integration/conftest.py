@@ -31,13 +31,14 @@ ADDRESSES = {
     "etcd": "127.0.100.5",
     "haproxy": "127.0.100.3",
     "backup": "127.0.100.8",
+    "monitor": "127.0.100.9",
 }
 # A fourth PostgreSQL node, added and then removed by test_scaling.py; with it etcd grows to three
 # members (an even number is refused): the node itself and postgres01.
 ADDED = {"postgres04": "127.0.100.40"}
 ADDED_ROLES = ["postgresql", "etcd"]
 ADDED_ETCD = ("postgres01",)
-PORTS = (5432, 8008, 2379, 2380, 8080, 8432)
+PORTS = (5432, 8008, 2379, 2380, 8080, 8432, 9090, 9093, 9100)
 MASTER_ID = "pgha-test-master"
 
 

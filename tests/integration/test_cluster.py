@@ -44,6 +44,10 @@ STAGES = [
     "pgha-orch-haproxy-routes-writes",
     # the lab enables PgBouncer (pgha:pgbouncer:enabled)
     "pgha-orch-pooler-routes-writes",
+    # the lab's monitor host (docs/how-to/monitoring.md)
+    "pgha-orch-exporters-applied",
+    "pgha-orch-monitor-applied",
+    "pgha-orch-monitor-targets-up",
     "pgha-orch-backup-ready",
     "pgha-orch-failover-drill",
     "pgha-orch-lock-released",
@@ -78,6 +82,9 @@ def test_drill_moved_the_leader_and_lost_nothing(orchestration):
     # measured from the stop on the old leader's host, Salt's delivery apart
     assert 0 <= drill["fault_dispatch_s"] < 30
     assert os.path.exists(drill["report"])
+    # the alert the stop raises, seen in Alertmanager after the fault and gone once healed
+    assert drill["alert"] == "PatroniLeaderChanged"
+    assert 0 < drill["alert_s"] < drill["alert_resolved_s"] < 180
 
 
 def _members(salt_master, orchestration):

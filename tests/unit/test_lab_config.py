@@ -15,11 +15,11 @@ from pgha_test_helpers import REPO
 from lab import config
 
 
-def test_seed_topology_is_the_recipe_and_a_backup_host():
+def test_seed_topology_is_the_recipe_a_backup_host_and_a_monitor_host():
     nodes = config.lab_nodes()
     assert {node: sorted(spec["roles"]) for node, spec in nodes.items()} == {
         "postgres01": ["postgresql"], "postgres02": ["postgresql"], "postgres03": ["postgresql"],
-        "etcd": ["etcd"], "haproxy": ["haproxy"], "backup": ["backup"]}
+        "etcd": ["etcd"], "haproxy": ["haproxy"], "backup": ["backup"], "monitor": ["monitor"]}
 
 
 def test_ha_topology_has_three_etcd_members_on_the_same_hosts():

@@ -176,7 +176,7 @@ def test_lab_pillar_is_valid(lab_pillar):
 
 @pytest.mark.parametrize(("minion_id", "own"), [
     ("postgres01", {"superuser_password", "replication_password", "admin_password", "restapi_password",
-                    "probe_password", "etcd_patroni_password", "backup_cipher_password"}),
+                    "probe_password", "etcd_patroni_password", "backup_cipher_password", "monitor_password"}),
     ("etcd", {"etcd_root_password", "etcd_patroni_password", "etcd_lock_password"}),
     ("haproxy", {"haproxy_stats_password"}),
     ("backup", {"backup_cipher_password"}),

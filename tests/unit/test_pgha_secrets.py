@@ -28,7 +28,13 @@ def test_needed_by_role_with_etcds_access_control_and_the_pooler():
     # a node with two roles needs each secret once
     assert secrets.needed(["etcd", "postgresql"], True) == [*PG[:-1], "etcd_root_password", "etcd_lock_password"]
     assert secrets.needed([], True) == []
-    assert sorted(secrets.everyone(True, True, True)) == sorted(TEST_SECRETS)
+    # the exporters' role: postgres_exporter on PostgreSQL nodes, the pooler's exporter on the HAProxy node
+    assert secrets.needed(["postgresql"], True, monitor=True) == [*PG[:-1], "monitor_password"]
+    assert secrets.needed(["haproxy"], True, monitor=True) == ["haproxy_stats_password"]
+    assert secrets.needed(["haproxy"], True, True, monitor=True) == ["haproxy_stats_password", "pooler_password",
+                                                                      "monitor_password"]
+    assert secrets.needed(["monitor", "etcd"], False, monitor=True) == []
+    assert sorted(secrets.everyone(True, True, True, True)) == sorted(TEST_SECRETS)
     assert "backup_cipher_password" not in secrets.everyone(True, True)
 
 
@@ -57,10 +63,15 @@ def test_cluster_problems_merge_a_change_and_follow_etcds_access_control():
     assert secrets.cluster_problems(master) == ["pgha:secrets:etcd_root_password: required, must be a non-empty string"]
     assert secrets.cluster_problems(master, {"pgha": {"secrets": {"etcd_root_password": "Root-pw-2c9d"}}}) == []
     assert secrets.cluster_problems(dict(master, etcd={"auth": {"enabled": False}})) == []
-    # the pooler's only with PgBouncer, the repository's only with a backup node
-    assert len(secrets.cluster_problems({})) == len(TEST_SECRETS) - 2
+    # the pooler's only with PgBouncer, the repository's only with a backup node, the exporters' only with monitoring
+    assert len(secrets.cluster_problems({})) == len(TEST_SECRETS) - 3
     with_backup = {"nodes": {"backup": {"address": "10.0.0.9", "roles": ["backup"]}}}
-    assert len(secrets.cluster_problems(with_backup)) == len(TEST_SECRETS) - 1
+    assert len(secrets.cluster_problems(with_backup)) == len(TEST_SECRETS) - 2
+    with_monitor = {"nodes": {"monitor": {"address": "10.0.0.10", "roles": ["monitor"]}}}
+    assert "pgha:secrets:monitor_password: required, must be a non-empty string" in \
+        secrets.cluster_problems(with_monitor)
+    assert "pgha:secrets:monitor_password: required, must be a non-empty string" in \
+        secrets.cluster_problems({"monitor": {"exporters": True}})
     without_pooler = {"secrets": {k: v for k, v in TEST_SECRETS.items() if k != "pooler_password"}}
     assert secrets.cluster_problems(without_pooler) == []
     assert secrets.cluster_problems(dict(without_pooler, pgbouncer={"enabled": True})) == [
@@ -73,7 +84,7 @@ def test_each_roles_pillar_file_gives_exactly_its_secrets(role):
     picked = ast.literal_eval(re.search(r"pick\(given, (\[.*?\])\)", text, re.DOTALL).group(1))
     with_backup = secrets.POSTGRESQL_WITH_BACKUP if role == "postgresql" else ()
     assert picked == list(secrets.ROLE_SECRETS[role]) + list(with_backup)
-    assert secrets.needed([role], True, True, backup=True) == picked
+    assert secrets.needed([role], True, True, backup=True, monitor=True) == picked
 
 
 def test_the_repository_passphrase_only_with_a_backup_node_and_only_to_its_users():

@@ -28,10 +28,10 @@ def test_pillar_example_matches_the_defaults():
     assert example == defaults
 
 
-def test_pillar_example_nodes_are_the_recipes_five_hosts_and_a_backup_host():
+def test_pillar_example_nodes_are_the_recipes_five_hosts_a_backup_and_a_monitor_host():
     nodes = load("pillar.example")["pgha"]["nodes"]
-    assert sorted(nodes) == ["backup", "etcd", "haproxy", "postgres01", "postgres02", "postgres03"]
-    assert nodes["backup"]["roles"] == ["backup"]
+    assert sorted(nodes) == ["backup", "etcd", "haproxy", "monitor", "postgres01", "postgres02", "postgres03"]
+    assert nodes["backup"]["roles"] == ["backup"] and nodes["monitor"]["roles"] == ["monitor"]
     assert all(node["address"].startswith("10.131.0.") for node in nodes.values())
     assert nodes == load("pillar/pgha/production.sls")["pgha"]["nodes"]
 

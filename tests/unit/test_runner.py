@@ -443,8 +443,9 @@ def test_failover_drill_hands_the_engine_the_options_under_the_lock_and_fails_wi
     monkeypatch.setattr(runner, "_reach", lambda cluster=None: FakeReach(MODEL))
     seen = {}
 
-    def engine(reach, mode, options):
-        seen.update(mode=mode, options=options, locked=[lock.command for lock in locks if not lock.released])
+    def engine(reach, mode, options, alerts=False):
+        seen.update(mode=mode, options=options, alerts=alerts,
+                    locked=[lock.command for lock in locks if not lock.released])
         return {"ok": False, "problems": ["3 acknowledged writes lost"]}
 
     options_of, _ = load("_utils", "pgha_runner").driller()  # the real argument checks and options

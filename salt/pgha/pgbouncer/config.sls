@@ -2,7 +2,8 @@
 # vim: ft=sls
 # pgbouncer.ini and its auth file. Clients log in with SCRAM: PgBouncer looks
 # their verifier up in PostgreSQL as users:pooler (auth_query), whose
-# password is the one secret the auth file holds: owned by PgBouncer's user,
+# password is the secret the auth file holds (with monitoring, the exporters'
+# role's too, a stats user): owned by PgBouncer's user,
 # mode 0600, never diffed. The admin console is reached only through the
 # Unix socket, as PgBouncer's own Unix user (no admin_users).
 {%- set tplroot = tpldir.split('/')[0] %}
@@ -40,10 +41,19 @@ pgha-pgbouncer-config-file-managed:
       - file: pgha-pgbouncer-dirs-managed
       - test: pgha-postgresql-tls-checked
 
+{%- set logins = [(mapdata.users.pooler, mapdata.secrets.pooler_password)] %}
+{%- if mapdata.monitor.enabled %}
+{#- the exporters' role, one of stats_users: SHOW commands on PgBouncer's console only #}
+{%-   do logins.append((mapdata.users.monitor, mapdata.secrets.monitor_password)) %}
+{%- endif %}
+
 pgha-pgbouncer-auth-file-managed:
   file.managed:
     - name: {{ pooler.auth_file }}
-    - contents: {{ ('"' ~ mapdata.users.pooler ~ '" "' ~ mapdata.secrets.pooler_password ~ '"') | json }}
+    - contents: |
+{%- for user, password in logins %}
+        "{{ user }}" "{{ password | replace('"', '""') }}"
+{%- endfor %}
     - user: {{ pooler.user }}
     - group: {{ pooler.user }}
     - mode: '0600'

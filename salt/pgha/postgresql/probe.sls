@@ -42,6 +42,25 @@ pgha-postgresql-probe-database-present:
 {%- endfor %}
     - require:
       - postgres_user: pgha-postgresql-probe-role-present
+{%- if mapdata.monitor.enabled %}
+
+# The exporters' role (pgha:users:monitor): postgres_exporter logs in as it
+# on each node, PgBouncer's console lets it SHOW; pg_monitor and nothing more.
+pgha-postgresql-monitor-role-present:
+  postgres_user.present:
+    - name: {{ mapdata.users.monitor }}
+    - password: {{ mapdata.secrets.monitor_password | json }}
+    - encrypted: scram-sha-256
+    - login: True
+    - superuser: False
+    - createdb: False
+    - createroles: False
+    - replication: False
+    - groups: pg_monitor
+{%-   for key, value in connection.items() %}
+    - {{ key }}: {{ value | json }}
+{%-   endfor %}
+{%- endif %}
 {%- if mapdata.pgbouncer.enabled %}
 
 # PgBouncer's login (pgha:users:pooler) and the function it looks clients'

@@ -1,0 +1,23 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# The exporters this host runs when monitoring is on (a node of role
+# monitor, or monitor:exporters): the node exporter on every host,
+# postgres_exporter on a PostgreSQL node, the PgBouncer exporter on the
+# pooler's node; HAProxy's own endpoint is in haproxy.cfg, Patroni's and
+# etcd's /metrics are theirs. docs/how-to/monitoring.md.
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import mapdata with context %}
+{%- if mapdata.monitor.enabled %}
+include:
+  - .node
+{%-   if 'postgresql' in mapdata.roles %}
+  - .postgres
+{%-   endif %}
+{%-   if mapdata.pgbouncer.enabled and mapdata.haproxy_nodes and mapdata.id == mapdata.haproxy_nodes[0] %}
+  - .pgbouncer
+{%-   endif %}
+{%- else %}
+pgha-exporters-off:
+  test.nop:
+    - name: monitoring is off (no node has the role monitor; monitor:exporters not true)
+{%- endif %}
