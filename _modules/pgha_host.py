@@ -26,6 +26,9 @@ TLS_NEEDS = {
     "postgresql": {"ca_file": {"postgresql", "haproxy"}, "cert_file": {"postgresql"}, "key_file": {"postgresql"}},
     # pgBackRest's servers and clients, whenever the cluster has a backup node
     "backup": {name: {"postgresql", "backup"} for name in ("ca_file", "cert_file", "key_file")},
+    # the exporters' https (monitor:tls): every host's certificate and key, the CA on the monitor node
+    "monitor": {"ca_file": {"monitor"}, **{name: {"etcd", "postgresql", "haproxy", "backup", "monitor"}
+                                            for name in ("cert_file", "key_file")}},
 }
 
 
@@ -137,8 +140,10 @@ def check(saltenv: str = "base", patroni: bool = True) -> dict:
     HAProxy node when PgBouncer runs there or HAProxy checks Patroni's REST
     API over https (``patroni:restapi_tls``); with a backup node,
     pgBackRest's CA, certificate and key (``pgha:backup:tls``) on it and on
-    every PostgreSQL node (the operator's PKI places them;
-    pgha never creates them); on PostgreSQL nodes, a Patroni of 3.1 or
+    every PostgreSQL node; with monitoring and ``pgha:monitor:tls`` on, the
+    exporters' certificate and key on every host and the CA on the monitor
+    node (the operator's PKI places them; pgha never creates them); on
+    PostgreSQL nodes, a Patroni of 3.1 or
     later (unless ``patroni:allow_unsafe_version``): the installed one, or
     with ``lookup:patroni:install: package`` the package's candidate; with
     ``install: pip`` the states install ``patroni:version`` (validated), and
@@ -163,6 +168,8 @@ def check(saltenv: str = "base", patroni: bool = True) -> dict:
     for section, needs in TLS_NEEDS.items():
         tls = data[section]["tls"]
         if not (data["backup"]["enabled"] if section == "backup" else tls["enabled"]):
+            continue
+        if section == "monitor" and not data["monitor"]["enabled"]:
             continue
         mine = set(data["roles"])
         if section == "postgresql" and not (data["pgbouncer"]["enabled"] or data["patroni"]["restapi_tls"]):

@@ -30,7 +30,7 @@ PATRONI_EXTRAS = ("etcd3", "psycopg3")
 # HAProxy's read paths beside the leader's port: pillar key -> Patroni's health check.
 READ_CHECKS = {"replicas": "/replica", "sync": "/sync", "async": "/async"}
 # Sections whose ``tls`` files live under the host's root.
-TLS_SECTIONS = ("etcd", "postgresql")
+TLS_SECTIONS = ("etcd", "postgresql", "monitor")
 TLS_FILES = ("ca_file", "cert_file", "key_file")
 _SIBLINGS: dict[str, Any] = {}
 

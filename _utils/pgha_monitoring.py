@@ -172,12 +172,13 @@ def jobs(data: dict, host: Any) -> list[dict]:
 
     tls = data["patroni"]["restapi_tls"]
     etcd_tls = data["etcd"]["tls"]["enabled"]
+    mine = "https" if data["monitor"]["tls"]["enabled"] else "http"
     out = [
         {"job": "patroni", "scheme": "https" if tls else "http", "ca": "postgresql" if tls else None,
          "targets": targets(by_role["postgresql"], data["patroni"]["restapi_port"])},
         {"job": "etcd", "scheme": "https" if etcd_tls else "http", "ca": "etcd" if etcd_tls else None,
          "targets": targets(by_role["etcd"], data["etcd"]["client_port"])},
-        {"job": "postgres", "scheme": "http", "ca": None,
+        {"job": "postgres", "scheme": mine, "ca": "monitor" if mine == "https" else None,
          "targets": targets(by_role["postgresql"], ports["postgres_exporter"])},
         {"job": "haproxy", "scheme": "http", "ca": None,
          "targets": targets(by_role["haproxy"], ports["haproxy"])},
@@ -185,5 +186,6 @@ def jobs(data: dict, host: Any) -> list[dict]:
     if data["pgbouncer"]["enabled"] and by_role["haproxy"]:
         out.append({"job": "pgbouncer", "scheme": "http", "ca": None,
                     "targets": targets(by_role["haproxy"][:1], ports["pgbouncer_exporter"])})
-    out.append({"job": "node", "scheme": "http", "ca": None, "targets": targets(sorted(nodes), ports["node_exporter"])})
+    out.append({"job": "node", "scheme": mine, "ca": "monitor" if mine == "https" else None,
+                "targets": targets(sorted(nodes), ports["node_exporter"])})
     return out

@@ -336,7 +336,8 @@ def tls_files(cfg: dict, **_: Any) -> list[str]:
     """With TLS on: three distinct absolute file paths; the require flags need TLS on."""
     found = []
     backup = bool(roles_of(cfg)["backup"])
-    for section, flags in (("etcd", ()), ("postgresql", ("require_clients", "require_replication")), ("backup", ())):
+    for section, flags in (("etcd", ()), ("postgresql", ("require_clients", "require_replication")), ("backup", ()),
+                           ("monitor", ())):
         tls = cfg[section]["tls"] if isinstance(cfg[section].get("tls"), dict) else {}
         found += [f"{key(section, 'tls', flag)}: needs {section}:tls:enabled true" for flag in flags
                   if tls.get(flag) is True and tls.get("enabled") is not True]

@@ -287,6 +287,7 @@ SCHEMA: dict[str, Check] = {
     "retire:purge_data": boolean,
     "clean:purge_data": boolean,
     "monitor:exporters": optional(boolean),
+    "monitor:tls:enabled": boolean,
     "monitor:ports:*": port,
     "monitor:scrape_interval": pattern(_PROM_DURATION, "must be a Prometheus duration such as 15s or 1m"),
     "monitor:evaluation_interval": pattern(_PROM_DURATION, "must be a Prometheus duration such as 15s or 1m"),

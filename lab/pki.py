@@ -5,7 +5,8 @@ for its address (usable for server and client authentication, so peers can
 authenticate each other); for each PostgreSQL node, one for its address and
 HAProxy's (clients that verify the host reach it through HAProxy); for
 the backup node and each PostgreSQL node, pgBackRest's (CN its minion id,
-its address as an IP and a DNS name). Placed
+its address as an IP and a DNS name); for every host, the exporters' (its
+address). Placed
 where the formula expects them under each host's root; the CA goes to every
 host, as etcd's CA and as PostgreSQL's. Kept across runs. Needs openssl.
 """
@@ -23,7 +24,7 @@ from lab.config import write
 
 
 def tls_paths(section: str = "etcd", repo: str = REPO) -> dict[str, str]:
-    """Where the formula looks for ``section``'s TLS files (defaults.yaml: etcd, postgresql, backup), on each host."""
+    """Where the formula looks for ``section``'s TLS files (defaults.yaml: etcd, postgresql, backup, monitor), on each host."""
     with open(os.path.join(repo, "salt", "pgha", "parameters", "defaults.yaml"), encoding="utf-8") as handle:
         tls = yaml.safe_load(handle)[section]["tls"]
     return {key: tls[key] for key in ("ca_file", "cert_file", "key_file")}
@@ -104,6 +105,11 @@ def place(ca_dir: str, host_root: Callable[[str], str], nodes: dict[str, dict], 
             paths = tls_paths("backup", repo)
             _place(root + paths["ca_file"], ca_text)
             _put(root, paths, _issue(ca_dir, node_id + "-pgbackrest", [node["address"]], ca, cn=node_id, dns=True))
+        # the exporters' https (monitor:tls): every host's certificate for its address; the CA on every host
+        if roles:
+            paths = tls_paths("monitor", repo)
+            _place(root + paths["ca_file"], ca_text)
+            _put(root, paths, _issue(ca_dir, node_id + "-monitor", [node["address"]], ca))
     return ca[1]
 
 

@@ -96,6 +96,9 @@ pgha:
   # conditions held 4 s, a leader change shown 20 s (the drill waits for
   # PatroniLeaderChanged to resolve); alerts go nowhere but the API.
   monitor:
+    # the node exporter and postgres_exporter over https, with the lab's CA
+    tls:
+      enabled: true
     scrape_interval: 2s
     evaluation_interval: 1s
     retention: 2d

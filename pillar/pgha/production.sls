@@ -100,6 +100,10 @@ pgha:
       incr: '*:30'
     archive_timeout: 60
   monitor:
+    # The exporters over https: each host's certificate (monitor:tls:cert_file
+    # and key_file) and the CA on the monitor host (docs/how-to/tls.md).
+    tls:
+      enabled: true
     # Where alerts go: Alertmanager's receivers (docs/how-to/monitoring.md).
     alertmanager:
       route:

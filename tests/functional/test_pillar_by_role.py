@@ -19,7 +19,7 @@ from test_rendering import SALT_CALL
 # The pooler's password goes where PgBouncer's role is made and where PgBouncer runs; with PgBouncer off (the
 # production example) no role has it in PostgreSQL, so it opens nothing.
 POSTGRESQL = {"superuser_password", "replication_password", "admin_password", "restapi_password", "probe_password",
-              "etcd_patroni_password", "pooler_password", "backup_cipher_password"}
+              "etcd_patroni_password", "pooler_password", "backup_cipher_password", "monitor_password"}
 
 
 def _pillar_reader(base, top: str | None = None):
@@ -61,15 +61,17 @@ def ha_pillar_of(tmp_path_factory):
     ("postgres01", POSTGRESQL),
     ("postgres03", POSTGRESQL),
     ("etcd", {"etcd_root_password", "etcd_patroni_password", "etcd_lock_password"}),
-    ("haproxy", {"haproxy_stats_password", "pooler_password"}),
+    ("haproxy", {"haproxy_stats_password", "pooler_password", "monitor_password"}),
     ("backup", {"backup_cipher_password"}),
+    ("monitor", set()),  # Prometheus and Alertmanager read no password
     ("saltmaster_master", set(TEST_SECRETS)),
     ("intruder", set()),
 ])
 def test_each_minion_gets_the_secrets_of_its_roles_only(pillar_of, minion_id, own):
     pillar = pillar_of(minion_id)
     assert "_errors" not in pillar, pillar.get("_errors")
-    assert sorted(pillar["pgha"]["nodes"]) == ["backup", "etcd", "haproxy", "postgres01", "postgres02", "postgres03"]
+    assert sorted(pillar["pgha"]["nodes"]) == ["backup", "etcd", "haproxy", "monitor", "postgres01", "postgres02",
+                                               "postgres03"]
     given = pillar["pgha"].get("secrets") or {}
     assert set(given) == own
     assert all(given[key] == TEST_SECRETS[key] for key in given)
@@ -82,7 +84,7 @@ def test_each_minion_gets_the_secrets_of_its_roles_only(pillar_of, minion_id, ow
     ("postgres02", POSTGRESQL | {"etcd_root_password", "etcd_lock_password"}),
     ("postgres03", POSTGRESQL),
     ("etcd", {"etcd_root_password", "etcd_patroni_password", "etcd_lock_password"}),
-    ("haproxy", {"haproxy_stats_password", "pooler_password"}),
+    ("haproxy", {"haproxy_stats_password", "pooler_password", "monitor_password"}),
 ])
 def test_three_member_etcd_gives_the_co_located_members_the_etcd_secrets(ha_pillar_of, minion_id, own):
     pillar = ha_pillar_of(minion_id)

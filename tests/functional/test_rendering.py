@@ -138,6 +138,10 @@ class SaltEnv:
                     (pki / f"{section}.crt").write_text("-----BEGIN CERTIFICATE-----\nnode\n-----END CERTIFICATE-----\n")
                     (pki / f"{section}.key").write_text("-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n")
                     (pki / f"{section}.key").chmod(0o644)
+            # the exporters' https (monitor:tls, on in the lab and the production example): every host
+            (pki / "monitor-ca.crt").write_text(real_ca())
+            (pki / "monitor.crt").write_text("-----BEGIN CERTIFICATE-----\nnode\n-----END CERTIFICATE-----\n")
+            (pki / "monitor.key").write_text("-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n")
             if {"postgresql", "backup"} & set(roles):  # pgBackRest's, on the backup node and the PostgreSQL nodes
                 (pki / "pgbackrest-ca.crt").write_text(real_ca())
                 (pki / "pgbackrest.crt").write_text("-----BEGIN CERTIFICATE-----\nnode\n-----END CERTIFICATE-----\n")
@@ -868,7 +872,8 @@ def test_lab_pgbouncer_in_front_of_the_leader_port(lab):
     assert pooler["auth_user"] == "pgha_pooler"
     assert "pgha_pooler_lookup($1)" in pooler["auth_query"]
     # the admin console only through the socket, as PgBouncer's own user
-    assert pooler["admin_users"] == pooler["stats_users"] == ""
+    assert pooler["admin_users"] == ""
+    assert pooler["stats_users"] == "pgha_monitor"  # the exporters' role: SHOW only (the lab monitors)
     assert pooler["pool_mode"] == "transaction"
 
 
@@ -881,7 +886,8 @@ def test_lab_pgbouncer_checks_the_servers_certificates(lab):
 def test_lab_pgbouncer_auth_file_private(lab):
     auth = lab.path("haproxy", "/etc/pgbouncer/userlist.txt")
     assert mode_owner(auth) == ("0o600", "postgres", "postgres")
-    assert auth.read_text() == f'"pgha_pooler" "{LAB_SECRETS["pooler_password"]}"\n'
+    assert auth.read_text() == (f'"pgha_pooler" "{LAB_SECRETS["pooler_password"]}"\n'
+                                f'"pgha_monitor" "{LAB_SECRETS["monitor_password"]}"\n')
     assert mode_owner(lab.path("haproxy", "/etc/pgbouncer/pgbouncer.ini")) == ("0o640", "postgres", "postgres")
     # only the haproxy node gets a pooler
     assert not lab.path("postgres01", "/etc/pgbouncer").exists()

@@ -86,7 +86,8 @@ def test_check_tls_files(production_pillar, tmp_path, minion_id, present, missin
     _host_with_pki(tmp_path, minion_id, present)
     pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"},
                                          "pgbouncer": {"enabled": bool(pgbouncer)},
-                                         "patroni": {"restapi_tls": pgbouncer is None}})
+                                         "patroni": {"restapi_tls": pgbouncer is None},
+                                         "monitor": {"tls": {"enabled": False}}})  # its own test below
     module = load_module(pillar, minion_id=minion_id)
     result = module.check()
     assert result["ready"] is (not missing)
@@ -97,9 +98,33 @@ def test_check_tls_files(production_pillar, tmp_path, minion_id, present, missin
     assert module.__context__.get("retcode") == (1 if missing else None)
 
 
+MONITOR_PKI = ("monitor-ca.crt", "monitor.crt", "monitor.key")
+
+
+@pytest.mark.parametrize(("minion_id", "present", "missing"), [
+    ("haproxy", ("monitor.crt", "monitor.key"), []),  # every host's exporters serve https
+    ("haproxy", ("monitor.crt",), ["monitor:tls:key_file"]),
+    ("monitor", MONITOR_PKI, []),  # Prometheus verifies them with the CA
+    ("monitor", ("monitor.crt", "monitor.key"), ["monitor:tls:ca_file"]),
+])
+def test_check_the_exporters_tls_files(production_pillar, tmp_path, minion_id, present, missing):
+    _host_with_pki(tmp_path, minion_id, present)
+    pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"}, "pgbouncer": {"enabled": False},
+                                         "patroni": {"restapi_tls": False}})
+    result = load_module(pillar, minion_id=minion_id).check()
+    assert [error.split(": ")[0] for error in result["errors"]] == [f"pgha:{key}" for key in missing]
+    assert result["ready"] is (not missing)
+    if minion_id == "haproxy":  # monitoring off (no monitor node): nothing of the sort needed
+        del pillar["pgha"]["nodes"]["monitor"]
+        _host_with_pki(tmp_path / "off", minion_id, ())
+        pillar = patched(pillar, {"lookup": {"root": f"{tmp_path}/off/{{id}}"}})
+        assert load_module(pillar, minion_id="haproxy").check()["ready"] is True
+
+
 def test_check_tls_off_needs_nothing(production_pillar, tmp_path):
     pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"}, "etcd": {"tls": {"enabled": False}},
-                                         "postgresql": {"tls": TLS_OFF}, "patroni": {"restapi_tls": False}})
+                                         "postgresql": {"tls": TLS_OFF}, "patroni": {"restapi_tls": False},
+                                         "monitor": {"tls": {"enabled": False}}})
     assert load_module(pillar, minion_id="etcd").check() == {
         "ready": True, "errors": [], "patroni_version": None, "patroni_running": None
     }
@@ -120,7 +145,8 @@ def _patroni_host(production_pillar, tmp_path, patch: dict | None = None, minion
                   version_output: str | None = None, installed: str = "", candidate: str = "", binary: str | None = None):
     """check's module for a host under tmp_path, with a Patroni binary printing version_output (None: absent)."""
     pillar = patched(production_pillar, {"lookup": {"root": f"{tmp_path}/{{id}}"}, "etcd": {"tls": {"enabled": False}},
-                                         "postgresql": {"tls": TLS_OFF}, "patroni": {"restapi_tls": False}})
+                                         "postgresql": {"tls": TLS_OFF}, "patroni": {"restapi_tls": False},
+                                         "monitor": {"tls": {"enabled": False}}})
     pillar = patched(pillar, patch or {})
     del pillar["pgha"]["nodes"]["backup"]  # no backup node: no pgBackRest files either
     module = load_module(pillar, minion_id=minion_id)

@@ -43,10 +43,20 @@ def test_the_production_example_monitors_every_target(given):
     assert [t["target"] for t in jobs["patroni"]["targets"]] == ["10.131.0.15:8008", "10.131.0.32:8008",
                                                                  "10.131.0.6:8008"]
     assert jobs["etcd"]["targets"] == [{"node": "etcd", "target": "10.131.0.5:2379"}]
+    # monitor:tls on (the example's): the node exporter and postgres_exporter over https, verified with its CA
+    assert (jobs["node"]["scheme"], jobs["node"]["ca"]) == (jobs["postgres"]["scheme"], jobs["postgres"]["ca"]) == (
+        "https", "monitor")
+    assert jobs["haproxy"]["scheme"] == "http"
     assert jobs["haproxy"]["targets"] == [{"node": "haproxy", "target": "10.131.0.3:8405"}]
     assert len(jobs["node"]["targets"]) == len(cluster.nodes) == 7
     # a scrape never outlasts its interval
     assert cluster.as_map()["monitor"]["scrape_timeout"] == "10s"
+
+
+def test_the_exporters_over_http_with_monitor_tls_off(given):
+    given["monitor"]["tls"] = {"enabled": False}
+    jobs = {job["job"]: job for job in model.build(DEFAULTS, given, "monitor").monitor.jobs}
+    assert (jobs["node"]["scheme"], jobs["node"]["ca"]) == ("http", None)
 
 
 def test_the_pooler_adds_its_exporter_and_short_intervals_bound_the_timeout(given):

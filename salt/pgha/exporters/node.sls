@@ -8,11 +8,13 @@
 {%- set node = mapdata.lookup.node_exporter %}
 {%- set args = ' '.join([
       '--web.listen-address=' ~ mapdata.node.address ~ ':' ~ mapdata.monitor.ports.node_exporter,
-      '--collector.textfile.directory=' ~ node.textfile_dir]) %}
+      '--collector.textfile.directory=' ~ node.textfile_dir]
+      + (['--web.config.file=' ~ mapdata.lookup.exporter_web.config_file] if mapdata.monitor.tls.enabled else [])) %}
 
 include:
   - {{ tplroot }}.root
   - {{ tplroot }}.supervisord
+  - {{ tplroot }}.exporters.tls
 
 pgha-node-exporter-package-installed:
   pkg.installed:
@@ -45,5 +47,5 @@ pgha-node-exporter-env-file-managed:
       - pkg: pgha-node-exporter-package-installed
 
 {{ service('pgha-node-exporter', mapdata, 'node_exporter', node.binary ~ ' ' ~ args, node.user,
-           [{'file': 'pgha-node-exporter-env-file-managed'}],
+           [{'file': 'pgha-node-exporter-env-file-managed'}, {'test': 'pgha-exporters-tls-checked'}],
            require_ids=[{'file': 'pgha-node-exporter-textfile-dir-managed'}]) }}

@@ -14,11 +14,13 @@
       'DATA_SOURCE_URI': mapdata.node.address ~ ':' ~ mapdata.postgresql.port ~ '/postgres' ~ query,
       'DATA_SOURCE_USER': mapdata.users.monitor,
       'DATA_SOURCE_PASS_FILE': pe.password_file} %}
-{%- set args = '--web.listen-address=' ~ mapdata.node.address ~ ':' ~ mapdata.monitor.ports.postgres_exporter %}
+{%- set args = '--web.listen-address=' ~ mapdata.node.address ~ ':' ~ mapdata.monitor.ports.postgres_exporter
+      ~ ((' --web.config.file=' ~ mapdata.lookup.exporter_web.config_file) if mapdata.monitor.tls.enabled else '') %}
 
 include:
   - {{ tplroot }}.root
   - {{ tplroot }}.supervisord
+  - {{ tplroot }}.exporters.tls
 
 pgha-postgres-exporter-package-installed:
   pkg.installed:
@@ -51,5 +53,5 @@ pgha-postgres-exporter-env-file-managed:
       - pkg: pgha-postgres-exporter-package-installed
 
 {{ service('pgha-postgres-exporter', mapdata, 'postgres_exporter', pe.binary ~ ' ' ~ args, pe.user,
-           [{'file': 'pgha-postgres-exporter-env-file-managed'}, {'file': 'pgha-postgres-exporter-password-file-managed'}],
+           [{'file': 'pgha-postgres-exporter-env-file-managed'}, {'test': 'pgha-exporters-tls-checked'}, {'file': 'pgha-postgres-exporter-password-file-managed'}],
            environment=environment) }}
