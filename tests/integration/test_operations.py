@@ -130,7 +130,8 @@ def test_switchover_to_a_non_sync_candidate_is_refused_clearly(salt_master, orch
 def test_pooled_switchover_fails_no_query(salt_master, orchestration):
     """The drill writes through PgBouncer, which is paused for the move and resumed after."""
     wait_healthy(salt_master)
-    ret = run(salt_master, "pgha.failover_drill", "mode=switchover", "path=pooler", "--out=json")
+    # alerts=False: the orchestration's drill proves the alerts (test_cluster.py); here the pooler is the point
+    ret = run(salt_master, "pgha.failover_drill", "mode=switchover", "path=pooler", "alerts=False", "--out=json")
     drill = json.loads(ret.stdout)
     assert ret.returncode == 0, drill
     assert drill["ok"] and drill["pooler_paused"] is True, drill["problems"]
@@ -158,33 +159,17 @@ def test_pooler_refuses_superusers_and_remote_admins(orchestration, cluster_secr
 
 def test_crash_drill(salt_master, orchestration):
     wait_healthy(salt_master)
-    ret = run(salt_master, "pgha.failover_drill", "mode=crash", "--out=json")
+    ret = run(salt_master, "pgha.failover_drill", "mode=crash", "alerts=False", "--out=json")
     drill = json.loads(ret.stdout)
     assert ret.returncode == 0, drill
     assert drill["ok"] and drill["lost"] == 0 and drill["timeline_after"] > drill["timeline_before"]
     assert drill["rejoin_s"] is not None
 
 
-def test_frozen_leader_loses_nothing_and_rejoins(salt_master, orchestration):
-    """The leader's Patroni stopped (SIGSTOP) past the leader key's TTL, then resumed."""
-    wait_healthy(salt_master)
-    ret = run(salt_master, "pgha.failover_drill", "mode=freeze", "--out=json")
-    drill = json.loads(ret.stdout)
-    assert ret.returncode == 0, drill
-    assert drill["ok"] and drill["lost"] == 0, drill["problems"]
-    assert drill["freeze_s"] == 30  # ttl 20 + 10
-    assert drill["restored"] == [f"patroni resumed (SIGCONT) on {drill['old_leader']}"]
-    # another member took over; the old leader follows it on its timeline
-    assert drill["new_leader"] not in (None, drill["old_leader"]) and drill["leader_after"] == drill["new_leader"]
-    assert drill["replicas_streaming"] == 2
-    # generous bounds only: the measured times live in the benchmark
-    assert drill["unavailable_s"] is None or drill["unavailable_s"] < 60
-
-
 def test_dcs_outage_with_failsafe_loses_no_write(salt_master, orchestration):
     """Every etcd member stopped for outage_s: with failsafe_mode the leader keeps its writes going."""
     wait_healthy(salt_master)
-    ret = run(salt_master, "pgha.failover_drill", "mode=dcs-outage", "outage_s=25", "--out=json")
+    ret = run(salt_master, "pgha.failover_drill", "mode=dcs-outage", "outage_s=25", "alerts=False", "--out=json")
     drill = json.loads(ret.stdout)
     assert ret.returncode == 0, drill
     assert drill["ok"] and drill["failsafe_mode"] is True, drill["problems"]
