@@ -296,11 +296,11 @@ def dcs_losses(results: dict) -> int:
     return 0 if all(entry["ok"] for entry in found["runs"]) and found["runs"] else 1
 
 
-def dcs_loss_only() -> int:
-    """--dcs-loss: only the DCS-loss phase, its rows added to bench/results.json."""
+def phase_only(phase) -> int:
+    """One phase alone (--dcs-loss, --alerts), its rows added to bench/results.json and the report rewritten."""
     with open(os.path.join(REPO, "bench", "results.json"), encoding="utf-8") as handle:
         results = json.load(handle)
-    code = dcs_losses(results)
+    code = phase(results)
     write_report(results)
     return code
 
@@ -323,15 +323,6 @@ def alerts_phase(results: dict) -> int:
     results["alerts"] = alerts.run(salt, healthy, RUNS)
     rows = results["alerts"].get("drills") or []
     return 0 if rows and all(entry.get("ok") for entry in rows) else 1
-
-
-def alerts_only() -> int:
-    """--alerts: only the alerts' phase, on the lab as it runs, its rows added to bench/results.json."""
-    with open(os.path.join(REPO, "bench", "results.json"), encoding="utf-8") as handle:
-        results = json.load(handle)
-    code = alerts_phase(results)
-    write_report(results)
-    return code
 
 
 def backups_only() -> int:
@@ -522,11 +513,11 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--etcd-members"]:
         sys.exit(etcd_membership_only())
     if sys.argv[1:] == ["--dcs-loss"]:
-        sys.exit(dcs_loss_only())
+        sys.exit(phase_only(dcs_losses))
     if sys.argv[1:] == ["--backups"]:
         sys.exit(backups_only())
     if sys.argv[1:] == ["--alerts"]:
-        sys.exit(alerts_only())
+        sys.exit(phase_only(alerts_phase))  # on the lab as it runs
     if sys.argv[1:] == ["--amend"]:
         sys.exit(amend())
     if sys.argv[1:] == ["--report"]:

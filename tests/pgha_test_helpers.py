@@ -37,6 +37,18 @@ def read_pillar(name: str) -> dict:
     return yaml.safe_load((PILLAR_DIR / "pgha" / f"{name}.sls").read_text())
 
 
+def defaults() -> dict:
+    """The formula's defaults (salt/pgha/parameters/defaults.yaml)."""
+    return yaml.safe_load((SALT_DIR / "pgha" / "parameters" / "defaults.yaml").read_text())
+
+
+def production_given() -> dict:
+    """The production example's pgha pillar with the test secrets: what the master is given."""
+    pillar = read_pillar("production")["pgha"]
+    pillar["secrets"] = dict(TEST_SECRETS)
+    return pillar
+
+
 def load(kind: str, name: str) -> ModuleType:
     """
     A module of the formula (``kind``: _modules, _states, _runners, _utils)

@@ -8,18 +8,15 @@ returned anew, the original untouched.
 from __future__ import annotations
 
 import pytest
-import yaml
-from pgha_test_helpers import SALT_DIR, TEST_SECRETS, load, read_pillar
+from pgha_test_helpers import TEST_SECRETS, defaults, load, production_given
 
 model = load("_utils", "pgha_model")
-DEFAULTS = yaml.safe_load((SALT_DIR / "pgha" / "parameters" / "defaults.yaml").read_text())
+DEFAULTS = defaults()
 
 
 @pytest.fixture
 def given() -> dict:
-    pillar = read_pillar("production")["pgha"]
-    pillar["secrets"] = dict(TEST_SECRETS)
-    return pillar
+    return production_given()
 
 
 def test_build_derives_the_cluster_once_for_a_minion(given):

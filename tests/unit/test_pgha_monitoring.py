@@ -11,20 +11,17 @@ import copy
 import time
 
 import pytest
-import yaml
-from pgha_test_helpers import SALT_DIR, TEST_SECRETS, load, read_pillar
+from pgha_test_helpers import TEST_SECRETS, defaults, load, production_given
 
 model = load("_utils", "pgha_model")
 monitoring = load("_utils", "pgha_monitoring")
 alerts = load("_utils", "pgha_alerts")
-DEFAULTS = yaml.safe_load((SALT_DIR / "pgha" / "parameters" / "defaults.yaml").read_text())
+DEFAULTS = defaults()
 
 
 @pytest.fixture
 def given() -> dict:
-    pillar = read_pillar("production")["pgha"]
-    pillar["secrets"] = dict(TEST_SECRETS)
-    return pillar
+    return production_given()
 
 
 def errors(given: dict) -> list[str]:
