@@ -330,15 +330,30 @@ def test_clean_packages_only_on_a_host_of_its_own(manager_env):
         assert state["state"] != "pkgrepo.absent"  # the PGDG repository is off by default
 
 
+def exporter_ids(manager: str, postgresql: bool = False, pooler: bool = False) -> set[str]:
+    """pgha.exporters.clean's state ids on a host (the production example monitors: every host has exporters)."""
+    ids = service_ids("pgha-node-exporter", manager) | {
+        "pgha-exporters-package-clean", "pgha-node-exporter-env-file-clean", "pgha-postgres-exporter-env-file-clean",
+        "pgha-exporters-files-clean", "pgha-exporters-data-clean"}
+    ids |= service_ids("pgha-postgres-exporter", manager) if postgresql else set()
+    return ids | (service_ids("pgha-pgbouncer-exporter", manager, units=True) if pooler else set())
+
+
 def test_clean_for_every_role_of_the_minion(manager_env):
-    supervisord = expected_ids("supervisord", manager_env.manager)
+    supervisord, manager = expected_ids("supervisord", manager_env.manager), manager_env.manager
     assert (
         set(render(manager_env, "pgha.clean", "postgres01"))
-        == expected_ids("postgresql", manager_env.manager) | supervisord
+        == expected_ids("postgresql", manager) | supervisord | exporter_ids(manager, postgresql=True)
     )
-    assert set(render(manager_env, "pgha.clean", "etcd")) == expected_ids("etcd", manager_env.manager) | supervisord
+    assert set(render(manager_env, "pgha.clean", "etcd")) == expected_ids("etcd", manager) | supervisord | exporter_ids(
+        manager)
     haproxy = set(render(manager_env, "pgha.clean", "haproxy"))
-    assert haproxy == expected_ids("haproxy", manager_env.manager) | supervisord
+    assert haproxy == expected_ids("haproxy", manager) | supervisord | exporter_ids(
+        manager, pooler=manager == "supervisord")
+    monitor = set(render(manager_env, "pgha.clean", "monitor"))
+    assert {"pgha-prometheus-service-clean", "pgha-alertmanager-service-clean", "pgha-monitor-files-clean",
+            "pgha-monitor-data-clean", "pgha-monitor-package-clean"} <= monitor
+    assert exporter_ids(manager) <= monitor
     # PgBouncer's clean comes with HAProxy's when it is enabled (the supervisord pillar here), not otherwise
     assert ("pgha-pgbouncer-service-clean" in haproxy) is (manager_env.manager == "supervisord")
 
