@@ -138,7 +138,8 @@ def watched(cluster: Any, mode: str, drill: Callable[[], dict], expected_of: dic
     ``alert_timeout``, added to the report (``alert_s`` and
     ``alert_resolved_s``, the marks ``alert`` and ``alert_resolved``, every
     alert seen in ``alerts_seen``); in the ``required`` modes a missing
-    one is a problem that makes the drill not ok.
+    one is a problem that makes the drill not ok. An alert still firing
+    from before after ``alert_timeout`` is not measured (``alert_note``).
     """
     expected = expected_of.get(mode)
     url = cluster.monitor.alertmanager_url
@@ -169,13 +170,17 @@ def _report(result: dict, watch: Watch, fault: float | None, quiet: bool, requir
     for name, moment in (("alert", watch.fired_at), ("alert_resolved", watch.resolved_at)):
         if moment is not None:
             marks[name] = moment
+    if not quiet:
+        # firing since before the fault (an earlier change within its window): a new firing cannot be told apart
+        result.update(alert_s=None, alert_resolved_s=None,
+                      alert_note=f"{watch.expected} was firing before the fault and still {timeout:.0f} s later "
+                                 "(an earlier leader change within monitor:rules:leader_change_window, or "
+                                 f"Alertmanager unreadable: {watch.last_error}); not measured")
+        return
     if not required or not fault:
         return
     problems = result.setdefault("problems", [])
-    if not quiet:
-        problems.append(f"{watch.expected} was still firing {timeout:.0f} s after the drill began waiting for it "
-                        "to clear" + (f" ({watch.last_error})" if watch.last_error else ""))
-    elif watch.fired_at is None:
+    if watch.fired_at is None:
         problems.append(f"the expected alert {watch.expected} did not fire within {timeout:.0f} s of the fault"
                         + (f" (Alertmanager: {watch.last_error})" if watch.last_error else ""))
     elif watch.resolved_at is None:

@@ -213,3 +213,13 @@ def test_without_monitoring_the_drill_runs_unwatched():
     result = alerts.watched(cluster, "stop", lambda: {"ok": True}, monitoring.EXPECTED, monitoring.REQUIRED)
     assert result == {"ok": True}
     assert copy.deepcopy(monitoring.REQUIRED) == ("stop", "crash", "switchover", "freeze")
+
+
+def test_an_alert_firing_from_before_the_whole_wait_is_not_measured_nor_failed(monkeypatch):
+    monkeypatch.setattr(alerts, "POLL_S", 0.02)
+    fake = _Alertmanager([(0, ["PatroniLeaderChanged"])])  # a change within the window, before this drill
+    result = alerts.watched(_Cluster(timeout=0.3), "stop",
+                            lambda: {"ok": True, "problems": [], "marks": {"fault": time.time()}},
+                            monitoring.EXPECTED, monitoring.REQUIRED, fake)
+    assert result["ok"] and result["alert_s"] is None and result["alert_resolved_s"] is None
+    assert result["alert_note"].startswith("PatroniLeaderChanged was firing before the fault")
