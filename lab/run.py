@@ -84,6 +84,11 @@ def orchestrate(lab: Lab) -> tuple[int, dict]:
                 say(f"       stanza {ready['stanza']} on {ready['node']}, pgbackrest check passed; "
                     + (f"first full backup {first['label']} ({first['took_s']} s)" if first else
                        "the repository already holds backups (salt-run pgha.backups)"))
+        if name == "pgha-orch-monitor-targets-up":
+            ready = (state.get("changes") or {}).get("return")
+            if isinstance(ready, dict) and ready.get("ok"):
+                say(f"       {ready.get('comment')}: Prometheus {ready.get('prometheus')}, "
+                    f"Alertmanager {ready.get('alertmanager')}")
         if name == "pgha-orch-stopped-members-started":
             started = (state.get("changes") or {}).get("return")
             if isinstance(started, dict) and started.get("started"):

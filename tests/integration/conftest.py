@@ -99,7 +99,7 @@ def write_pillar(test_root: str, cluster_secrets: dict, added: dict | None = Non
             "haproxy": {"bind_address": ADDRESSES["haproxy"], "stats_bind_address": ADDRESSES["haproxy"]},
             "drill": {"report_dir": os.path.join(test_root, "reports")},
             # monitoring at a lighter pace than the lab's: the drill waits for PatroniLeaderChanged to clear
-            "monitor": {"scrape_interval": "3s", "rules": {"leader_change_window": "12s"}},
+            "monitor": {"scrape_interval": "5s", "rules": {"leader_change_window": "15s"}},
         }
     }
     # etcd and PostgreSQL over TLS (pillar pgha.lab): the certificates on the hosts, as a PKI would place them.
