@@ -271,16 +271,16 @@ def alerts() -> dict:
         salt-run pgha.alerts
         salt-run pgha.alerts --out=json
     """
-    monitor, found = _monitor_node(), __utils__["pgha_alerts.targets"]
+    monitor = _monitor_node()
     try:
         firing = __utils__["pgha_alerts.firing"](monitor.alertmanager_url)
-        targets = found(monitor.prometheus_url)
+        found = __utils__["pgha_alerts.targets"](monitor.prometheus_url)
     except RuntimeError as exc:
         raise CommandExecutionError(str(exc)) from None
-    problems = __utils__["pgha_alerts.targets_problems"](targets, monitor.jobs)
+    problems = __utils__["pgha_alerts.targets_problems"](found, monitor.jobs)
     result = {"ok": not firing and not problems, "prometheus": monitor.prometheus_url,
-              "alertmanager": monitor.alertmanager_url, "firing": firing, "targets_up": sum(
-                  1 for t in targets if t["health"] == "up"), "targets": len(targets), "problems": problems}
+              "alertmanager": monitor.alertmanager_url, "firing": firing, "targets": len(found),
+              "targets_up": sum(1 for t in found if t["health"] == "up"), "problems": problems}
     return _failed(result)
 
 
@@ -302,16 +302,11 @@ def monitor_ready(timeout: Any = 120) -> dict:
     monitor = _cluster().monitor
     if not monitor.prometheus_url:
         return {"ok": True, "comment": "no monitor node: nothing to check"}
-    deadline, problems = time.monotonic() + bound, ["not asked yet"]
-    while True:
-        try:
-            problems = __utils__["pgha_alerts.targets_problems"](
-                __utils__["pgha_alerts.targets"](monitor.prometheus_url), monitor.jobs)
-        except RuntimeError as exc:
-            problems = [str(exc)]
-        if not problems or time.monotonic() > deadline:
-            break
+    deadline = time.monotonic() + bound
+    _, problems = __utils__["pgha_alerts.check_targets"](monitor.prometheus_url, monitor.jobs)
+    while problems and time.monotonic() < deadline:
         time.sleep(1)
+        _, problems = __utils__["pgha_alerts.check_targets"](monitor.prometheus_url, monitor.jobs)
     count = sum(len(job["targets"]) for job in monitor.jobs)
     result = {"ok": not problems, "prometheus": monitor.prometheus_url, "alertmanager": monitor.alertmanager_url,
               "targets": count, "problems": problems}

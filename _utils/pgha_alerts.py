@@ -72,6 +72,15 @@ def targets_problems(found: list[dict], jobs: list[dict]) -> list[str]:
     return problems
 
 
+def check_targets(prometheus_url: str, jobs: list[dict], get: Callable[[str], Any] = get_json) -> tuple[list, list]:
+    """Prometheus's targets now, and ``targets_problems`` (or that Prometheus does not answer)."""
+    try:
+        found = targets(prometheus_url, get)
+    except MonitorError as exc:
+        return [], [str(exc)]
+    return found, targets_problems(found, jobs)
+
+
 class Watch(threading.Thread):
     """
     Polls Alertmanager every ``POLL_S`` from the moment it starts: the first
@@ -104,11 +113,10 @@ class Watch(threading.Thread):
         now = time.time()
         self.last_ok = True
         self.active = names
-        for name in names:
-            if self.armed_at is not None:
-                self.first_seen.setdefault(name, now)
         if self.armed_at is None:
             return
+        for name in names:
+            self.first_seen.setdefault(name, now)
         if self.expected in names and self.fired_at is None:
             self.fired_at = now
         elif self.expected not in names and self.fired_at is not None and self.resolved_at is None:

@@ -143,8 +143,10 @@ RULES = (one_monitor_node, alertmanager_routes, monitor_ports)
 
 def derive(data: dict, host: Any) -> None:
     """
-    ``data["monitor"]`` completed: enabled, the node and its URLs, and the
-    scrape jobs (``jobs``); ``host`` formats an address for a URL.
+    ``data["monitor"]`` completed (after the model set the nodes by role):
+    enabled, the node and its URLs, the scrape jobs (``jobs``) and the
+    exporters this minion runs (``exporters_here``: the states and their
+    clean read it); ``host`` formats an address for a URL.
     """
     monitor, nodes = data["monitor"], data["nodes"]
     node = (monitor_nodes(data) or [None])[0]
@@ -154,6 +156,10 @@ def derive(data: dict, host: Any) -> None:
                    prometheus_url=f"http://{address}:{ports['prometheus']}" if node else None,
                    alertmanager_url=f"http://{address}:{ports['alertmanager']}" if node else None)
     monitor["jobs"] = jobs(data, host) if monitor["enabled"] else []
+    pooler = data["pgbouncer"]["enabled"] and data["haproxy_nodes"][:1] == [data["id"]]
+    monitor["exporters_here"] = [name for name, here in (
+        ("node_exporter", True), ("postgres_exporter", "postgresql" in data["roles"]), ("pgbouncer_exporter", pooler))
+        if here] if monitor["enabled"] else []
     # a scrape's bound: Prometheus's 10 s default, never above the interval
     monitor["scrape_timeout"] = monitor["scrape_interval"] if seconds(monitor["scrape_interval"]) < 10 else "10s"
 
@@ -164,28 +170,19 @@ def jobs(data: dict, host: Any) -> list[dict]:
     (None: plain http), and the targets as {node, address:port}.
     """
     nodes, ports = data["nodes"], data["monitor"]["ports"]
-    by_role = {role: sorted(n for n, node in nodes.items() if role in node["roles"])
-               for role in ("etcd", "postgresql", "haproxy")}
 
-    def targets(names: list[str], port: int) -> list[dict]:
-        return [{"node": name, "target": f"{host(nodes[name]['address'])}:{port}"} for name in names]
+    def job(name: str, names: list[str], port: int, ca: str | None = None) -> dict:
+        return {"job": name, "scheme": "https" if ca else "http", "ca": ca,
+                "targets": [{"node": n, "target": f"{host(nodes[n]['address'])}:{port}"} for n in names]}
 
-    tls = data["patroni"]["restapi_tls"]
-    etcd_tls = data["etcd"]["tls"]["enabled"]
-    mine = "https" if data["monitor"]["tls"]["enabled"] else "http"
+    exporters_ca = "monitor" if data["monitor"]["tls"]["enabled"] else None
     out = [
-        {"job": "patroni", "scheme": "https" if tls else "http", "ca": "postgresql" if tls else None,
-         "targets": targets(by_role["postgresql"], data["patroni"]["restapi_port"])},
-        {"job": "etcd", "scheme": "https" if etcd_tls else "http", "ca": "etcd" if etcd_tls else None,
-         "targets": targets(by_role["etcd"], data["etcd"]["client_port"])},
-        {"job": "postgres", "scheme": mine, "ca": "monitor" if mine == "https" else None,
-         "targets": targets(by_role["postgresql"], ports["postgres_exporter"])},
-        {"job": "haproxy", "scheme": "http", "ca": None,
-         "targets": targets(by_role["haproxy"], ports["haproxy"])},
+        job("patroni", data["pg_nodes"], data["patroni"]["restapi_port"],
+            "postgresql" if data["patroni"]["restapi_tls"] else None),
+        job("etcd", data["etcd_nodes"], data["etcd"]["client_port"], "etcd" if data["etcd"]["tls"]["enabled"] else None),
+        job("postgres", data["pg_nodes"], ports["postgres_exporter"], exporters_ca),
+        job("haproxy", data["haproxy_nodes"], ports["haproxy"]),
     ]
-    if data["pgbouncer"]["enabled"] and by_role["haproxy"]:
-        out.append({"job": "pgbouncer", "scheme": "http", "ca": None,
-                    "targets": targets(by_role["haproxy"][:1], ports["pgbouncer_exporter"])})
-    out.append({"job": "node", "scheme": mine, "ca": "monitor" if mine == "https" else None,
-                "targets": targets(sorted(nodes), ports["node_exporter"])})
-    return out
+    if data["pgbouncer"]["enabled"] and data["haproxy_nodes"]:
+        out.append(job("pgbouncer", data["haproxy_nodes"][:1], ports["pgbouncer_exporter"]))
+    return out + [job("node", sorted(nodes), ports["node_exporter"], exporters_ca)]

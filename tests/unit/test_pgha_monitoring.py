@@ -62,6 +62,10 @@ def test_the_pooler_adds_its_exporter_and_short_intervals_bound_the_timeout(give
     cluster = model.build(DEFAULTS, given, "haproxy")
     jobs = {job["job"]: job for job in cluster.monitor.jobs}
     assert jobs["pgbouncer"]["targets"] == [{"node": "haproxy", "target": "10.131.0.3:9127"}]
+    # the exporters each host runs (its states and its clean)
+    assert cluster.as_map()["monitor"]["exporters_here"] == ["node_exporter", "pgbouncer_exporter"]
+    assert model.build(DEFAULTS, given, "postgres01").as_map()["monitor"]["exporters_here"] == [
+        "node_exporter", "postgres_exporter"]
     assert cluster.as_map()["monitor"]["scrape_timeout"] == "2s"
 
 
@@ -143,6 +147,13 @@ def test_targets_problems_name_the_missing_and_the_down():
     assert alerts.targets_problems(found, jobs) == [
         "node 10.0.0.2:9100 (b): down, connection refused",
         "node 10.0.0.3:9100 (c): not a target of Prometheus"]
+    assert alerts.check_targets("x", jobs, lambda url: answer)[1] == alerts.targets_problems(found, jobs)
+
+    def refused(url):
+        raise alerts.MonitorError(f"{url}: connection refused")
+
+    assert alerts.check_targets("http://prom:9090", jobs, refused) == (
+        [], ["http://prom:9090/api/v1/targets?state=active: connection refused"])
     answer["data"]["activeTargets"][1]["health"] = "up"
     answer["data"]["activeTargets"].append({"labels": {"job": "node", "instance": "10.0.0.3:9100"}, "health": "up"})
     assert alerts.targets_problems(alerts.targets("x", lambda url: answer), jobs) == []

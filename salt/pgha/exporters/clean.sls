@@ -11,16 +11,9 @@
 {%- from tplroot ~ "/map.jinja" import mapdata with context %}
 {%- import tplroot ~ "/clean.jinja" as clean with context %}
 {%- set lookup = mapdata.lookup %}
-{%- set names = ['node_exporter'] %}
-{%- if 'postgresql' in mapdata.roles %}
-{%-   do names.append('postgres_exporter') %}
-{%- endif %}
-{%- if mapdata.pgbouncer.enabled and mapdata.haproxy_nodes and mapdata.id == mapdata.haproxy_nodes[0] %}
-{%-   do names.append('pgbouncer_exporter') %}
-{%- endif %}
 {%- set done = [] %}
 {%- set pkgs = [] %}
-{%- for name in names %}
+{%- for name in mapdata.monitor.exporters_here %}
 
 {{ clean.service('pgha-' ~ name | replace('_', '-'), mapdata, name,
                  [lookup.pgbouncer_exporter.dropin_file] if name == 'pgbouncer_exporter' else []) }}

@@ -9,13 +9,9 @@
 {%- from tplroot ~ "/map.jinja" import mapdata with context %}
 {%- if mapdata.monitor.enabled %}
 include:
-  - .node
-{%-   if 'postgresql' in mapdata.roles %}
-  - .postgres
-{%-   endif %}
-{%-   if mapdata.pgbouncer.enabled and mapdata.haproxy_nodes and mapdata.id == mapdata.haproxy_nodes[0] %}
-  - .pgbouncer
-{%-   endif %}
+{%-   for name in mapdata.monitor.exporters_here %}
+  - .{{ name.split('_')[0] }}
+{%-   endfor %}
 {%- else %}
 pgha-exporters-off:
   test.nop:
