@@ -111,8 +111,8 @@ class Watch(threading.Thread):
             self.last_ok, self.last_error = False, str(exc)
             return
         now = time.time()
-        self.last_ok = True
         self.active = names
+        self.last_ok = True  # after active: a reader that sees last_ok sees this answer
         if self.armed_at is None:
             return
         for name in names:
