@@ -433,3 +433,39 @@ def thaw(service: str = "patroni") -> dict:
         raise CommandExecutionError(f"pgha_service: {unit} is not running; nothing to thaw")
     _kill(pid, signal.SIGCONT)
     return {"service": unit, "pid": pid, "thawed_at": time.time()}
+
+
+LOG_TAIL_BYTES = 4 * 1024 * 1024
+
+
+def log_lines(service: str, contains: list | str, since: float | None = None) -> list[str]:
+    """
+    The lines of a service's own log (its journal under systemd, its
+    supervisord log file otherwise; the last 4 MB) holding any of the
+    strings ``contains``, from ``since`` (epoch seconds; the journal's own
+    filter, the file's lines all) on. PostgreSQL's lines under Patroni carry
+    its log_line_prefix (``%m [%p]``: the time to the millisecond): the
+    failover drill reads a shutdown's and a promotion's moments from them.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 pgha_service.log_lines patroni '["checkpoint complete"]'
+    """
+    wanted = [contains] if isinstance(contains, str) else [str(text) for text in contains or []]
+    if not wanted:
+        raise CommandExecutionError("pgha_service: log_lines needs at least one string to look for (contains)")
+    unit = _unit(service)
+    if _manager() == "supervisord":
+        path = os.path.join(_map()["lookup"]["supervisor"]["log_dir"], f"{unit}.log")
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(max(0, os.path.getsize(path) - LOG_TAIL_BYTES))
+                text = handle.read().decode(errors="replace")
+        except OSError as exc:
+            raise CommandExecutionError(f"pgha_service: cannot read {path}: {exc.strerror}") from None
+    else:
+        text = _run(["journalctl", "--unit", unit, "--output", "cat", "--no-pager",
+                     *(["--since", f"@{float(since):.3f}"] if since else [])])
+    return [line for line in text.splitlines() if any(word in line for word in wanted)]

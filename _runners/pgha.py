@@ -238,7 +238,7 @@ def check(max_lag: Any = None) -> dict:
         except CommandExecutionError:
             break
         problems = __utils__["pgha_cluster.cluster_problems"](data, len(cluster.pg_nodes), lag_bound)
-    problems += __utils__["pgha_drill.probe_problems"](__utils__["pgha_drill.probe_dsn"](cluster),
+    problems += __utils__["pgha_probe.probe_problems"](__utils__["pgha_drill.probe_dsn"](cluster),
                                                        cluster.address(data["leader"]))
     problems += __utils__["pgha_runner.backup_problems"](data)
     return _verdict({"healthy": not problems, "problems": problems, "leader": data["leader"]})
@@ -266,7 +266,7 @@ def write_check(timeout: Any = 60, path: str = "leader") -> dict:
         return reach.cluster.address(leader["name"]) if leader else None
 
     dsn = __utils__["pgha_drill.probe_dsn"](reach.cluster, options["path"])
-    return _verdict(__utils__["pgha_drill.wait_write"](dsn, leader_address, limit))
+    return _verdict(__utils__["pgha_probe.wait_write"](dsn, leader_address, limit))
 
 
 @_one_line
@@ -313,8 +313,8 @@ def failover_drill(mode: str = "stop", timeout: Any = None, report: Any = True, 
     Inject a fault (docs/explanation/drill.md: stop, crash, switchover,
     freeze, dcs-outage, etcd-member-loss, sync-standby-loss) while the
     probe role writes numbered rows through HAProxy (or ``path=pooler``),
-    undo it whatever fails, and measure: what was restored, lost
-    (``lost``, ``failed_writes``) and how long (``rto_s``, ...). Non-zero
+    undo it whatever fails, and measure: what was restored, lost (``lost``,
+    ``failed_writes``), how long (``rto_s``, ...), phase by phase (``phases``). Non-zero
     exit when not ``ok``; JSON report and picture in ``pgha:drill:report_dir``.
     With monitoring on, the alert the mode expects must fire and resolve
     (``alert_s``, ``alert_resolved_s``; ``alerts=False``: not watched).

@@ -131,7 +131,7 @@ def driller() -> tuple[Callable[..., Any], Callable[..., dict]]:
         kept: list = []
 
         def once() -> dict:
-            result, records = run(reach, fault(mode), chosen)
+            result, records = run(reach, fault(mode), chosen, _util("pgha_timeline").timeline)
             kept.extend(records)
             return result
 

@@ -119,6 +119,8 @@ def show(lab: Lab, states: dict | None = None) -> None:
                 continue
             for field in DRILL_FIELDS:
                 say(f"  {field:<20} {drill.get(field)}")
+            if drill.get("timeline"):  # each moment, seconds since the fault (docs/explanation/drill.md)
+                say(f"  {'timeline':<20} " + ", ".join(f"{name} {at}" for name, at in drill["timeline"].items()))
             for problem in drill.get("problems", []):
                 say(f"  problem: {problem}")
     say("\nconnect through HAProxy: PGPASSFILE=.lab/pgpass psql -h 127.0.0.3 -U postgres postgres")

@@ -82,6 +82,16 @@ def test_drill_moved_the_leader_and_lost_nothing(orchestration):
     # measured from the stop on the old leader's host, Salt's delivery apart
     assert 0 <= drill["fault_dispatch_s"] < 30
     assert os.path.exists(drill["report"])
+    # the timeline: each moment from its own observation, in the order a graceful stop takes them
+    moments = drill["timeline"]
+    assert drill["timeline_notes"] == [] and {"shutdown_checkpoint", "promote_requested"} <= moments.keys(), drill
+    order = ("old_refusing", "shutdown_checkpoint", "leader_released", "leader_taken", "promote_requested", "promoted",
+             "haproxy_up")
+    assert [moments[name] for name in order] == sorted(moments[name] for name in order), moments
+    # HAProxy takes the new leader once PostgreSQL takes writes (polled every 50 ms both)
+    assert moments["haproxy_up"] >= moments["promoted"] - 0.1
+    assert abs(moments["first_write_haproxy"] - drill["rto_s"]) < 0.01
+    assert abs(sum(drill["phases"].values()) - max(moments.values())) < 0.01
     # the alert the stop raises, seen in Alertmanager after the fault and gone once healed
     assert drill["alert"] == "PatroniLeaderChanged"
     assert 0 < drill["alert_s"] < drill["alert_resolved_s"] < 180

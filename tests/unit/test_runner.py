@@ -20,7 +20,7 @@ from pgha_test_helpers import FakeReach, cluster_model, load, utils
 from salt.exceptions import CommandExecutionError
 
 runner = load("_runners", "pgha")
-UTILS = ("pgha_cluster", "pgha_args", "pgha_drill", "pgha_faults", "pgha_rolling", "pgha_secrets", "pgha_fileserver",
+UTILS = ("pgha_cluster", "pgha_args", "pgha_drill", "pgha_probe", "pgha_faults", "pgha_rolling", "pgha_secrets", "pgha_fileserver",
          "pgha_model", "pgha_reach", "pgha_lock", "pgha_report", "pgha_runner")
 SECRETS = {key: f"{key[:5]}-Pw-7c2e9a" for key in (
     "superuser_password", "replication_password", "admin_password", "restapi_password", "haproxy_stats_password",
@@ -239,7 +239,7 @@ def cluster(monkeypatch):
         return state["probe"]
 
     # the verdict's probe is the drill module's own: replace it there
-    monkeypatch.setattr(load("_utils", "pgha_drill"), "probe", probe)
+    monkeypatch.setattr(load("_utils", "pgha_probe"), "probe", probe)
     return state
 
 
