@@ -12,6 +12,7 @@ import os
 import pathlib
 import signal
 import subprocess
+import sys
 import time
 
 from lab import LAB, MINIONS, REPO, VENV_BIN, config, pki, say
@@ -111,6 +112,9 @@ class Lab:
         files.append(("salt-master", os.path.join(self.lab, "run", "salt-master.pid")))
         return files
 
+    def reaper_pidfile(self, minion_id: str) -> str:
+        return os.path.join(self.lab, "run", f"reaper-{minion_id}.pid")
+
     def leftovers(self) -> list[tuple[str, str]]:
         """PostgreSQL postmasters of the lab's hosts (started by their Patroni)."""
         return [(f"postgres of {m}", os.path.join(self.host_root(m), "var", "lib", "patroni", "postmaster.pid"))
@@ -166,8 +170,14 @@ class Lab:
             pidfile = os.path.join(self.lab, "run", f"salt-minion-{minion_id}.pid")
             if alive(read_pid(pidfile)):
                 continue
-            subprocess.run([os.path.join(VENV_BIN, "salt-minion"), "-c", self.minion_conf_dir(minion_id), "-d"],
-                           check=True)
+            minion = [os.path.join(VENV_BIN, "salt-minion"), "-c", self.minion_conf_dir(minion_id), "-d"]
+            if os.environ.get("PGHA_LAB_REAPER", "1") == "0":  # the bench's comparison: the machine's init reaps
+                subprocess.run(minion, check=True)
+            else:
+                # under the lab's reaper (lab/reaper.py): what the minion starts is reaped at once, as under systemd
+                with open(os.devnull, "r+b") as null:
+                    subprocess.Popen([sys.executable, "-m", "lab.reaper", self.reaper_pidfile(minion_id), "--", *minion],
+                                     cwd=self.repo, stdin=null, stdout=null, stderr=null, start_new_session=True)
             self._wait_pid(pidfile)
         self.wait_minions()
 
@@ -229,6 +239,9 @@ class Lab:
         stop_pids(services, grace=30)
         stop_pids([(what, pid) for what, pid in ((w, read_pid(f)) for w, f in self.leftovers())
                    if alive(pid) and _is_postgres(pid)], grace=30)
+        # each minion's reaper leaves once nothing is left below it; one still there is stopped
+        stop_pids([(f"reaper of {m}", read_pid(self.reaper_pidfile(m))) for m in self.minions
+                   if alive(read_pid(self.reaper_pidfile(m)))], grace=10)
         running = [(what, read_pid(p)) for what, p in self.pidfiles() if alive(read_pid(p))]
         running += [(what, pid) for what, pid in services if alive(pid)]
         if running:

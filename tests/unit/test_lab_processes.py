@@ -55,3 +55,38 @@ def test_gone_and_unknown_pids_are_left_alone(capsys):
     proc.wait()
     processes.stop_pids([("gone", proc.pid), ("no pid file", None)], grace=1)
     assert capsys.readouterr().out == ""
+
+
+def _parent_and_state(pid: int) -> tuple[int, str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), fields[0]
+
+
+def test_the_lab_reaper_adopts_what_its_command_leaves_and_reaps_it_at_once(tmp_path):
+    """A daemonizing command's orphan is adopted by the reaper, gone (not a zombie) as it exits; then the reaper ends."""
+    pidfile, orphan_file = tmp_path / "reaper.pid", tmp_path / "orphan.pid"
+    reaper = subprocess.Popen([sys.executable, "-m", "lab.reaper", str(pidfile), "--", "bash", "-c",
+                               f"sleep 1 & echo $! > {orphan_file}"], cwd=processes.REPO)
+    try:
+        deadline = time.monotonic() + 10
+        while not (orphan_file.exists() and orphan_file.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        orphan = int(orphan_file.read_text())
+        assert int(pidfile.read_text()) == reaper.pid
+        time.sleep(0.2)  # bash has exited: its child is the reaper's now
+        assert _parent_and_state(orphan) == (reaper.pid, "S")
+        deadline, zombie_since = time.monotonic() + 10, None
+        while (seen := _parent_and_state(orphan)) is not None and time.monotonic() < deadline:
+            if seen[1] == "Z" and zombie_since is None:
+                zombie_since = time.monotonic()
+            time.sleep(0.005)
+        assert _parent_and_state(orphan) is None
+        # reaped as it exited (the machine's init may take a second: what Patroni would count as still running)
+        assert zombie_since is None or time.monotonic() - zombie_since < 0.5
+        assert reaper.wait(5) == 0 and not pidfile.exists()  # nothing left below it: it ended
+    finally:
+        reaper.kill()
