@@ -22,6 +22,8 @@ __virtualname__ = "pgha_pooler"
 
 # PgBouncer's answer to RESUME when nothing is paused.
 _NOT_PAUSED = "not paused"
+# How often resume_when_routed looks at HAProxy's servers.
+ROUTE_POLL_S = 0.05
 
 
 def __virtual__():
@@ -92,6 +94,39 @@ def resume() -> dict:
             return {"paused": False, "changed": False}
         raise
     return {"paused": False, "changed": True, "resumed_at": time.time()}
+
+
+def resume_when_routed(away_from: str, timeout: float = 60) -> dict:
+    """
+    Resume PgBouncer the moment HAProxy's leader port (``postgres``) routes
+    to one server and it is not ``away_from`` (the leader being moved),
+    looking at HAProxy's servers every 50 ms on this host; resumed anyway
+    after ``timeout`` seconds, then an error. Asked before a switchover, it
+    ends a pause without a round trip through the master.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt haproxy pgha_pooler.resume_when_routed away_from=postgres01 timeout=60
+    """
+    started, deadline = time.time(), time.monotonic() + float(timeout)
+    routed, seen = None, "nothing read yet"
+    while routed is None and time.monotonic() < deadline:
+        try:
+            servers = __salt__["pgha_haproxy.servers"]().get("postgres") or {}
+            up = sorted(name for name, entry in servers.items() if str(entry.get("status")).startswith("UP"))
+            seen = f"UP: {', '.join(up) or 'none'}"
+            routed = up[0] if len(up) == 1 and up[0] != away_from else None
+        except CommandExecutionError as exc:
+            seen = str(exc)
+        if routed is None:
+            time.sleep(ROUTE_POLL_S)
+    answer = resume()
+    if routed is None:
+        raise CommandExecutionError(f"pgha_pooler: HAProxy's leader port did not route away from {away_from} "
+                                    f"within {float(timeout):g} s ({seen}); PgBouncer resumed")
+    return dict(answer, routed_to=routed, waited_s=round(time.time() - started, 3))
 
 
 def databases() -> list[dict]:

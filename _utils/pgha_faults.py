@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -113,20 +114,23 @@ class Switchover(Fault):
                     pooler=pooler.node if pooled else None, report={"pooler_paused": pooled})
 
     def inject(self, reach: Any, options: Any, plan: dict) -> dict:
-        if plan["pooler"]:
-            plan["undo"].append("resume")  # before the pause: a pause whose answer is lost is undone too
-            reach.call(plan["pooler"], "pgha_pooler.pause", timeout=options.timeout, wait=int(options.timeout) + 30)
-            paused = time.monotonic()
-        # asked through the candidate's minion when there is one: a leader that is leaving has no REST secrets
-        answer = reach.call(plan["candidate"] or plan["target"], "patroni.switchover", candidate=plan["candidate"],
-                            wait=int(options.timeout))
-        report = {}
-        if plan["pooler"]:
-            _routed_elsewhere(reach, options, plan["target"])
-            reach.call(plan["pooler"], "pgha_pooler.resume", wait=60)
-            plan["undo"].remove("resume")
-            report["pooler_paused_s"] = round(time.monotonic() - paused, 3)
-        return {"at": answer.get("requested_at") if isinstance(answer, dict) else None, "report": report}
+        report: dict = {}
+        if not plan["pooler"]:
+            return {"at": _request_switchover(reach, options, plan), "report": report}
+        plan["undo"].append("resume")  # before the pause: a pause whose answer is lost is undone too
+        paused = reach.call(plan["pooler"], "pgha_pooler.pause", timeout=options.timeout, wait=int(options.timeout) + 30)
+        # the resume asked now, done by the pooler's host itself the moment HAProxy routes to the new leader
+        resumed: dict = {}
+        waiter = threading.Thread(target=_resume_when_routed, args=(reach, options, plan, resumed), daemon=True)
+        waiter.start()
+        at = _request_switchover(reach, options, plan)
+        waiter.join(options.timeout + 60)
+        if "error" in resumed or waiter.is_alive():
+            raise CommandExecutionError(resumed.get("error") or "PgBouncer's resume did not answer in time")
+        plan["undo"].remove("resume")
+        if resumed.get("resumed_at") and paused.get("paused_at"):
+            report["pooler_paused_s"] = round(resumed["resumed_at"] - paused["paused_at"], 3)
+        return {"at": at, "report": report}
 
     def restore(self, reach: Any, options: Any, plan: dict) -> list[str]:
         if "resume" in plan["undo"] and reach.call(plan["pooler"], "pgha_pooler.resume", wait=60).get("changed"):
@@ -134,18 +138,21 @@ class Switchover(Fault):
         return []
 
 
-def _routed_elsewhere(reach: Any, options: Any, old_leader: str) -> None:
-    """Wait, at most the drill's timeout, until HAProxy's leader port routes to one server, not ``old_leader``."""
-    deadline = time.monotonic() + options.timeout
-    while time.monotonic() < deadline:
-        try:
-            up = [name for name, state in reach.haproxy().items() if str(state).startswith("UP")]
-        except Exception:  # noqa: BLE001  # unreadable for a moment: look again
-            up = []
-        if len(up) == 1 and up[0] != old_leader:
-            return
-        time.sleep(0.1)
-    raise CommandExecutionError(f"HAProxy's leader port did not route to a new leader within {options.timeout:.0f} s")
+def _request_switchover(reach: Any, options: Any, plan: dict) -> float:
+    """POST /switchover from the master to the members' REST API (the leader first); when it was asked."""
+    body = {"leader": plan["target"], **({"candidate": plan["candidate"]} if plan["candidate"] else {})}
+    asked = time.time()
+    reach.api.any_member("/switchover", method="POST", body=body, ok=(200, 202), auth=True,
+                         timeout=options.timeout, first=[plan["target"]])
+    return asked
+
+
+def _resume_when_routed(reach: Any, options: Any, plan: dict, answer: dict) -> None:
+    try:
+        answer.update(reach.call(plan["pooler"], "pgha_pooler.resume_when_routed", away_from=plan["target"],
+                                 timeout=options.timeout, wait=int(options.timeout) + 30) or {})
+    except CommandExecutionError as exc:
+        answer["error"] = str(exc)
 
 
 class FreezeLeader(Fault):

@@ -215,6 +215,8 @@ class FakeCluster:
         self.calls.append((minion, function, *args, *sorted(kwargs.items())))
         if function in self.fail:
             raise self.fail[function]
+        if function == "pgha_pooler.resume_when_routed":
+            return self._resume_when_routed(kwargs["away_from"], kwargs["timeout"])
         with self.lock:
             return self._act(minion, function, kwargs)
 
@@ -239,18 +241,35 @@ class FakeCluster:
             return {}
         if function == "pgha_pooler.pause":
             self.paused = True
-            return {"paused": True}
+            return {"paused": True, "paused_at": now}
         if function == "pgha_pooler.resume":
             changed, self.paused = self.paused, False
-            return {"changed": changed}
-        if function == "patroni.switchover":
-            time.sleep(0.2)  # Patroni answers once the new leader holds the key
-            self._promote(kwargs.get("candidate"))
-            return {"requested_at": now}
+            return {"changed": changed, "resumed_at": now}
         if function in ("pgha_service.stop", "pgha_service.start"):  # etcd
             self.etcd_up = function.endswith("start")
             return {"stopping_at": now}
         raise AssertionError(f"unexpected call {function}")
+
+    def _resume_when_routed(self, away_from: str, timeout: float) -> dict:
+        """The pooler's host: resumed once the leader moved (or nothing is paused any more), else at the timeout."""
+        deadline = time.monotonic() + timeout
+        while self.leader == away_from and self.paused and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with self.lock:
+            moved, answer = self.leader != away_from, self._act("haproxy", "pgha_pooler.resume", {})
+        if not moved:
+            raise CommandExecutionError(f"pgha_pooler: HAProxy's leader port did not route away from {away_from}")
+        return dict(answer, routed_to=self.leader)
+
+    def switchover(self, body: dict) -> dict:
+        """POST /switchover: Patroni answers once the new leader holds the key."""
+        self.calls.append(("api", "POST /switchover", *sorted(body.items())))
+        if "POST /switchover" in self.fail:
+            raise self.fail["POST /switchover"]
+        time.sleep(0.2)
+        with self.lock:
+            self._promote(body.get("candidate"))
+        return {}
 
     def _promote(self, candidate: str | None = None) -> None:
         old = self.leader
@@ -289,7 +308,9 @@ class FakeAPI:
     def members(self):
         return self.fake.members()
 
-    def any_member(self, path):
+    def any_member(self, path, method="GET", body=None, **kwargs):
+        if method == "POST" and path == "/switchover":
+            return "postgres01", self.fake.switchover(body)
         return self.fake.any_member(path)
 
 
@@ -435,16 +456,18 @@ def test_switchover_undoes_nothing_and_times_the_rejoin_from_the_promotion(fake)
     result = drilled(fake, "switchover", candidate="postgres02")
     assert result["ok"] is True, result["problems"]
     assert result["new_leader"] == "postgres02" and result["restored"] == []
-    # asked through the candidate's minion (a leader being retired has no REST secrets any more)
-    assert [c[:2] for c in fake.calls] == [("postgres02", "patroni.switchover")]
-    assert ("candidate", "postgres02") in fake.calls[0]
+    # asked by the master of the members' REST API, the leader named, the candidate given
+    assert fake.calls == [("api", "POST /switchover", ("candidate", "postgres02"), ("leader", "postgres01"))]
 
 
 def test_switchover_through_the_pooler_pauses_it_for_the_move(fake):
     result = drilled(fake, "switchover", pooler=True)
     assert result["ok"] is True, result["problems"]
-    assert [c[:2] for c in fake.calls] == [("haproxy", "pgha_pooler.pause"), ("postgres01", "patroni.switchover"),
-                                           ("haproxy", "pgha_pooler.resume")]
+    calls = [c[:2] for c in fake.calls]
+    # paused first; the resume asked of the pooler's host before the switchover, done there once HAProxy routes
+    assert calls[0] == ("haproxy", "pgha_pooler.pause") and sorted(calls[1:]) == [
+        ("api", "POST /switchover"), ("haproxy", "pgha_pooler.resume_when_routed")]
+    assert ("away_from", "postgres01") in next(c for c in fake.calls if c[1] == "pgha_pooler.resume_when_routed")
     assert result["pooler_paused"] is True and result["pooler_paused_s"] > 0
     # the clients waited; none failed
     assert result["failed_writes"] == 0 and result["lost"] == 0
@@ -456,12 +479,12 @@ def test_a_session_pooling_pgbouncer_is_not_paused(fake):
     """A pause would wait for every session to end: the switchover goes on without it."""
     result = drilled(fake, "switchover", pooler=True, pool_mode="session")
     assert result["ok"] is True, result["problems"]
-    assert [c[:2] for c in fake.calls] == [("postgres01", "patroni.switchover")]
+    assert [c[:2] for c in fake.calls] == [("api", "POST /switchover")]
     assert result["pooler_paused"] is False
 
 
 def test_a_failed_switchover_resumes_the_pooler(fake):
-    fake.fail["patroni.switchover"] = CommandExecutionError("patroni: POST /switchover on postgres01 answered 412")
+    fake.fail["POST /switchover"] = CommandExecutionError("patroni: POST /switchover on postgres01 answered 412")
     result = drilled(fake, "switchover", timeout=0.5, pooler=True)
     assert result["ok"] is False and fake.paused is False
     assert "patroni: POST /switchover on postgres01 answered 412" in result["problems"]
@@ -470,7 +493,6 @@ def test_a_failed_switchover_resumes_the_pooler(fake):
 
 def test_a_pause_that_is_not_the_drills_own_is_left_alone(fake):
     """Another command's pause (the pooler paused before this drill): this drill's undoing never resumes it."""
-    fake.fail["patroni.switchover"] = CommandExecutionError("patroni: POST /switchover on postgres01 answered 412")
     reach, options = context(fake, timeout=0.5, pooler=True)
     unit = faults.fault("switchover")
     plan = unit.plan(reach, options, fake.members(), {"name": "postgres01"})

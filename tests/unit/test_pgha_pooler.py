@@ -86,3 +86,33 @@ def test_nothing_when_pgbouncer_is_off(console, monkeypatch):
     with pytest.raises(CommandExecutionError, match="PgBouncer is not enabled"):
         pooler.pause()
     assert console.calls == []
+
+
+def _haproxy(*answers):
+    """pgha_haproxy.servers answering each look in turn (the last one from then on)."""
+    looks = list(answers)
+
+    def servers():
+        return {"postgres": {name: {"status": status} for name, status in (looks.pop(0) if len(looks) > 1
+                                                                            else looks[0]).items()}}
+    return servers
+
+
+def test_resume_when_routed_resumes_once_the_leader_port_leads_elsewhere(console, monkeypatch):
+    monkeypatch.setattr(pooler, "ROUTE_POLL_S", 0.001)
+    looks = _haproxy({"pg1": "UP", "pg2": "DOWN"}, {"pg1": "DOWN", "pg2": "DOWN"}, {"pg1": "UP 1/2", "pg2": "UP"},
+                     {"pg1": "DOWN", "pg2": "UP"})
+    monkeypatch.setitem(pooler.__salt__, "pgha_haproxy.servers", looks)
+    result = pooler.resume_when_routed(away_from="pg1", timeout=5)
+    # not while the old leader is still up, nor while two servers are: once pg2 alone takes the writes
+    assert result["routed_to"] == "pg2" and result["changed"] is True
+    assert [call["cmd"][-1] for call in console.calls] == ["RESUME"]
+
+
+def test_resume_when_routed_resumes_anyway_after_its_timeout(console, monkeypatch):
+    monkeypatch.setattr(pooler, "ROUTE_POLL_S", 0.01)
+    monkeypatch.setitem(pooler.__salt__, "pgha_haproxy.servers", _haproxy({"pg1": "UP", "pg2": "DOWN"}))
+    with pytest.raises(CommandExecutionError, match="did not route away from pg1 within 0.1 s .UP: pg1.; "
+                                                    "PgBouncer resumed"):
+        pooler.resume_when_routed(away_from="pg1", timeout=0.1)
+    assert [call["cmd"][-1] for call in console.calls] == ["RESUME"]
