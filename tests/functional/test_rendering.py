@@ -647,8 +647,11 @@ def test_haproxy_stats_page(production):
 def test_haproxy_postgres_listener(production):
     postgres = haproxy_sections(production)["listen postgres"]
     assert "bind *:5432" in postgres
-    assert "option httpchk OPTIONS /primary" in postgres
-    assert "http-check expect status 200" in postgres
+    # GET /primary, 200 and a WAL location in the answer: Patroni queried PostgreSQL and found it a primary
+    # (during a promotion it may answer 200 from its own idea of the role, before PostgreSQL takes writes)
+    assert postgres[postgres.index("option httpchk"):postgres.index("option httpchk") + 4] == [
+        "option httpchk", "http-check send meth GET uri /primary", "http-check expect status 200",
+        'http-check expect rstring "\\"xlog\\": \\{\\"location\\""']
     assert "default-server inter 3s fall 3 rise 2 on-marked-down shutdown-sessions" in postgres
     servers = [line for line in postgres if line.startswith("server ")]
     assert servers == [

@@ -140,6 +140,9 @@ def test_pooled_switchover_fails_no_query(salt_master, orchestration):
     # the clients waited instead of failing; generous bound only (the numbers live in the benchmark)
     assert 0 < drill["client_stall_s"] < 60
     assert drill["pooler_paused_s"] >= drill["client_stall_s"] - 1
+    # resumed by the pooler's host once HAProxy took the new leader, which it takes once it is writable
+    moments = drill["timeline"]
+    assert moments["promoted"] - 0.1 <= moments["haproxy_up"] <= moments["first_write_pooler"], moments
     # resumed: the pooler routes writes to the new leader
     ret = run(salt_master, "pgha.write_check", "path=pooler", "--out=json")
     assert ret.returncode == 0, ret.stdout
