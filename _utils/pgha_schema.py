@@ -260,6 +260,7 @@ SCHEMA: dict[str, Check] = {
     "pgbouncer:pool_mode": choice(*POOL_MODES),
     "pgbouncer:max_client_conn": integer(1),
     "pgbouncer:default_pool_size": integer(1),
+    "pgbouncer:server_login_retry": integer(1, 3600),
     "users:*": user_name,
     "probe:database": probe_database,
     "drill:enabled": boolean,

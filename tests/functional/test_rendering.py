@@ -878,6 +878,8 @@ def test_lab_pgbouncer_in_front_of_the_leader_port(lab):
     assert pooler["admin_users"] == ""
     assert pooler["stats_users"] == "pgha_monitor"  # the exporters' role: SHOW only (the lab monitors)
     assert pooler["pool_mode"] == "transaction"
+    # a failed server login (no leader behind HAProxy for a moment) retried after 1 s, not PgBouncer's 15
+    assert pooler["server_login_retry"] == "1"
 
 
 def test_lab_pgbouncer_checks_the_servers_certificates(lab):

@@ -786,6 +786,8 @@ INVALID = [
     ("pgbouncer-enabled-string", {"pgbouncer": {"enabled": "yes"}}, "pgha:pgbouncer:enabled", r"true or false"),
     ("pgbouncer-pool-mode", {"pgbouncer": {"pool_mode": "pooled"}}, "pgha:pgbouncer:pool_mode", r"session, transaction, statement"),
     ("pgbouncer-pool-size", {"pgbouncer": {"default_pool_size": 0}}, "pgha:pgbouncer:default_pool_size", r"at least 1"),
+    ("pgbouncer-login-retry", {"pgbouncer": {"server_login_retry": 0}}, "pgha:pgbouncer:server_login_retry",
+     r"at least 1"),
     ("pgbouncer-port-taken", {"pgbouncer": {"enabled": True, "port": 5001}}, "pgha:nodes:haproxy", r"PgBouncer on .* collides"),
     ("pooler-password-missing", {"pgbouncer": {"enabled": True}, "secrets": {"pooler_password": DELETE}}, "pgha:secrets:pooler_password", r"required"),
     # etcd authentication and TLS
