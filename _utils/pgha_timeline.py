@@ -100,24 +100,42 @@ def first_on(records: list[dict], address: str | None, fault: float) -> float | 
 
 
 class _Loop(threading.Thread):
-    """A daemon thread calling ``step()`` every POLL_S until stopped or ``step()`` says it is done."""
+    """
+    A daemon thread calling ``step()`` every POLL_S until stopped or
+    ``step()`` says it is done; ``conn``, its own connection to PostgreSQL
+    if it keeps one, is closed by this thread as it ends (psycopg's
+    connections are not shared between threads).
+    """
 
     def __init__(self, name: str):
         super().__init__(daemon=True, name=f"pgha-timeline-{name}")
         self.stopping = threading.Event()
         self.error: str | None = None
+        self.conn: Any = None
 
     def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                if self.step():
-                    return
-            except Exception as exc:  # noqa: BLE001  # an observer never fails the drill: it says what it missed
-                self.error = f"{type(exc).__name__}: {exc}"
-            self.stopping.wait(POLL_S)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    if self.step():
+                        return
+                except Exception as exc:  # noqa: BLE001  # an observer never fails the drill: it says what it missed
+                    self.error = f"{type(exc).__name__}: {exc}"
+                self.stopping.wait(POLL_S)
+        finally:
+            self.reconnect()
 
     def step(self) -> bool:
         raise NotImplementedError
+
+    def reconnect(self) -> None:
+        """Its connection closed (a new one at the next step, where a step makes one)."""
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except psycopg.Error:
+                pass
+        self.conn = None
 
     def stop(self) -> None:
         self.stopping.set()
@@ -128,7 +146,7 @@ class OldLeader(_Loop):
 
     def __init__(self, dsn: str):
         super().__init__("old-leader")
-        self.dsn, self.conn = dsn, None
+        self.dsn = dsn
         self.refusing: float | None = None
         self.stopped: float | None = None
         self.conn = psycopg.connect(dsn, autocommit=True)  # before the fault: it must be serving
@@ -149,20 +167,13 @@ class OldLeader(_Loop):
             return False  # "the database system is shutting down": its postmaster still there
         return True  # serving again (restarted) without being seen gone
 
-    def stop(self) -> None:
-        super().stop()
-        try:
-            self.conn.close()
-        except psycopg.Error:
-            pass
-
 
 class Replica(_Loop):
     """A replica's PostgreSQL: the first moment ``pg_is_in_recovery()`` is false (its promotion done)."""
 
     def __init__(self, name: str, dsn: str):
         super().__init__(f"replica-{name}")
-        self.member, self.dsn, self.conn = name, dsn, None
+        self.member, self.dsn = name, dsn
         self.promoted: float | None = None
 
     def step(self) -> bool:
@@ -173,16 +184,8 @@ class Replica(_Loop):
                 self.promoted = time.time()
                 return True
         except psycopg.Error:
-            self.conn = None
+            self.reconnect()
         return False
-
-    def stop(self) -> None:
-        super().stop()
-        if self.conn is not None:
-            try:
-                self.conn.close()
-            except psycopg.Error:
-                pass
 
 
 class HAProxyWatch(_Loop):
@@ -206,7 +209,7 @@ class WriteProbe(_Loop):
 
     def __init__(self, path: str, dsn: str):
         super().__init__(f"write-{path}")
-        self.dsn, self.conn = dsn, None
+        self.dsn = dsn
         self.records: list[dict] = []
 
     def step(self) -> bool:
@@ -218,7 +221,7 @@ class WriteProbe(_Loop):
                 "RETURNING host(inet_server_addr())").fetchone()[0]
             self.records.append({"acked": time.time(), "server": server})
         except psycopg.Error:
-            self.conn = None
+            self.reconnect()
         return False
 
 
