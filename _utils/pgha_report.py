@@ -57,8 +57,8 @@ def draw(path: str, records: list[dict], marks: dict, title: str, origin: str = 
               "restore": "grey", "rejoin": "blue", "restore_point": "green", "restored": "teal",
               "alert": "magenta", "alert_resolved": "pink",
               # the timeline's moments (pgha_timeline), each from its own observation
-              "old_refusing": "brown", "leader_released": "olive", "leader_taken": "cyan", "promoted": "darkorange",
-              "haproxy_up": "darkgreen", "first_write_haproxy": "black", "first_write_pooler": "slategrey"}
+              "old_refusing": "brown", "leader_released": "olive", "leader_taken": "cyan", "promoted": "gold",
+              "haproxy_up": "lime", "first_write_haproxy": "black", "first_write_pooler": "slategrey"}
     for name, color in styles.items():
         if marks.get(name):
             ax.axvline(marks[name] - start, color=color, linestyle="--", label=name)

@@ -27,6 +27,8 @@ BENCH_RUNS times each.
 a replica from the repository, the restore drill, the total loss, the repository down; BENCH_BACKUP=0 skips it in the full run);
 `python -m bench --alerts` only the alerts the stop, crash and freeze drills raise, timed, and the scrape cost
 (bench/alerts.py, on the lab as it runs; BENCH_ALERTS=0 skips it in the full run);
+`python -m bench --planned` only the planned leader changes phase by phase, with and without the lab's reaper
+(bench/planned.py; the lab restarted for each; BENCH_PLANNED=0 skips it in the full run);
 `python -m bench --client-paths` measures only the client paths, on the lab
 as it runs, into the same results; `python -m bench --etcd-members` only the
 etcd membership changes.
@@ -41,7 +43,7 @@ import subprocess
 import sys
 import time
 
-from bench import alerts, backup, dcs, membership, pgbench
+from bench import alerts, backup, dcs, membership, pgbench, planned
 from lab import MINIONS, REPO
 from lab.processes import Lab
 
@@ -325,6 +327,31 @@ def alerts_phase(results: dict) -> int:
     return 0 if rows and all(entry.get("ok") for entry in rows) else 1
 
 
+def restart_lab(reaper: bool) -> bool:
+    """The lab down and up again (its data kept), its minions under the lab's reaper or not (PGHA_LAB_REAPER)."""
+    lab = [sys.executable, "-m", "lab"]
+    subprocess.run([*lab, "down"], check=True, capture_output=True, cwd=REPO)
+    env = dict(os.environ, PGHA_LAB_REAPER="1" if reaper else "0")
+    up = subprocess.run([*lab, "up"], capture_output=True, text=True, check=False, cwd=REPO, env=env)
+    if up.returncode != 0:
+        print(up.stdout[-4000:])
+    return up.returncode == 0
+
+
+def planned_phase(results: dict) -> int:
+    """Planned leader changes phase by phase (bench/planned.py): the lab without the lab's reaper, then with it."""
+    variants = []
+    for reaper, label in ((False, planned.WITHOUT_REAPER), (True, planned.WITH_REAPER)):
+        print(f"planned leader changes, {label}", flush=True)
+        if not restart_lab(reaper):
+            results["planned"] = {"variants": variants, "error": f"the lab did not come up ({label})"}
+            return 1
+        variants.append(planned.run(salt, healthy, RUNS, label))
+    # the single changes measured apart (bench/planned.py's experiments) are kept
+    results["planned"] = dict(results.get("planned") or {}, variants=variants, started=variants[0]["started"])
+    return 0 if all(row.get("ok") for variant in variants for row in variant["rows"]) else 1
+
+
 def backups_only() -> int:
     """--backups: only backups and restores, on a lab from nothing, their rows added to bench/results.json."""
     with open(os.path.join(REPO, "bench", "results.json"), encoding="utf-8") as handle:
@@ -420,6 +447,7 @@ def table(results: dict) -> str:
     lines += dcs.lines(results.get("dcs_loss"))
     lines += backup.lines(results.get("backups"))
     lines += alerts.lines(results.get("alerts"))
+    lines += planned.lines(results.get("planned"))
     if results.get("pgbench", {}).get("cases"):
         lines += ["", *pgbench.table(results["pgbench"])]
     return "\n".join(lines) + "\n"
@@ -489,6 +517,8 @@ def main() -> int:
     if os.environ.get("BENCH_PGBENCH", "1") != "0":
         client_paths(results)
     drills(results)
+    if os.environ.get("BENCH_PLANNED", "1") != "0":
+        planned_phase(results)
     if os.environ.get("BENCH_SCALE", "1") != "0":
         scale_out_and_in(results)
     if os.environ.get("BENCH_ETCD", "1") != "0":
@@ -518,6 +548,8 @@ if __name__ == "__main__":
         sys.exit(backups_only())
     if sys.argv[1:] == ["--alerts"]:
         sys.exit(phase_only(alerts_phase))  # on the lab as it runs
+    if sys.argv[1:] == ["--planned"]:
+        sys.exit(phase_only(planned_phase))  # restarts the lab (data kept) twice
     if sys.argv[1:] == ["--amend"]:
         sys.exit(amend())
     if sys.argv[1:] == ["--report"]:
