@@ -17,7 +17,8 @@ observation, watched from the master while the drill runs:
   old one not (its stats page, every 50 ms);
 - ``first_write_haproxy`` and ``first_write_pooler``: the first write the
   new leader acknowledged through each client path (the drill's writer on
-  its own path, a probe writing one row every 50 ms on the other).
+  its own path, a probe writing one row every 50 ms on the other, the row
+  deleted after).
 
 ``report`` gives ``timeline`` (each moment in seconds since the fault) and
 ``phases`` (each moment's distance from the one before it, in the order
@@ -43,6 +44,7 @@ import psycopg
 from salt.exceptions import CommandExecutionError
 
 POLL_S = 0.05
+PROBE_ROW = 2  # the write probe's row in pgha_check (row 1 is pgha.write_check's)
 ORDER = ("old_refusing", "shutdown_checkpoint", "old_stopped", "leader_released", "leader_taken", "promote_requested",
          "promoted", "haproxy_up", "first_write_haproxy", "first_write_pooler")
 # PostgreSQL's own log lines (log_line_prefix '%m [%p] '): the moments read from them, and the words marking them
@@ -205,7 +207,11 @@ class HAProxyWatch(_Loop):
 
 
 class WriteProbe(_Loop):
-    """One row (``pgha_check`` id 2) written every POLL_S through a client path; every acknowledgement kept."""
+    """
+    One row (``pgha_check`` id ``PROBE_ROW``, beside the write check's row 1)
+    written every POLL_S through a client path; every acknowledgement kept.
+    The ``Timeline`` deletes the row once the drill is over.
+    """
 
     def __init__(self, path: str, dsn: str):
         super().__init__(f"write-{path}")
@@ -217,7 +223,7 @@ class WriteProbe(_Loop):
             if self.conn is None:
                 self.conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=2, prepare_threshold=None)
             server = self.conn.execute(
-                "INSERT INTO pgha_check VALUES (2, now()) ON CONFLICT (id) DO UPDATE SET at = now() "
+                f"INSERT INTO pgha_check VALUES ({PROBE_ROW}, now()) ON CONFLICT (id) DO UPDATE SET at = now() "
                 "RETURNING host(inet_server_addr())").fetchone()[0]
             self.records.append({"acked": time.time(), "server": server})
         except psycopg.Error:
@@ -353,6 +359,12 @@ class Timeline:
             observer.stop()
         for observer in self.observers():
             observer.join(3)
+        if self.probe is not None:  # the probe's row goes, as the drill's rows do
+            try:
+                with psycopg.connect(self.options.dsn, autocommit=True) as conn:
+                    conn.execute(f"DELETE FROM pgha_check WHERE id = {PROBE_ROW}")
+            except psycopg.Error as exc:
+                self.notes.append(f"the write probe's row (pgha_check id {PROBE_ROW}) not deleted: {str(exc).strip()}")
 
     def _logs(self, minion: str, words: list[str], since: float) -> list[str]:
         try:
