@@ -171,22 +171,35 @@ class OldLeader(_Loop):
 
 
 class Replica(_Loop):
-    """A replica's PostgreSQL: the first moment ``pg_is_in_recovery()`` is false (its promotion done)."""
+    """
+    A replica's PostgreSQL: the first moment ``pg_is_in_recovery()`` is false
+    (its promotion done). One that cannot be reached from the master at all
+    (pg_hba) is given up, said in ``error``; a lost connection is made again
+    every half second, not every look.
+    """
+
+    RETRY_S = 0.5
 
     def __init__(self, name: str, dsn: str):
         super().__init__(f"replica-{name}")
         self.member, self.dsn = name, dsn
         self.promoted: float | None = None
+        self.reached = False
 
     def step(self) -> bool:
         try:
             if self.conn is None:
                 self.conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=2)
+                self.reached = True
             if not self.conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
                 self.promoted = time.time()
                 return True
-        except psycopg.Error:
+        except psycopg.Error as exc:
             self.reconnect()
+            if not self.reached:
+                self.error = f"not reachable directly: {(str(exc).strip().splitlines() or [''])[0]}"
+                return True
+            self.stopping.wait(self.RETRY_S)
         return False
 
 

@@ -139,3 +139,17 @@ def test_a_watch_that_cannot_start_says_why():
     assert watch.ready.wait(5)
     watch.join(5)
     assert watch.released is None and "127.0.0.1:9" in watch.error
+
+
+def test_a_replica_the_master_cannot_reach_is_given_up_and_said():
+    """pg_hba refusing the master, or no route: one attempt, then a note; never a connection attempt every 50 ms."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    replica = timeline.Replica("postgres02", f"host=127.0.0.1 port={port} user=x dbname=pgha")
+    replica.start()
+    replica.join(5)
+    assert not replica.is_alive() and replica.promoted is None
+    assert replica.error.startswith("not reachable directly: ") and str(port) in replica.error
