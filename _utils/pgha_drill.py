@@ -269,8 +269,8 @@ def run(reach: Any, fault: Any, options: Options, timeline: Callable[..., Any] |
     ``reach`` reaches. Returns the report (see the runner's
     ``failover_drill``) and the writer's records (``pgha_report`` writes
     both down); the fault is always undone once injected, whatever fails
-    after. ``timeline(reach, options, leader, members)``: observers of the
-    phases (``pgha_timeline.Timeline``), started before the fault.
+    after. ``timeline(reach, options, leader, members, moves_leader)``:
+    observers of the phases (``pgha_timeline.Timeline``), started before the fault.
     """
     before = reach.members()
     lead = reach.rules.leader_of(before)
@@ -291,7 +291,7 @@ def run(reach: Any, fault: Any, options: Options, timeline: Callable[..., Any] |
     result = {"mode": fault.mode, "old_leader": lead["name"], "timeline_before": lead["timeline"],
               "haproxy_before": _safe(reach.haproxy), "synchronous_mode": _synchronous(reach), "problems": [],
               "restored": [], **plan.get("report", {})}
-    observers = timeline(reach, options, lead, before) if timeline else None
+    observers = timeline(reach, options, lead, before, fault.moves_leader) if timeline else None
     if observers:
         observers.start()
     try:

@@ -44,6 +44,9 @@ import psycopg
 from salt.exceptions import CommandExecutionError
 
 POLL_S = 0.05
+# In a fault that moves no leader (etcd away, a standby lost) the observers look once a second: no moment to time
+# closely, and a failsafe leader must not be slowed by a hundred looks a second while it holds on.
+HOLD_POLL_S = 1.0
 PROBE_ROW = 2  # the write probe's row in pgha_check (row 1 is pgha.write_check's)
 ORDER = ("old_refusing", "shutdown_checkpoint", "old_stopped", "leader_released", "leader_taken", "promote_requested",
          "promoted", "haproxy_up", "first_write_haproxy", "first_write_pooler")
@@ -109,8 +112,9 @@ class _Loop(threading.Thread):
     connections are not shared between threads).
     """
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, poll: float = POLL_S):
         super().__init__(daemon=True, name=f"pgha-timeline-{name}")
+        self.poll = poll
         self.stopping = threading.Event()
         self.error: str | None = None
         self.conn: Any = None
@@ -123,7 +127,7 @@ class _Loop(threading.Thread):
                         return
                 except Exception as exc:  # noqa: BLE001  # an observer never fails the drill: it says what it missed
                     self.error = f"{type(exc).__name__}: {exc}"
-                self.stopping.wait(POLL_S)
+                self.stopping.wait(self.poll)
         finally:
             self.reconnect()
 
@@ -146,8 +150,8 @@ class _Loop(threading.Thread):
 class OldLeader(_Loop):
     """The old leader's PostgreSQL: a held session's end (``refusing``), then a refused connection (``stopped``)."""
 
-    def __init__(self, dsn: str):
-        super().__init__("old-leader")
+    def __init__(self, dsn: str, poll: float = POLL_S):
+        super().__init__("old-leader", poll)
         self.dsn = dsn
         self.refusing: float | None = None
         self.stopped: float | None = None
@@ -180,8 +184,8 @@ class Replica(_Loop):
 
     RETRY_S = 0.5
 
-    def __init__(self, name: str, dsn: str):
-        super().__init__(f"replica-{name}")
+    def __init__(self, name: str, dsn: str, poll: float = POLL_S):
+        super().__init__(f"replica-{name}", poll)
         self.member, self.dsn = name, dsn
         self.promoted: float | None = None
         self.reached = False
@@ -206,8 +210,8 @@ class Replica(_Loop):
 class HAProxyWatch(_Loop):
     """The write listener's servers: the first moment each server other than the old leader was seen UP."""
 
-    def __init__(self, haproxy: Any, old_leader: str):
-        super().__init__("haproxy")
+    def __init__(self, haproxy: Any, old_leader: str, poll: float = POLL_S):
+        super().__init__("haproxy", poll)
         self.haproxy, self.old = haproxy, old_leader
         self.first_up: dict[str, float] = {}
 
@@ -226,8 +230,8 @@ class WriteProbe(_Loop):
     The ``Timeline`` deletes the row once the drill is over.
     """
 
-    def __init__(self, path: str, dsn: str):
-        super().__init__(f"write-{path}")
+    def __init__(self, path: str, dsn: str, poll: float = POLL_S):
+        super().__init__(f"write-{path}", poll)
         self.dsn = dsn
         self.records: list[dict] = []
 
@@ -333,8 +337,9 @@ class Timeline:
     ``timeline_notes``; its moments are then missing, never invented.
     """
 
-    def __init__(self, reach: Any, options: Any, leader: dict, members: list[dict]):
+    def __init__(self, reach: Any, options: Any, leader: dict, members: list[dict], moves_leader: bool = True):
         cluster = reach.cluster
+        poll = POLL_S if moves_leader else HOLD_POLL_S
         self.reach, self.options, self.old = reach, options, leader["name"]
         self.notes: list[str] = []
         port = cluster.settings["postgresql"]["port"]
@@ -345,14 +350,14 @@ class Timeline:
 
         self.old_leader: OldLeader | None = None
         try:
-            self.old_leader = OldLeader(direct(self.old))
+            self.old_leader = OldLeader(direct(self.old), poll)
         except psycopg.Error as exc:
             self.notes.append(f"old leader {self.old} not reachable directly: {str(exc).strip()}")
-        self.replicas = [Replica(m["name"], direct(m["name"])) for m in members if m["name"] != self.old]
-        self.haproxy = HAProxyWatch(reach.haproxy, self.old)
+        self.replicas = [Replica(m["name"], direct(m["name"]), poll) for m in members if m["name"] != self.old]
+        self.haproxy = HAProxyWatch(reach.haproxy, self.old, poll)
         self.other_path = "haproxy" if options.path == "pooler" else "pooler"
         self.probe = WriteProbe(self.other_path, psycopg.conninfo.make_conninfo(
-            options.dsn, port=cluster.haproxy.port if self.other_path == "haproxy" else cluster.pooler.port)) \
+            options.dsn, port=cluster.haproxy.port if self.other_path == "haproxy" else cluster.pooler.port), poll) \
             if cluster.pooler.enabled else None
         self.key = LeaderKeyWatch(reach.etcd("root"), cluster.etcd.prefix + "leader", self.old)
 
@@ -412,6 +417,6 @@ class Timeline:
         return {"timeline": since_fault, "phases": steps, "timeline_notes": self.notes, "marks": marks}
 
 
-def timeline(reach: Any, options: Any, leader: dict, members: list[dict]) -> Timeline:
-    """A ``Timeline`` of one drill (see the class)."""
-    return Timeline(reach, options, leader, members)
+def timeline(reach: Any, options: Any, leader: dict, members: list[dict], moves_leader: bool = True) -> Timeline:
+    """A ``Timeline`` of one drill (see the class); ``moves_leader`` False: looks once a second."""
+    return Timeline(reach, options, leader, members, moves_leader)
