@@ -77,14 +77,18 @@ class Etcd:
         self.token: str | None = None
         self.user: str | None = None
 
+    def headers(self) -> dict:
+        """A request's headers: JSON, and the token once logged in."""
+        return {"Content-Type": "application/json", **({"Authorization": self.token} if self.token else {})}
+
+    def context(self, url: str) -> ssl.SSLContext | None:
+        """TLS verified against the cluster's CA for https, none for http."""
+        return ssl.create_default_context(cafile=self.cafile) if url.startswith("https:") else None
+
     def _raw(self, url: str, body: dict) -> tuple[int, dict]:
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = self.token
-        context = ssl.create_default_context(cafile=self.cafile) if url.startswith("https:") else None
-        request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+        request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=self.headers(), method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=context) as answer:
+            with urllib.request.urlopen(request, timeout=self.timeout, context=self.context(url)) as answer:
                 return answer.status, json.loads(answer.read() or b"{}")
         except urllib.error.HTTPError as exc:
             try:

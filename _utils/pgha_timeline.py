@@ -33,7 +33,6 @@ import http.client
 import json
 import re
 import socket
-import ssl
 import threading
 import time
 import urllib.parse
@@ -273,8 +272,8 @@ class LeaderKeyWatch(threading.Thread):
                 if self.etcd.logins:
                     self.etcd.login(endpoint)
                 if url.scheme == "https":
-                    context = ssl.create_default_context(cafile=self.etcd.cafile)
-                    conn = http.client.HTTPSConnection(url.hostname, url.port, timeout=5, context=context)
+                    conn = http.client.HTTPSConnection(url.hostname, url.port, timeout=5,
+                                                       context=self.etcd.context(endpoint))
                 else:
                     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=5)
                 conn.connect()
@@ -282,9 +281,7 @@ class LeaderKeyWatch(threading.Thread):
                 self.sock = conn.sock
                 self.sock.settimeout(None)
                 body = {"create_request": {"key": base64.b64encode(self.key.encode()).decode()}}
-                headers = {"Content-Type": "application/json", **({"Authorization": self.etcd.token}
-                                                                   if self.etcd.token else {})}
-                conn.request("POST", "/v3/watch", json.dumps(body), headers)
+                conn.request("POST", "/v3/watch", json.dumps(body), self.etcd.headers())
                 answer = conn.getresponse()
                 if answer.status != 200:
                     raise OSError(f"watch answered {answer.status}")

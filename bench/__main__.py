@@ -43,7 +43,7 @@ import subprocess
 import sys
 import time
 
-from bench import alerts, backup, dcs, membership, pgbench, planned
+from bench import alerts, backup, dcs, failover_drill, membership, pgbench, planned
 from lab import MINIONS, REPO
 from lab.processes import Lab
 
@@ -164,13 +164,9 @@ def distro_against_pypi(results: dict) -> None:
 
 
 def one_drill(mode: str, synchronous: bool, attempt: int, path: str = "leader", *extra: str) -> dict:
-    ret = salt("salt-run", "pgha.failover_drill", f"mode={mode}", f"path={path}", *extra, "--out=json", timeout=1200)
-    try:
-        drill = json.loads(ret.stdout)
-    except ValueError:
-        drill = {"ok": False, "problems": [ret.stdout[-500:] + ret.stderr[-500:]]}
+    drill, code = failover_drill(salt, f"mode={mode}", f"path={path}", *extra)
     entry = {"synchronous_mode": synchronous, "mode": mode if path == "leader" else f"{mode} ({path})",
-             "attempt": attempt, "exit": ret.returncode,
+             "attempt": attempt, "exit": code,
              **{k: drill.get(k) for k in ("ok", "old_leader", "new_leader", "leader_after", "timeline_before",
                                           "timeline_after", "problems", "restored", "acked", "lost", *FIELDS)}}
     print(f"  sync={synchronous!s:<5} {entry['mode']:<21} #{attempt}: ok={entry['ok']} lost={entry['lost']} "

@@ -9,11 +9,11 @@ of each exporter's process (and Prometheus's), on the lab as it runs.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
 
+from bench import failover_drill
 from lab import REPO
 
 MODES = ("stop", "crash", "freeze")
@@ -24,12 +24,8 @@ PROGRAMS = ("prometheus", "prometheus-alertmanager", "prometheus-node-exporter",
 
 
 def one(salt, mode: str, attempt: int) -> dict:
-    ret = salt("salt-run", "pgha.failover_drill", f"mode={mode}", "--out=json", timeout=1200)
-    try:
-        drill = json.loads(ret.stdout)
-    except ValueError:
-        drill = {"ok": False, "problems": [ret.stdout[-500:] + ret.stderr[-500:]]}
-    entry = {"mode": mode, "attempt": attempt, "exit": ret.returncode,
+    drill, code = failover_drill(salt, f"mode={mode}")
+    entry = {"mode": mode, "attempt": attempt, "exit": code,
              **{key: drill.get(key) for key in ("ok", "problems", "alert", "alerts_seen", *FIELDS)}}
     print(f"  {mode:<7} #{attempt}: ok={entry['ok']} alert={entry['alert']} alert_s={entry['alert_s']} "
           f"resolved_s={entry['alert_resolved_s']} rto={entry['rto_s']} lost={entry['lost']}", flush=True)

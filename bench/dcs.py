@@ -9,20 +9,17 @@ three-member one (TOPOLOGY=ha).
 
 from __future__ import annotations
 
-import json
 import statistics
+
+from bench import failover_drill
 
 FIELDS = ("lost", "failed_writes", "unavailable_s", "recover_s")
 
 
 def one(salt, topology: str, attempt: int) -> dict:
     """One dcs-loss drill through the operator's command: what it measured, and its verdict."""
-    ret = salt("salt-run", "pgha.failover_drill", "mode=dcs-loss", "--out=json", timeout=1500)
-    try:
-        drill = json.loads(ret.stdout)
-    except ValueError:
-        drill = {"ok": False, "problems": [ret.stdout[-500:] + ret.stderr[-500:]]}
-    entry = {"topology": topology, "attempt": attempt, "exit": ret.returncode,
+    drill, code = failover_drill(salt, "mode=dcs-loss", timeout=1500)
+    entry = {"topology": topology, "attempt": attempt, "exit": code,
              **{key: drill.get(key) for key in ("ok", "problems", "acked", "timeline_before", "timeline_after",
                                                 "anonymous_refused", "system_identifier_before",
                                                 "system_identifier_after", "outage_s", *FIELDS)}}

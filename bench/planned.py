@@ -13,9 +13,10 @@ exited postmaster costs a planned change (docs/explanation/decisions.md).
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
+
+from bench import failover_drill
 
 CASES = (("stop", "leader"), ("switchover", "leader"), ("switchover", "pooler"))
 WITHOUT_REAPER = "without the lab's reaper (an exited postmaster reaped by the machine's init, about a second late)"
@@ -24,13 +25,8 @@ FIELDS = ("rto_s", "client_stall_s", "failed_writes", "lost", "pooler_paused_s")
 
 
 def one(salt, mode: str, path: str, attempt: int) -> dict:
-    ret = salt("salt-run", "pgha.failover_drill", f"mode={mode}", f"path={path}", "alerts=False", "--out=json",
-               timeout=1200)
-    try:
-        drill = json.loads(ret.stdout)
-    except ValueError:
-        drill = {"ok": False, "problems": [ret.stdout[-500:] + ret.stderr[-500:]]}
-    entry = {"mode": mode if path == "leader" else f"{mode} ({path})", "attempt": attempt, "exit": ret.returncode,
+    drill, code = failover_drill(salt, f"mode={mode}", f"path={path}", "alerts=False")
+    entry = {"mode": mode if path == "leader" else f"{mode} ({path})", "attempt": attempt, "exit": code,
              **{key: drill.get(key) for key in ("ok", "problems", "timeline", "phases", "timeline_notes", *FIELDS)}}
     print(f"  {entry['mode']:<21} #{attempt}: ok={entry['ok']} rto={entry['rto_s']} "
           f"stall={entry['client_stall_s']} failed={entry['failed_writes']} lost={entry['lost']} "
