@@ -6,11 +6,12 @@ VENV := .venv
 # Patroni comes from PyPI into a virtualenv per host (the formula installs it;
 # python3-venv makes the virtualenv), not from Debian (3.0.2, too old).
 # Monitoring (role monitor and the exporters): Prometheus 2.42, Alertmanager 0.25 and the exporters, Debian's.
-DEB_PACKAGES := postgresql-15 python3-venv etcd-server etcd-client haproxy pgbouncer postgresql-client supervisor openssl pgbackrest \
+DEB_PACKAGES := postgresql-15 python3-venv etcd-server etcd-client haproxy pgbouncer postgresql-client supervisor openssl pgbackrest iproute2 nftables \
 	prometheus prometheus-alertmanager prometheus-node-exporter prometheus-postgres-exporter prometheus-pgbouncer-exporter
 
 .PHONY: lab lab-down lab-clean lab-status test unit bench deps venv lint docs
 
+# make lab LAB_NETWORK=loopback: every host on 127.0.0.N in one network stack instead of a namespace each (docs/tutorials/lab.md).
 # make lab TOPOLOGY=ha: the three-member etcd (docs/tutorials/topologies.md); a lab keeps its topology until TOPOLOGY= names another (etcd members join or leave).
 lab: deps venv
 	$(VENV)/bin/python -m lab up

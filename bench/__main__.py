@@ -44,7 +44,7 @@ import sys
 import time
 
 from bench import alerts, backup, dcs, failover_drill, membership, pgbench, planned
-from lab import MINIONS, REPO
+from lab import MINIONS, REPO, netns
 from lab.processes import Lab
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
@@ -206,8 +206,10 @@ def pooled_switchovers() -> list[dict]:
 
 def scale_out_and_in(results: dict) -> None:
     """A fourth PostgreSQL node added through the lab's nodes file, then removed: each orchestration timed."""
-    nodes_sls = Lab().nodes_sls()
-    fourth = {"pgha": {"nodes": {"postgres04": {"address": "127.0.0.40", "roles": ["postgresql"]}}}}
+    lab = Lab()
+    nodes_sls = lab.nodes_sls()
+    address = netns.lab_address("127.0.0.40") if lab.namespaced else "127.0.0.40"
+    fourth = {"pgha": {"nodes": {"postgres04": {"address": address, "roles": ["postgresql"]}}}}
     steps = {}
     for step, content in (("add", fourth), ("remove", {})):
         with open(nodes_sls, "w", encoding="utf-8") as handle:

@@ -6,7 +6,7 @@ import shutil
 import sys
 import time
 
-from lab import LAB, run, say
+from lab import LAB, netns, run, say
 from lab.processes import Lab, alive, read_pid
 
 
@@ -15,8 +15,9 @@ def main(argv: list[str]) -> int:
     lab = Lab()
     if command == "up":
         started = time.monotonic()
-        say("pgha lab: the cluster's hosts on 127.0.0.x (see docs/tutorials/lab.md)")
         lab.configure()
+        say("pgha lab: " + ("each of the cluster's hosts in its own network namespace on 198.18.0.0/24"
+                            if lab.namespaced else "the cluster's hosts on 127.0.0.x") + " (see docs/tutorials/lab.md)")
         lab.start()
         code, states = run.orchestrate(lab)
         run.show(lab, states)
@@ -34,8 +35,14 @@ def main(argv: list[str]) -> int:
         for what, pidfile in lab.pidfiles():
             pid = read_pid(pidfile)
             say(f"  {what:<28} {'running, pid ' + str(pid) if alive(pid) else 'stopped'}")
+        if lab.namespaced:
+            say(f"  network namespaces: {', '.join(netns.namespaces()) or 'none'}; bridge {netns.BRIDGE} "
+                + ("up" if netns.bridge_up() else "absent"))
         return 0
     if command == "show":
+        if lab.namespaced and not netns.bridge_up():  # nothing is sent towards the lab's network while it is absent
+            say("the lab's network is down: make lab")
+            return 1
         run.show(lab)
         return 0
     say(__doc__)

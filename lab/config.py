@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pathlib
 import secrets
 
 import yaml
@@ -18,6 +19,13 @@ MASTER_ID = "pgha-lab"
 # The lab's topologies: the pillar files each stacks (under pillar/), later ones overriding. seed: the
 # recipe's five hosts with one etcd member; ha: the same hosts, etcd also on postgres01 and postgres02.
 TOPOLOGIES = {"seed": ("pgha.lab",), "ha": ("pgha.lab", "pgha.lab_ha")}
+# The lab's network layouts (LAB_NETWORK=...): netns, each host its own network namespace on a bridge
+# (lab/netns.py; the pillar file stacked last gives the hosts their 198.18.0.N); loopback, every host on
+# 127.0.0.N in the machine's one network stack (the tests' layout: no partition can be drilled there).
+NETWORKS = {"netns": ("pgha.lab_netns",), "loopback": ()}
+# Where the lab puts Patroni's wheels for the hosts (lookup:patroni:pip:wheel_dir, under each host's root):
+# a namespaced host reaches nothing beyond the lab, PyPI neither.
+WHEEL_DIR = "/var/cache/pgha/wheels"
 # The master's file server serves the formula's salt/ directory and nothing
 # else (the custom modules through salt/_modules etc., links to the
 # repository's); the master loads those modules from the repository itself
@@ -35,13 +43,13 @@ def secret_names(repo: str = REPO) -> tuple[str, ...]:
         return tuple(yaml.safe_load(handle)["secrets"])
 
 
-def master_config(lab: str, repo: str, ports: tuple[int, int] = (4505, 4506)) -> str:
+def master_config(lab: str, repo: str, ports: tuple[int, int] = (4505, 4506), interface: str = "127.0.0.1") -> str:
     return "\n".join(
         [
             "# Written by `python -m lab`: the lab's salt-master.",
             f"id: {MASTER_ID}",
             "user: root",
-            "interface: 127.0.0.1",
+            f"interface: {interface}",
             f"publish_port: {ports[0]}",
             f"ret_port: {ports[1]}",
             f"root_dir: {lab}",
@@ -86,14 +94,14 @@ def formula_config(repo: str, pillar_roots: list[str]) -> list[str]:
     ]
 
 
-def minion_config(lab: str, minion_id: str, ports: tuple[int, int] = (4505, 4506)) -> str:
+def minion_config(lab: str, minion_id: str, ports: tuple[int, int] = (4505, 4506), master: str = "127.0.0.1") -> str:
     root = f"{lab}/minions/{minion_id}"
     return "\n".join(
         [
             f"# Written by `python -m lab`: the lab's minion {minion_id}.",
             f"id: {minion_id}",
             "user: root",
-            "master: 127.0.0.1",
+            f"master: {master}",
             f"publish_port: {ports[0]}",
             f"master_port: {ports[1]}",
             f"root_dir: {lab}",
@@ -137,7 +145,7 @@ NODES_TEMPLATE = """# The lab's extra nodes (docs/how-to/scaling.md), yours to e
 # pgha:
 #   nodes:
 #     postgres04:
-#       address: 127.0.0.40
+#       address: 198.18.0.40     # 127.0.0.40 on LAB_NETWORK=loopback
 #       roles: [postgresql]
 {}
 """
@@ -154,14 +162,20 @@ def read_sls(path: str) -> dict:
     return data
 
 
-def lab_nodes(repo: str = REPO, topology: str = "seed", extra_sls: str | None = None) -> dict:
+def stacked(topology: str, network: str = "loopback") -> tuple[str, ...]:
+    """The pillar files (SLS names) of a topology on a network layout, later ones overriding."""
+    return TOPOLOGIES[topology] + NETWORKS[network]
+
+
+def lab_nodes(repo: str = REPO, topology: str = "seed", extra_sls: str | None = None,
+              network: str = "loopback") -> dict:
     """
-    The lab's hosts in ``topology`` (its pillar files, later ones
-    overriding), plus those of ``extra_sls`` (the lab's nodes file) when
-    given: id -> address and roles.
+    The lab's hosts in ``topology`` on ``network`` (their pillar files,
+    later ones overriding), plus those of ``extra_sls`` (the lab's nodes
+    file) when given: id -> address and roles.
     """
     nodes: dict = {}
-    files = [os.path.join(repo, "pillar", *sls.split(".")) + ".sls" for sls in TOPOLOGIES[topology]]
+    files = [os.path.join(repo, "pillar", *sls.split(".")) + ".sls" for sls in stacked(topology, network)]
     for path in files + ([extra_sls] if extra_sls else []):
         cfg = read_sls(path).get("pgha") or {}
         nodes = merged(nodes, cfg.get("nodes") or {})
@@ -177,7 +191,7 @@ def model(lab: str, repo: str = REPO, minion_id: str = MASTER_ID):
     pgha_model = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pgha_model)
     given: dict = {}
-    files = [os.path.join(repo, "pillar", *sls.split(".")) + ".sls" for sls in TOPOLOGIES[topology(lab)]]
+    files = [os.path.join(repo, "pillar", *sls.split(".")) + ".sls" for sls in stacked(topology(lab), network(lab))]
     files += [os.path.join(lab, "pillar", name) for name in (NODES_SLS + ".sls", "lab_local.sls", "pgha_secrets.yaml")]
     for path in files:
         given = merged(given, read_sls(path).get("pgha") or {})
@@ -204,6 +218,30 @@ def topology(lab: str, wanted: str | None = None) -> str:
     return chosen
 
 
+def network(lab: str, wanted: str | None = None) -> str:
+    """
+    The lab's network layout: ``wanted`` (LAB_NETWORK=...) if given, else
+    the one the lab was made with (``.lab/network``), else netns. A lab made
+    before namespaces (hosts, no record) was a loopback one: ``make lab``
+    moves it into namespaces (lab/processes.py, ``Lab.configure``).
+    """
+    path = os.path.join(lab, "network")
+    recorded = pathlib.Path(path).read_text(encoding="utf-8").strip() if os.path.exists(path) else None
+    chosen = wanted or recorded or "netns"
+    if chosen not in NETWORKS:
+        raise SystemExit(f"lab: LAB_NETWORK must be one of {', '.join(NETWORKS)} (got {chosen!r})")
+    return chosen
+
+
+def recorded_network(lab: str) -> str | None:
+    """The layout the lab at ``lab`` was made with; loopback for one made before the record; None for no lab."""
+    path = os.path.join(lab, "network")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip() or None
+    return "loopback" if os.path.isdir(os.path.join(lab, "hosts")) and os.listdir(os.path.join(lab, "hosts")) else None
+
+
 def merged(base: dict, update: dict) -> dict:
     """``update`` merged into a copy of ``base``, maps key by key."""
     out = dict(base)
@@ -213,15 +251,19 @@ def merged(base: dict, update: dict) -> dict:
 
 
 def pillar_files(root_template: str, report_dir: str, extra: dict | None = None, repo: str = REPO,
-                 topology: str = "seed", nodes_sls: str | None = None) -> dict[str, str]:
+                 topology: str = "seed", nodes_sls: str | None = None, network: str = "loopback") -> dict[str, str]:
     """
     The lab's local pillar: its top file (the topology's pillar files, then
     the lab's nodes file ``nodes_sls``), where this clone keeps each host's
     files, and ``extra`` pillar (``{"pgha": ...}``; the benchmark's way to
     try another setting, e.g. the distribution's Patroni).
     """
-    top = pillar_top(lab_nodes(repo, topology, nodes_sls), MASTER_ID, [*TOPOLOGIES[topology], NODES_SLS, "lab_local"])
-    local = merged({"pgha": {"lookup": {"root": root_template}, "drill": {"report_dir": report_dir}}}, extra or {})
+    top = pillar_top(lab_nodes(repo, topology, nodes_sls, network), MASTER_ID,
+                     [*stacked(topology, network), NODES_SLS, "lab_local"])
+    lookup: dict = {"root": root_template}
+    if network == "netns":  # Patroni's wheels, put on each host by the lab (Lab.wheels)
+        lookup["patroni"] = {"pip": {"wheel_dir": WHEEL_DIR}}
+    local = merged({"pgha": {"lookup": lookup, "drill": {"report_dir": report_dir}}}, extra or {})
     text = "# Written by `python -m lab`: where this clone keeps each lab host's files.\n"
     return {"top.sls": top, "lab_local.sls": text + yaml.safe_dump(local, default_flow_style=False)}
 

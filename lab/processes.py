@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
-from lab import LAB, MINIONS, REPO, VENV_BIN, config, pki, say
+from lab import LAB, MINIONS, REPO, VENV_BIN, config, netns, pki, say
 
 # What other users may do in the lab's directory: traverse to the hosts'
 # roots (PostgreSQL and etcd run as their own users), nothing else. Every
@@ -80,6 +81,12 @@ class Lab:
     def __init__(self, lab: str = LAB, repo: str = REPO, minions: tuple[str, ...] | None = None):
         self.lab, self.repo, self._minions = lab, repo, minions
         self.conf_dir = os.path.join(lab, "etc", "salt")
+        self.nodes: dict = {}
+
+    @property
+    def namespaced(self) -> bool:
+        """Whether this lab's hosts live in network namespaces (lab/netns.py): what its record says."""
+        return config.recorded_network(self.lab) == "netns"
 
     @property
     def minions(self) -> tuple[str, ...]:
@@ -128,22 +135,36 @@ class Lab:
     def configure(self) -> dict[str, str]:
         """Salt's files, the lab's pillar and passwords, the PKI; private where they hold secrets."""
         topology = config.topology(self.lab, os.environ.get("TOPOLOGY") or None)  # an unknown one refused before any change
+        network = config.network(self.lab, os.environ.get("LAB_NETWORK") or None)
+        nodes = config.lab_nodes(self.repo, topology, self.nodes_sls() if os.path.exists(self.nodes_sls()) else None,
+                                 network)
+        if network == "netns":
+            why = netns.available()
+            if why:
+                raise SystemExit(f"lab: the namespaced lab needs `ip` and root ({why}); LAB_NETWORK=loopback "
+                                 "makes the lab on loopback instead (no partition drills there)")
+            netns.check_nodes(nodes)
+        previous = config.recorded_network(self.lab)
+        if previous and previous != network:
+            self.move(previous, network)
         os.makedirs(self.lab, exist_ok=True)
         os.chmod(self.lab, LAB_MODE)
         for sub in PRIVATE:
             os.makedirs(os.path.join(self.lab, sub), mode=0o700, exist_ok=True)
             os.chmod(os.path.join(self.lab, sub), 0o700)
         os.makedirs(os.path.join(self.lab, "hosts"), mode=0o755, exist_ok=True)
-        config.write(os.path.join(self.conf_dir, "master"), config.master_config(self.lab, self.repo), mode=0o600)
+        master = netns.GATEWAY if network == "netns" else "127.0.0.1"
+        config.write(os.path.join(self.conf_dir, "master"), config.master_config(self.lab, self.repo, interface=master),
+                     mode=0o600)
         if not os.path.exists(self.nodes_sls()):
             config.write(self.nodes_sls(), config.NODES_TEMPLATE, mode=0o600)
-        nodes = config.lab_nodes(self.repo, topology, self.nodes_sls())
+        self.nodes = nodes = config.lab_nodes(self.repo, topology, self.nodes_sls(), network)
         for minion_id in nodes:
             config.write(os.path.join(self.minion_conf_dir(minion_id), "minion"),
-                         config.minion_config(self.lab, minion_id), mode=0o600)
+                         config.minion_config(self.lab, minion_id, master=master), mode=0o600)
         extra = json.loads(os.environ.get("PGHA_LAB_PILLAR") or "{}")
         files = config.pillar_files(os.path.join(self.lab, "hosts", "{id}"), os.path.join(self.lab, "reports"), extra,
-                                    self.repo, topology, self.nodes_sls())
+                                    self.repo, topology, self.nodes_sls(), network)
         for name, text in files.items():
             config.write(os.path.join(self.lab, "pillar", name), text, mode=0o600)
         secrets = os.path.join(self.lab, "pillar", "pgha_secrets.yaml")
@@ -152,14 +173,70 @@ class Lab:
             os.replace(old, secrets)  # a lab made before secrets by role kept its passwords there
         values = config.secrets_file(secrets)
         # the master reads Patroni's REST API too: the CA under its root (it has no role, no certificate)
-        hosts = dict(nodes, **{config.MASTER_ID: {"address": "127.0.0.1", "roles": []}})
+        hosts = dict(nodes, **{config.MASTER_ID: {"address": master, "roles": []}})
         pki.place(os.path.join(self.lab, "pki"), self.host_root, hosts, self.repo)
         config.write(os.path.join(self.lab, "topology"), topology + "\n")
+        config.write(os.path.join(self.lab, "network"), network + "\n")
         config.write(os.path.join(self.lab, "pgpass"),
-                     config.pgpass_line("127.0.0.3", "*", "postgres", values["superuser_password"]), mode=0o600)
+                     config.pgpass_line(self.haproxy_address(), "*", "postgres", values["superuser_password"]), mode=0o600)
         return values
 
+    def haproxy_address(self) -> str:
+        """Where clients connect: the (first) HAProxy node's address."""
+        found = [node["address"] for node in self.nodes.values() if "haproxy" in node.get("roles", [])]
+        return found[0] if found else "127.0.0.3"
+
+    def move(self, previous: str, network: str) -> None:
+        """
+        A lab made on one network layout brought onto the other, its data kept: every process stopped;
+        etcd's data removed (its members' peer addresses are part of it; the orchestration makes a new
+        etcd and Patroni, finding no cluster there, puts its own back from PostgreSQL's data on a new
+        timeline); the hosts' service definitions removed (the states write them again); PostgreSQL's
+        data, the backups' repository and every other file kept.
+        """
+        say(f"  this lab was made on {previous}; moving it to {network}: its processes stopped, etcd rebuilt "
+            "empty at the new addresses, PostgreSQL's data and the backups kept")
+        self.down()
+        for minion_id in self.minions:
+            data = self.host_root(minion_id) + "/var/lib/etcd/default"
+            if os.path.isdir(data):
+                shutil.rmtree(data)
+                say(f"  removed etcd's data on {minion_id} ({os.path.relpath(data, self.repo)})")
+            # Some services reload a changed configuration without taking new addresses (Patroni its etcd hosts,
+            # PgBouncer its listen_addr): each host's supervisord starts with no program, and the states add each
+            # with its configuration at the new addresses
+            programs = self.host_root(minion_id) + "/etc/pgha/supervisord.d"
+            for name in sorted(os.listdir(programs)) if os.path.isdir(programs) else []:
+                os.remove(os.path.join(programs, name))
+
+    def wheels(self) -> None:
+        """
+        Patroni's wheels (the version the pillar asks for, with its dependencies) in ``.lab/wheels``, made
+        here, where PyPI is reachable, and linked at lookup:patroni:pip:wheel_dir on every host: a host in
+        its namespace reaches nothing beyond the lab.
+        """
+        requirement = config.model(self.lab, self.repo).settings["lookup"]["patroni"]["pip"]["requirement"]
+        wheels = os.path.join(self.lab, "wheels")
+        marker = os.path.join(wheels, ".requirement")
+        if not (os.path.exists(marker) and pathlib.Path(marker).read_text(encoding="utf-8").strip() == requirement):
+            say(f"  fetching {requirement}'s wheels for the hosts into .lab/wheels")
+            os.makedirs(wheels, exist_ok=True)
+            ret = subprocess.run([os.path.join(VENV_BIN, "pip"), "wheel", "--quiet", "--disable-pip-version-check",
+                                  "--wheel-dir", wheels, requirement], capture_output=True, text=True, check=False)
+            if ret.returncode != 0:
+                raise SystemExit(f"lab: pip wheel {requirement} failed:\n{ret.stdout[-2000:]}{ret.stderr[-2000:]}")
+            config.write(marker, requirement + "\n")
+        for minion_id in self.nodes:
+            link = self.host_root(minion_id) + config.WHEEL_DIR
+            if not os.path.islink(link):
+                os.makedirs(os.path.dirname(link), exist_ok=True)
+                os.symlink(wheels, link)
+
     def start(self) -> None:
+        if self.namespaced:
+            for made in netns.up(self.nodes):
+                say(f"  made {made}")
+            self.wheels()
         master_pid = os.path.join(self.lab, "run", "salt-master.pid")
         if alive(read_pid(master_pid)):
             say("  salt-master already running")
@@ -171,13 +248,17 @@ class Lab:
             if alive(read_pid(pidfile)):
                 continue
             minion = [os.path.join(VENV_BIN, "salt-minion"), "-c", self.minion_conf_dir(minion_id), "-d"]
+            # a namespaced host's minion (and so its supervisord and every service) runs in the host's namespace;
+            # a minion kept only to retire its node, with no address any more, in the machine's
+            inside = netns.wrap if self.namespaced and minion_id in self.nodes else (lambda _, command: command)
             if os.environ.get("PGHA_LAB_REAPER", "1") == "0":  # the bench's comparison: the machine's init reaps
-                subprocess.run(minion, check=True)
+                subprocess.run(inside(minion_id, minion), check=True)
             else:
                 # under the lab's reaper (lab/reaper.py): what the minion starts is reaped at once, as under systemd
+                reaper = [sys.executable, "-m", "lab.reaper", self.reaper_pidfile(minion_id), "--", *minion]
                 with open(os.devnull, "r+b") as null:
-                    subprocess.Popen([sys.executable, "-m", "lab.reaper", self.reaper_pidfile(minion_id), "--", *minion],
-                                     cwd=self.repo, stdin=null, stdout=null, stderr=null, start_new_session=True)
+                    subprocess.Popen(inside(minion_id, reaper), cwd=self.repo, stdin=null, stdout=null, stderr=null,
+                                     start_new_session=True)
             self._wait_pid(pidfile)
         self.wait_minions()
 
@@ -247,6 +328,14 @@ class Lab:
         if running:
             raise SystemExit(f"lab: still running: {running}")
         say("lab stopped: no process of the lab is running")
+        if self.namespaced:
+            inside = {ns: netns.processes_inside(ns) for ns in netns.namespaces()}
+            inside = {ns: pids for ns, pids in inside.items() if pids}
+            if inside:
+                raise SystemExit(f"lab: processes still in the lab's namespaces, which are kept: {inside}")
+            removed = netns.down()
+            if removed:
+                say(f"lab's network removed: {', '.join(removed)}")
 
     def running(self) -> bool:
         return alive(read_pid(os.path.join(self.lab, "run", "salt-master.pid")))

@@ -123,4 +123,5 @@ def show(lab: Lab, states: dict | None = None) -> None:
                 say(f"  {'timeline':<20} " + ", ".join(f"{name} {at}" for name, at in drill["timeline"].items()))
             for problem in drill.get("problems", []):
                 say(f"  problem: {problem}")
-    say("\nconnect through HAProxy: PGPASSFILE=.lab/pgpass psql -h 127.0.0.3 -U postgres postgres")
+    say(f"\nconnect through HAProxy: PGPASSFILE=.lab/pgpass psql -h {config.model(lab.lab).haproxy.write_address} "
+        "-U postgres postgres")

@@ -94,9 +94,10 @@ def test_the_lab_reads_the_one_model(tmp_path):
     (tmp_path / "pillar" / "lab_local.sls").write_text(yaml.safe_dump(
         {"pgha": {"lookup": {"root": "/srv/lab/hosts/{id}"}, "pgbouncer": {"port": 6543}}}))
     (tmp_path / "pillar" / "nodes.sls").write_text(yaml.safe_dump(
-        {"pgha": {"nodes": {"postgres04": {"address": "127.0.0.40", "roles": ["postgresql"]}}}}))
-    cluster = config.model(str(tmp_path))
+        {"pgha": {"nodes": {"postgres04": {"address": "198.18.0.40", "roles": ["postgresql"]}}}}))
+    cluster = config.model(str(tmp_path))  # a new lab: namespaced
     assert cluster.etcd_nodes == ("etcd", "postgres01", "postgres02")
     assert cluster.pg_nodes == ("postgres01", "postgres02", "postgres03", "postgres04")
-    assert (cluster.haproxy.write_address, cluster.pooler.port) == ("127.0.0.3", 6543)
+    assert (cluster.haproxy.write_address, cluster.pooler.port) == ("198.18.0.3", 6543)
+    assert cluster.address("postgres04") == "198.18.0.40"
     assert cluster.restapi_cafile == f"/srv/lab/hosts/{config.MASTER_ID}/etc/pgha/pki/postgresql-ca.crt"
