@@ -308,10 +308,10 @@ def _driller():
 @_one_line
 def failover_drill(mode: str = "stop", timeout: Any = None, report: Any = True, candidate: str | None = None,
                    freeze_s: Any = None, outage_s: Any = None, member: str | None = None, path: str = "leader",
-                   wait: Any = 0, alerts: Any = True) -> dict:
+                   wait: Any = 0, alerts: Any = True, partition_s: Any = None) -> dict:
     """
-    Inject a fault (docs/explanation/drill.md: stop, crash, switchover,
-    freeze, dcs-outage, etcd-member-loss, sync-standby-loss) while the
+    Inject a fault (docs/explanation/drill.md: stop, crash, switchover, freeze,
+    dcs-outage, etcd-member-loss, sync-standby-loss, dcs-loss, partition-*) while the
     probe role writes numbered rows through HAProxy (or ``path=pooler``),
     undo it whatever fails, and measure: what was restored, lost (``lost``,
     ``failed_writes``), how long (``rto_s``, ...), phase by phase (``phases``). Non-zero
@@ -326,11 +326,11 @@ def failover_drill(mode: str = "stop", timeout: Any = None, report: Any = True, 
         salt-run pgha.failover_drill mode=stop
         salt-run pgha.failover_drill mode=freeze --out=json
         salt-run pgha.failover_drill mode=dcs-outage outage_s=40
-        salt-run pgha.failover_drill mode=switchover path=pooler
+        salt-run pgha.failover_drill mode=partition-leader partition_s=30
     """
     __utils__["pgha_faults.fault"](mode)
     given = {"timeout": timeout, "report": report, "candidate": candidate, "path": path, "freeze_s": freeze_s,
-             "outage_s": outage_s, "member": member}
+             "outage_s": outage_s, "member": member, "partition_s": partition_s}
     options, drill = _driller()
     chosen = options(_cluster(), given)
     watch = __utils__["pgha_args.flag"](alerts, "alerts")

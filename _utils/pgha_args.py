@@ -72,5 +72,6 @@ def drill_options(given: dict, cluster: Any) -> dict:
         "member": choice(given.get("member"), "member", cluster.etcd_nodes, optional=True),
         "freeze_s": seconds(pick("freeze_s"), "freeze_s"),
         "outage_s": seconds(pick("outage_s"), "outage_s"),
+        "partition_s": seconds(pick("partition_s"), "partition_s"),
         "path": path,
     }

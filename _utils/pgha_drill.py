@@ -32,6 +32,8 @@ POLL = 0.2
 # is three requests to Patroni's REST API (over TLS), and a loaded member slow to answer a failsafe call demotes.
 HOLD_POLL = 1.0
 SETTLE_S = 2.0
+# The numbers of the rows written straight to the old leader (the partition modes), apart from the writer's.
+OLD_LEADER_SEQ = 1_000_000_001
 TABLE_DDL = (
     "CREATE TABLE IF NOT EXISTS pgha_drill (run text NOT NULL, seq bigint NOT NULL, "
     "at timestamptz NOT NULL DEFAULT clock_timestamp(), PRIMARY KEY (run, seq))"
@@ -44,7 +46,7 @@ class Options(NamedTuple):
     probe role's connection through the client path (HAProxy's leader port or
     the pooler); ``report_dir``, where the JSON report and the picture go
     (None: none); the units' own: ``candidate`` (switchover), ``member``
-    (etcd-member-loss), ``freeze_s``, ``outage_s``; ``path``, the client path.
+    (etcd-member-loss), ``freeze_s``, ``outage_s``, ``partition_s``; ``path``, the client path.
     """
     timeout: float
     dsn: str
@@ -54,6 +56,7 @@ class Options(NamedTuple):
     freeze_s: float
     outage_s: float
     path: str
+    partition_s: float = 30.0
 
 
 # ---------------------------------------------------------------------------
@@ -72,9 +75,10 @@ class Writer(threading.Thread):
     client (no write left in doubt by us).
     """
 
-    def __init__(self, dsn: str, run: str, pause: float = 0.02, connect_timeout: float = 0.5):
+    def __init__(self, dsn: str, run: str, pause: float = 0.02, connect_timeout: float = 0.5, first_seq: int = 1):
         super().__init__(daemon=True, name="pgha-drill-writer")
         self.dsn, self.run_id, self.pause, self.connect_timeout = dsn, run, pause, connect_timeout
+        self.first_seq = first_seq
         self.records: list[dict] = []
         self.stopping = threading.Event()
 
@@ -83,7 +87,7 @@ class Writer(threading.Thread):
 
     async def _write(self) -> None:
         conn = None
-        seq = 0
+        seq = self.first_seq - 1
         while not self.stopping.is_set():
             seq += 1
             record = {"seq": seq, "sent": time.time(), "acked": None, "server": None, "error": None, "ended": None}
@@ -142,11 +146,17 @@ def probe_dsn(cluster: Any, path: str = "leader", connect_timeout: int = 2) -> s
     )
 
 
+def direct_dsn(dsn: str, address: str, port: int) -> str:
+    """The same connection, to one server directly (not through HAProxy): a client beside a cut-off leader."""
+    return psycopg.conninfo.make_conninfo(dsn, host=address, port=port)
+
+
 def options(cluster: Any, given: dict) -> Options:
     """A drill's ``Options`` from the checked arguments (``pgha_args.drill_options``) and the cluster's model."""
     return Options(dsn=probe_dsn(cluster, given["path"]),
                    report_dir=cluster.drill.report_dir if given.get("report", True) else None,
-                   **{name: given[name] for name in ("timeout", "candidate", "member", "freeze_s", "outage_s", "path")})
+                   **{name: given[name] for name in ("timeout", "candidate", "member", "freeze_s", "outage_s", "path",
+                                                     "partition_s") if name in given})
 
 
 # ---------------------------------------------------------------------------
@@ -202,6 +212,24 @@ def analyse(records: list[dict], fault_at: float, old_address: str | None, new_a
     }
 
 
+def analyse_old_leader(records: list[dict], fault_at: float, promoted_at: float | None, present: set[int]) -> dict:
+    """
+    Measures of the writes made straight to the old leader, from a client that still reaches it while
+    it is cut off from the others (pure): ``old_leader_writable_s``, fault to its last acknowledgement
+    (0 when none came after the fault); ``old_leader_acked``; ``old_leader_lost`` (acknowledged, absent
+    at the end); ``old_leader_acked_after_promotion`` (acknowledged once another member was promoted).
+    """
+    acked = [r for r in records if r["acked"] is not None]
+    after = [r["acked"] for r in acked if r["acked"] >= fault_at]
+    return {
+        "old_leader_writable_s": round(max(after) - fault_at, 3) if after else 0.0,
+        "old_leader_acked": len(acked),
+        "old_leader_lost": sum(1 for r in acked if r["seq"] not in present),
+        "old_leader_acked_after_promotion": sum(1 for r in acked if promoted_at and r["acked"] > promoted_at),
+        "old_leader_errors": _errors([r for r in records if r["acked"] is None], 3),
+    }
+
+
 def _errors(failed: list[dict], most: int = 5) -> dict[str, int]:
     counts: dict[str, int] = {}
     for record in failed:
@@ -218,8 +246,11 @@ def _errors(failed: list[dict], most: int = 5) -> dict[str, int]:
 class _Watch:
     """The events of a drill, by wall-clock time, as they are seen."""
 
-    def __init__(self, reach: Any, writer: Writer, old_leader: str, sync_before: set):
+    def __init__(self, reach: Any, writer: Writer, old_leader: str, sync_before: set, first: list[str] | None = None):
         self.reach, self.writer, self.old_leader, self.sync_before = reach, writer, old_leader, sync_before
+        # whom to ask first: in a partition, the members on the side that keeps etcd (a cut-off one answers
+        # from its own stale view)
+        self.first = first
         self.marks: dict = {}
         self.new_leader: str | None = None
         self.members: list[dict] = []
@@ -227,7 +258,7 @@ class _Watch:
     def look(self) -> None:
         """One look at the cluster and HAProxy; marks what happened since the last."""
         now = time.time()
-        self.members = self.reach.members()
+        self.members = self.reach.members(self.first) if self.first else self.reach.members()
         lead = self.reach.rules.leader_of(self.members)
         if lead and lead["name"] != self.old_leader and not self.new_leader:
             self.new_leader = lead["name"]
@@ -287,16 +318,23 @@ def run(reach: Any, fault: Any, options: Options, timeline: Callable[..., Any] |
     writer.start()
     time.sleep(SETTLE_S)
     sync_before = {m["name"] for m in before if m["role"] == "sync_standby"}
-    watch = _Watch(reach, writer, lead["name"], sync_before)
+    watch = _Watch(reach, writer, lead["name"], sync_before, plan.get("ask_first"))
+    # a client beside the old leader (the partition modes): writes straight to it, in the same run
+    beside = Writer(direct_dsn(options.dsn, reach.cluster.address(lead["name"]), plan["writes_to"]), run_id,
+                    first_seq=OLD_LEADER_SEQ) if plan.get("writes_to") else None
     result = {"mode": fault.mode, "old_leader": lead["name"], "timeline_before": lead["timeline"],
               "haproxy_before": _safe(reach.haproxy), "synchronous_mode": _synchronous(reach), "problems": [],
               "restored": [], **plan.get("report", {})}
     observers = timeline(reach, options, lead, before, fault.moves_leader) if timeline else None
     if observers:
         observers.start()
+    if beside:
+        beside.start()
     try:
         _inject_and_hold(reach, fault, options, plan, watch, result)
     finally:
+        if beside:  # writes straight to the old leader only while it is cut off
+            beside.stopping.set()
         _restore(reach, fault, options, plan, watch, result)
     _recover(reach, options, plan, watch, result)
     if observers:
@@ -307,8 +345,10 @@ def run(reach: Any, fault: Any, options: Options, timeline: Callable[..., Any] |
     time.sleep(1.0)
     writer.stopping.set()
     writer.join(10)
+    if beside:
+        beside.join(options.timeout)  # an INSERT sent is never abandoned: it ends when the server answers
     present = _read_back(options.dsn, run_id, result)
-    _conclude(reach, fault, watch, writer, present, result)
+    _conclude(reach, fault, watch, writer, present, result, beside.records if beside else None)
     return result, writer.records
 
 
@@ -403,13 +443,19 @@ def _since(marks: dict, name: str, start: str = "fault") -> float | None:
     return round(marks[name] - marks[start], 3) if name in marks and start in marks else None
 
 
-def _conclude(reach: Any, fault: Any, watch: _Watch, writer: Writer, present: set[int], result: dict) -> None:
+def _conclude(reach: Any, fault: Any, watch: _Watch, writer: Writer, present: set[int], result: dict,
+              beside: list[dict] | None = None) -> None:
     """Measures, the cluster after, and the verdict."""
     marks, final = watch.marks, watch.members
     lead = reach.rules.leader_of(final)
     address = reach.cluster.address
     measures = analyse(writer.records, marks["fault"], address(result["old_leader"]), address(watch.new_leader),
                        present)
+    if beside is not None:  # what the old leader acknowledged straight to a client counts too
+        old = analyse_old_leader(beside, marks["fault"], marks.get("promotion"), present)
+        result.update(old)
+        measures["lost"] += old["old_leader_lost"]
+        measures["acked_on_old_after_promotion"] += old["old_leader_acked_after_promotion"]
     result.update(measures)
     result.update(
         new_leader=watch.new_leader,

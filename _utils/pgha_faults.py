@@ -287,13 +287,17 @@ class DcsLoss(Fault):
         return problems
 
 
-def _recovery() -> Any:
-    """pgha_dcs_recovery, loaded from beside this file (Salt's loader keeps _utils out of sys.path)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pgha_dcs_recovery.py")
-    spec = importlib.util.spec_from_file_location("pgha_dcs_recovery_of_the_drill", path)
+def _sibling(name: str) -> Any:
+    """A module of _utils, loaded from beside this file (Salt's loader keeps _utils out of sys.path)."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"{name}_of_the_drill", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _recovery() -> Any:
+    return _sibling("pgha_dcs_recovery")
 
 
 def _start_etcd(reach: Any, options: Any, nodes: list[str]) -> list[str]:
@@ -310,7 +314,7 @@ def _dcs_setting(reach: Any, key: str) -> Any:
 
 
 FAULTS = {unit.mode: unit for unit in (StopLeader(), CrashLeader(), Switchover(), FreezeLeader(), DcsOutage(),
-                                       SyncStandbyLoss(), EtcdMemberLoss(), DcsLoss())}
+                                       SyncStandbyLoss(), EtcdMemberLoss(), DcsLoss(), *_sibling("pgha_partitions").UNITS)}
 
 
 def modes() -> list[str]:

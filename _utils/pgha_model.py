@@ -98,6 +98,7 @@ class Drill(NamedTuple):
     timeout: int
     freeze_s: int
     outage_s: int
+    partition_s: int
     alert_timeout: int
     report_dir: str
 
@@ -282,8 +283,9 @@ def derive(cfg: dict, minion_id: str) -> dict:
     haproxy["write_address"] = nodes[by_role["haproxy"][0]]["address"] if by_role["haproxy"] else None
     haproxy["listeners"] = _listeners(data)
     sibling("pgha_monitoring").derive(data, _host)
-    if data["drill"]["freeze_s"] is None:
-        data["drill"]["freeze_s"] = data["patroni"]["ttl"] + 10
+    for hold in ("freeze_s", "partition_s"):
+        if data["drill"][hold] is None:
+            data["drill"][hold] = data["patroni"]["ttl"] + 10
     return data
 
 

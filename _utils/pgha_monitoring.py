@@ -25,9 +25,15 @@ EXPECTED = {
     "etcd-member-loss": "EtcdMemberDown",
     "dcs-loss": "EtcdMemberDown",
     "sync-standby-loss": "PatroniMemberDown",
+    # the monitor is on the side that keeps etcd's quorum: it sees the leader change, the cut-off standby down,
+    # the leader's last contact with etcd age
+    "partition-leader": LEADER_CHANGED,
+    "partition-etcd-minority": LEADER_CHANGED,
+    "partition-replica": "PatroniMemberDown",
+    "partition-leader-dcs": "PatroniDCSContactLost",
 }
 # Modes whose expected alert must fire for the drill to be ok (the leader moves in them).
-REQUIRED = ("stop", "crash", "switchover", "freeze")
+REQUIRED = ("stop", "crash", "switchover", "freeze", "partition-leader", "partition-etcd-minority")
 # Prometheus's durations (its configuration's and rules' `for:`).
 _PROM_DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
 PORT_NAMES = ("prometheus", "alertmanager", "node_exporter", "postgres_exporter", "pgbouncer_exporter", "haproxy")

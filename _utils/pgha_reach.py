@@ -52,10 +52,10 @@ class Reach:
             cut = text if len(text) <= MAX_FAILURE_TEXT else text[:MAX_FAILURE_TEXT] + " ..."
             raise CommandExecutionError(f"{sls} on {minion} failed: {cut}") from None
 
-    def members(self) -> list[dict]:
-        """The members with their health facts; [] when no member answers."""
+    def members(self, first: list[str] | None = None) -> list[dict]:
+        """The members with their health facts (as ``first``, those asked first, see them); [] when none answers."""
         try:
-            return self.api.members()
+            return self.api.members(first) if first else self.api.members()
         except CommandExecutionError:
             return []
 

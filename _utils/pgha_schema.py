@@ -267,6 +267,7 @@ SCHEMA: dict[str, Check] = {
     "drill:timeout": integer(10),
     "drill:freeze_s": optional(integer(1)),
     "drill:outage_s": optional(integer(1)),
+    "drill:partition_s": optional(integer(1)),
     "lock:ttl": integer(5, 600),
     "lock:wait": integer(0, 3600),
     "gates:timeout": integer(10),

@@ -559,6 +559,7 @@ def test_no_leader_no_drill(fake, monkeypatch):
 
 def test_modes_and_unknown_mode():
     assert faults.modes() == ["stop", "crash", "switchover", "freeze", "dcs-outage", "sync-standby-loss",
-                              "etcd-member-loss", "dcs-loss"]
+                              "etcd-member-loss", "dcs-loss", "partition-leader", "partition-leader-dcs",
+                              "partition-replica", "partition-etcd-minority"]
     with pytest.raises(ValueError, match="mode must be one of stop, crash, .* \\(got 'bogus'\\)"):
         faults.fault("bogus")

@@ -234,7 +234,8 @@ def test_without_monitoring_the_drill_runs_unwatched():
     cluster = _Cluster(url=None)
     result = alerts.watched(cluster, "stop", lambda: {"ok": True}, monitoring.EXPECTED, monitoring.REQUIRED)
     assert result == {"ok": True}
-    assert copy.deepcopy(monitoring.REQUIRED) == ("stop", "crash", "switchover", "freeze")
+    assert copy.deepcopy(monitoring.REQUIRED) == ("stop", "crash", "switchover", "freeze", "partition-leader",
+                                                  "partition-etcd-minority")
 
 
 def test_an_alert_firing_from_before_the_whole_wait_is_not_measured_nor_failed(monkeypatch):
