@@ -29,6 +29,8 @@ a replica from the repository, the restore drill, the total loss, the repository
 (bench/alerts.py, on the lab as it runs; BENCH_ALERTS=0 skips it in the full run);
 `python -m bench --planned` only the planned leader changes phase by phase, with and without the lab's reaper
 (bench/planned.py; the lab restarted for each; BENCH_PLANNED=0 skips it in the full run);
+`python -m bench --partitions` only the partition modes and quorum commit (bench/partitions.py, on the namespaced
+lab as it runs, moved to TOPOLOGY=ha and back; BENCH_PARTITIONS=0 skips it in the full run);
 `python -m bench --client-paths` measures only the client paths, on the lab
 as it runs, into the same results; `python -m bench --etcd-members` only the
 etcd membership changes.
@@ -43,7 +45,7 @@ import subprocess
 import sys
 import time
 
-from bench import alerts, backup, dcs, failover_drill, membership, pgbench, planned
+from bench import alerts, backup, dcs, failover_drill, membership, partitions, pgbench, planned
 from lab import MINIONS, REPO, netns
 from lab.processes import Lab
 
@@ -350,6 +352,25 @@ def planned_phase(results: dict) -> int:
     return 0 if all(row.get("ok") for variant in variants for row in variant["rows"]) else 1
 
 
+def partitions_phase(results: dict) -> int:
+    """Partitions and quorum commit on the namespaced lab as it runs (bench/partitions.py), saved as they come."""
+    found = results["partitions"] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": []}
+    if not Lab().namespaced:
+        found["error"] = "the lab is not namespaced (LAB_NETWORK=loopback): no partition can be made"
+        return 1
+
+    def leader() -> str:
+        return next((m["name"] for m in members() if m.get("role") == "leader"), "postgres01")
+
+    def healthy_saved(timeout: float = 180) -> bool:
+        write_report(results)  # every row so far kept, whatever stops the run
+        return partitions.streaming(salt, timeout)
+
+    partitions.run(salt, healthy_saved, leader, RUNS, found)
+    partitions.etcd_minority(salt, healthy_saved, RUNS, found)
+    return 0 if found["runs"] and all(entry["ok"] for entry in found["runs"]) else 1
+
+
 def backups_only() -> int:
     """--backups: only backups and restores, on a lab from nothing, their rows added to bench/results.json."""
     with open(os.path.join(REPO, "bench", "results.json"), encoding="utf-8") as handle:
@@ -446,6 +467,7 @@ def table(results: dict) -> str:
     lines += backup.lines(results.get("backups"))
     lines += alerts.lines(results.get("alerts"))
     lines += planned.lines(results.get("planned"))
+    lines += partitions.lines(results.get("partitions"))
     if results.get("pgbench", {}).get("cases"):
         lines += ["", *pgbench.table(results["pgbench"])]
     return "\n".join(lines) + "\n"
@@ -532,6 +554,9 @@ def main() -> int:
     if os.environ.get("BENCH_DCS", "1") != "0":
         dcs_losses(results)
         write_report(results)
+    if os.environ.get("BENCH_PARTITIONS", "1") != "0" and lab_from_nothing({}):
+        partitions_phase(results)
+        write_report(results)
     return 0
 
 
@@ -546,6 +571,8 @@ if __name__ == "__main__":
         sys.exit(backups_only())
     if sys.argv[1:] == ["--alerts"]:
         sys.exit(phase_only(alerts_phase))  # on the lab as it runs
+    if sys.argv[1:] == ["--partitions"]:
+        sys.exit(phase_only(partitions_phase))  # on the lab as it runs; moves it to TOPOLOGY=ha and back
     if sys.argv[1:] == ["--planned"]:
         sys.exit(phase_only(planned_phase))  # restarts the lab (data kept) twice
     if sys.argv[1:] == ["--amend"]:
