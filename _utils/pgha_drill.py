@@ -263,7 +263,7 @@ class _Watch:
         if lead and lead["name"] != self.old_leader and not self.new_leader:
             self.new_leader = lead["name"]
             self.marks["promotion"] = now
-        syncs = {m["name"] for m in self.members if m["role"] == "sync_standby"}
+        syncs = {m["name"] for m in self.members if m["role"] in ("sync_standby", "quorum_standby")}
         if "sync_switch" not in self.marks and syncs - self.sync_before:
             self.marks["sync_switch"] = now
         if self.new_leader and "haproxy_switch" not in self.marks:
@@ -317,7 +317,7 @@ def run(reach: Any, fault: Any, options: Options, timeline: Callable[..., Any] |
     writer = Writer(options.dsn, run_id)
     writer.start()
     time.sleep(SETTLE_S)
-    sync_before = {m["name"] for m in before if m["role"] == "sync_standby"}
+    sync_before = {m["name"] for m in before if m["role"] in ("sync_standby", "quorum_standby")}
     watch = _Watch(reach, writer, lead["name"], sync_before, plan.get("ask_first"))
     # a client beside the old leader (the partition modes): writes straight to it, in the same run
     beside = Writer(direct_dsn(options.dsn, reach.cluster.address(lead["name"]), plan["writes_to"]), run_id,

@@ -26,6 +26,10 @@ from typing import Any
 from salt.exceptions import CommandExecutionError
 
 LEADER_EVENTS = ("promotion", "haproxy_switch", "first_write")
+# Members that acknowledge commits: Patroni's synchronous standbys (synchronous_mode on) and quorum standbys (quorum).
+STANDBY_ROLES = ("sync_standby", "quorum_standby")
+# How long sync-standby-loss keeps a quorum standby down: no new standby is awaited (another already votes).
+QUORUM_HOLD_S = 10.0
 
 
 class Fault:
@@ -103,10 +107,10 @@ class Switchover(Fault):
         if candidate and (candidate == leader["name"] or candidate not in names):
             raise ValueError(f"candidate {candidate!r} must be a member other than the leader {leader['name']} "
                              f"(members: {', '.join(names)})")
-        syncs = [m["name"] for m in members if m["role"] == "sync_standby"]
+        syncs = [m["name"] for m in members if m["role"] in STANDBY_ROLES]
         if candidate and syncs and candidate not in syncs:
-            raise ValueError(f"in synchronous mode Patroni hands the leadership only to the synchronous standby "
-                             f"({', '.join(syncs)}), not to {candidate}")
+            raise ValueError(f"in synchronous mode Patroni hands the leadership only to a synchronous (or quorum) "
+                             f"standby ({', '.join(syncs)}), not to {candidate}")
         # a session-pooling PgBouncer would hold the pause until every client leaves: not paused
         pooler = reach.cluster.pooler
         pooled = pooler.enabled and pooler.pool_mode != "session"
@@ -225,10 +229,14 @@ class SyncStandbyLoss(CrashLeader):
     moves_leader = False
 
     def plan(self, reach: Any, options: Any, members: list[dict], leader: dict) -> dict:
-        syncs = [m["name"] for m in members if m["role"] == "sync_standby"]
+        syncs = [m["name"] for m in members if m["role"] in STANDBY_ROLES]
         if not syncs:
             raise ValueError("no synchronous standby to lose: synchronous mode is off "
                              "(salt <node> patroni.edit_config '{\"synchronous_mode\": true}')")
+        if any(m["role"] == "quorum_standby" for m in members):
+            # quorum commit: the others vote on; nothing new to wait for, held a while to measure the writes
+            return {"target": syncs[0], "until": (), "hold_s": QUORUM_HOLD_S,
+                    "report": {"fault_target": syncs[0], "held_s": QUORUM_HOLD_S}}
         return {"target": syncs[0], "until": ("sync_switch",), "report": {"fault_target": syncs[0]}}
 
 

@@ -538,6 +538,23 @@ def test_sync_standby_loss_waits_for_a_new_standby_and_restarts_the_lost_one(fak
     assert result["leader_after"] == "postgres01" and result["new_leader"] is None
 
 
+def test_in_quorum_mode_a_lost_standby_is_held_down_with_no_new_standby_awaited(fake, monkeypatch):
+    monkeypatch.setattr(faults, "QUORUM_HOLD_S", 0.3)
+    plain = fake.members
+
+    def quorum() -> list[dict]:  # Patroni's roles with synchronous_mode: quorum
+        return [dict(m, role="quorum_standby") if m["role"] in ("sync_standby", "replica") else m for m in plain()]
+
+    fake.members = quorum
+    started = time.monotonic()
+    result = drilled(fake, "sync-standby-loss")
+    assert result["ok"] is True, result["problems"]
+    assert result["fault_target"] == "postgres02" and result["held_s"] == 0.3
+    assert time.monotonic() - started >= 0.3 and result["sync_switch_s"] is None
+    assert [c[:3] for c in fake.calls] == [("postgres02", "pgha_service.crash", "patroni"),
+                                           ("postgres02", "pgha_service.start", "patroni")]
+
+
 def test_refusals_touch_nothing(fake):
     fake.sync = None
     result = drilled(fake, "sync-standby-loss")
@@ -546,7 +563,7 @@ def test_refusals_touch_nothing(fake):
     assert result["ok"] is False and "etcd has 1 member(s)" in result["comment"]
     fake.sync = "postgres02"
     result = drilled(fake, "switchover", candidate="postgres03")
-    assert "only to the synchronous standby (postgres02), not to postgres03" in result["comment"]
+    assert "only to a synchronous (or quorum) standby (postgres02), not to postgres03" in result["comment"]
     assert fake.calls == [] and fake.connections == []
 
 
