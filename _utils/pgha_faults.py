@@ -109,8 +109,8 @@ class Switchover(Fault):
                              f"(members: {', '.join(names)})")
         syncs = [m["name"] for m in members if m["role"] in STANDBY_ROLES]
         if candidate and syncs and candidate not in syncs:
-            raise ValueError(f"in synchronous mode Patroni hands the leadership only to a synchronous (or quorum) "
-                             f"standby ({', '.join(syncs)}), not to {candidate}")
+            raise ValueError(f"in synchronous mode Patroni hands the leadership only to a synchronous standby "
+                             f"or a quorum standby ({', '.join(syncs)}), not to {candidate}")
         # a session-pooling PgBouncer would hold the pause until every client leaves: not paused
         pooler = reach.cluster.pooler
         pooled = pooler.enabled and pooler.pool_mode != "session"

@@ -563,7 +563,7 @@ def test_refusals_touch_nothing(fake):
     assert result["ok"] is False and "etcd has 1 member(s)" in result["comment"]
     fake.sync = "postgres02"
     result = drilled(fake, "switchover", candidate="postgres03")
-    assert "only to a synchronous (or quorum) standby (postgres02), not to postgres03" in result["comment"]
+    assert "only to a synchronous standby or a quorum standby (postgres02), not to postgres03" in result["comment"]
     assert fake.calls == [] and fake.connections == []
 
 
