@@ -69,25 +69,54 @@ def _route_device(address: str) -> tuple[str | None, str | None]:
     return route.get("dev"), route.get("type")
 
 
-def _checked(addresses) -> list[str]:
+def _problems(addresses) -> tuple[list[str], list[str]]:
+    """The addresses, checked, and what keeps this host from being cut off from them."""
     if isinstance(addresses, str):
         addresses = [part for part in addresses.split(",") if part.strip()]
     if not addresses:
-        raise CommandExecutionError("pgha_net.cut: addresses: none given")
-    checked = []
+        return [], ["addresses: none given"]
+    checked, problems = [], []
     for address in addresses:
         try:
             ip = ipaddress.IPv4Address(str(address).strip())
         except ValueError:
-            raise CommandExecutionError(f"pgha_net.cut: addresses: {address!r} is not an IPv4 address") from None
+            problems.append(f"addresses: {address!r} is not an IPv4 address")
+            continue
         device, kind = _route_device(str(ip))
         if kind == "local" or device == "lo":
-            raise CommandExecutionError(
-                f"pgha_net.cut: {ip} is reached through this host's loopback (dev lo): this host and {ip} share "
-                "one network stack (the loopback lab), where no cut can separate them; partitions need hosts with "
-                "their own (the namespaced lab: make lab; real hosts)")
+            problems.append(
+                f"{ip} is reached through this host's loopback (dev lo): this host and {ip} share one network "
+                "stack (the loopback lab), where no cut can separate them; partitions need hosts with their own "
+                "(the namespaced lab: make lab; real hosts)")
         checked.append(str(ip))
+    if not shutil.which("nft"):
+        problems.append("no `nft` on this host (Debian's nftables package): a partition drill cuts the network "
+                        "with nftables")
+    return checked, problems
+
+
+def _checked(addresses) -> list[str]:
+    checked, problems = _problems(addresses)
+    if problems:
+        raise CommandExecutionError(f"pgha_net.cut: {problems[0]}")
     return checked
+
+
+def check(addresses) -> dict:
+    """
+    Whether this host can be cut off from ``addresses`` (a list, or
+    comma-separated), changing nothing: ``ok`` and the ``problems`` (an
+    address this host reaches through its loopback, i.e. one network stack
+    shared with it; no ``nft``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt postgres01 pgha_net.check 198.18.0.5,198.18.0.32
+    """
+    checked, problems = _problems(addresses)
+    return {"ok": not problems, "addresses": checked, "problems": problems}
 
 
 def cut(addresses, seconds: float = 60) -> dict:

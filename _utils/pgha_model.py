@@ -88,7 +88,7 @@ class Patroni(NamedTuple):
     loop_wait: int
     retry_timeout: int
     maximum_lag_on_failover: int
-    synchronous_mode: bool
+    synchronous_mode: bool | str
     failsafe_mode: bool
 
 

@@ -54,6 +54,11 @@ class Partition:
         cut_off, cut_from = self.sides(reach, members, leader)
         if not cut_off or not cut_from:
             raise ValueError(f"{self.mode}: nothing to cut (cut off: {cut_off}, from: {cut_from})")
+        addresses = [reach.cluster.address(name) for name in cut_from]
+        for node in cut_off:  # each cut-off host can be cut off, asked before anything changes
+            answer = reach.call(node, "pgha_net.check", addresses, wait=int(options.timeout)) or {}
+            if not answer.get("ok"):
+                raise ValueError(f"{self.mode} cannot cut {node} off: " + "; ".join(answer.get("problems") or ["?"]))
         hold = float(options.partition_s)
         ask_first = [m["name"] for m in members if m["name"] not in cut_off]
         port = int(reach.cluster.settings["postgresql"]["port"])

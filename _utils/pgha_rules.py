@@ -239,8 +239,26 @@ def restapi_tls_needs_postgresql_tls(cfg: dict, **_: Any) -> list[str]:
 
 def strict_needs_synchronous(cfg: dict, **_: Any) -> list[str]:
     patroni = cfg["patroni"]
-    if patroni.get("synchronous_mode_strict") is True and patroni.get("synchronous_mode") is not True:
-        return [f"{key('patroni', 'synchronous_mode_strict')}: needs patroni:synchronous_mode: true"]
+    if patroni.get("synchronous_mode_strict") is True and patroni.get("synchronous_mode") not in (True, "quorum"):
+        return [f"{key('patroni', 'synchronous_mode_strict')}: needs patroni:synchronous_mode: true or quorum"]
+    return []
+
+
+def synchronous_count_fits(cfg: dict, **_: Any) -> list[str]:
+    """
+    synchronous_node_count against the PostgreSQL nodes: with true, at most every standby; with quorum, a
+    voter must be left with one node down (a standby lost, the others still make up the count).
+    """
+    patroni, count = cfg["patroni"], cfg["patroni"].get("synchronous_node_count")
+    if not isinstance(count, int) or isinstance(count, bool):
+        return []
+    nodes = len(roles_of(cfg)["postgresql"])
+    name = key("patroni", "synchronous_node_count")
+    if patroni.get("synchronous_mode") == "quorum" and count > nodes - 2:
+        return [f"{name}: {count} with synchronous_mode quorum and {nodes} PostgreSQL nodes leaves no voter when "
+                f"one is down: at most {nodes - 2}" + ("" if nodes >= 3 else " (quorum needs three nodes or more)")]
+    if patroni.get("synchronous_mode") is True and count > nodes - 1:
+        return [f"{name}: {count} synchronous standbys, yet {nodes} PostgreSQL nodes have {nodes - 1} standbys"]
     return []
 
 
@@ -461,7 +479,7 @@ def secrets_of_the_roles(cfg: dict, secrets: Any = None, roles: list | None = No
 
 
 RULES = (node_entries, every_role_present, one_backup_node_apart, backup_schedule, odd_etcd_members, ports_distinct, patroni_timings_fit,
-         restapi_tls_needs_postgresql_tls, strict_needs_synchronous, patroni_version_safe,
+         restapi_tls_needs_postgresql_tls, strict_needs_synchronous, synchronous_count_fits, patroni_version_safe,
          watchdog_required_needs_systemd, watchdog_timeout_fits, pip_install_settings,
          package_install_needs_a_package, unit_file_named_after_the_service, hba_entries,
          bootstrap_leader_is_a_postgresql_node, tls_files, etcd_users_of_their_own, postgresql_roles_distinct,

@@ -175,6 +175,12 @@ def probe_database(value: Any) -> str | None:
             f"(got {value!r})")
 
 
+def synchronous_mode(value: Any) -> str | None:
+    if isinstance(value, bool) or value == "quorum":
+        return None
+    return f"must be true, false or quorum (got {value!r})"
+
+
 def watchdog_mode(value: Any) -> str | None:
     # YAML 1.1 (Salt's) reads an unquoted off as false.
     mode = "off" if value is False else value
@@ -227,7 +233,8 @@ SCHEMA: dict[str, Check] = {
     "patroni:retry_timeout": integer(3),
     "patroni:maximum_lag_on_failover": integer(0),
     "patroni:use_pg_rewind": boolean,
-    "patroni:synchronous_mode": boolean,
+    "patroni:synchronous_mode": synchronous_mode,
+    "patroni:synchronous_node_count": integer(1),
     "patroni:synchronous_mode_strict": boolean,
     "patroni:failsafe_mode": boolean,
     "patroni:watchdog:mode": watchdog_mode,

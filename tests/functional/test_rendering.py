@@ -220,6 +220,16 @@ def three_etcd(request, tmp_path_factory, salt_root) -> SaltEnv:
 
 
 @pytest.fixture(scope="module")
+def quorum(tmp_path_factory, salt_root) -> SaltEnv:
+    """The production pillar with quorum commit (`patroni:synchronous_mode: quorum`), Patroni's configuration."""
+    env = SaltEnv(tmp_path_factory.mktemp("pgha-quorum"), ["pgha.production"],
+                  {"pgha": {"secrets": TEST_SECRETS, "patroni": {"synchronous_mode": "quorum"}}}, salt_root)
+    env.place_pki(PKI_NODES)
+    env.results = {"patroni": env.apply("pgha.patroni.config", "postgres01")}
+    return env
+
+
+@pytest.fixture(scope="module")
 def invalid(tmp_path_factory, salt_root) -> tuple[SaltEnv, subprocess.CompletedProcess]:
     env = SaltEnv(
         tmp_path_factory.mktemp("pgha-invalid"),
@@ -372,8 +382,14 @@ def test_patroni_dcs_timings(production):
     assert dcs["postgresql"]["use_pg_rewind"] is True
     assert dcs["synchronous_mode"] is False
     assert dcs["synchronous_mode_strict"] is False
+    assert dcs["synchronous_node_count"] == 1
     # the leader stays primary while etcd is unreachable if every member answers
     assert dcs["failsafe_mode"] is True
+
+
+def test_quorum_commit_reaches_patroni(quorum):
+    dcs = patroni_config(quorum)["bootstrap"]["dcs"]
+    assert (dcs["synchronous_mode"], dcs["synchronous_node_count"]) == ("quorum", 1)
 
 
 def test_patroni_watchdog_section(production):

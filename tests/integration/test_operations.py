@@ -169,6 +169,16 @@ def test_crash_drill(salt_master, orchestration):
     assert drill["rejoin_s"] is not None
 
 
+def test_a_partition_on_hosts_sharing_one_network_stack_is_refused_and_nothing_is_cut(salt_master, orchestration):
+    # the test cluster is on loopback (127.0.100.x): no cut can separate two of its hosts; the namespaced lab's can
+    ret = run(salt_master, "pgha.failover_drill", "mode=partition-leader", "alerts=False", "--out=json")
+    assert ret.returncode != 0
+    drill = json.loads(ret.stdout)
+    assert drill["ok"] is False and "reached through this host's loopback" in drill["comment"], drill
+    assert drill["restored"] == [] and "acked" not in drill  # refused before the writer or any cut
+    assert all(cuts == [] for cuts in call(salt_master, "*", "pgha_net.cuts").data.values())
+
+
 def test_no_secret_in_outputs_or_logs(salt_master, salt_minions, orchestration, cluster_secrets, test_root):
     texts = list(OUTPUTS) + [orchestration["stdout"], orchestration["stderr"]]
     logs = [salt_master.config["log_file"], *[m.config["log_file"] for m in salt_minions.values()]]

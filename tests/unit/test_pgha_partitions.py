@@ -31,6 +31,7 @@ class CutCluster(FakeCluster):
         self.cut: dict[str, list[str]] = {}
         self.asked_first: list = []
         self.failsafe = True
+        self.shared = False  # the hosts share one network stack (the loopback lab)
 
     def _act(self, minion: str, function: str, kwargs: dict) -> dict:
         if function == "pgha_net.cut":
@@ -45,6 +46,9 @@ class CutCluster(FakeCluster):
         if function == "pgha_net.heal":
             self.cut.pop(minion, None)
             return {"healed": True}
+        if function == "pgha_net.check":
+            return {"ok": not self.shared, "problems": ["10.131.0.5 is reached through this host's loopback"]
+                    if self.shared else []}
         return super()._act(minion, function, kwargs)
 
     def any_member(self, path: str):
@@ -118,6 +122,8 @@ def test_partition_leader_cuts_it_off_from_every_host_heals_it_and_measures_its_
     assert (result["old_leader"], result["new_leader"]) == ("postgres01", "postgres02")
     cuts = [c for c in cut.calls if c[1] == "pgha_net.cut"]
     assert [c[0] for c in cuts] == ["postgres01"]
+    checks = [c for c in cut.calls if c[1] == "pgha_net.check"]
+    assert checks and checks[0][2] == cuts[0][2] and cut.calls.index(checks[0]) < cut.calls.index(cuts[0])
     # every other node of the production pillar (replicas, etcd, HAProxy, backup, monitor), never the master
     assert sorted(cuts[0][2]) == sorted(["127.0.200.2", "127.0.200.3", "10.131.0.5", "10.131.0.3", "10.131.0.9",
                                          "10.131.0.10"])
@@ -192,6 +198,15 @@ def test_etcd_minority_sides_keep_the_leader_with_one_member():
         ["postgres01"], ["postgres02", "postgres03", "etcd", "haproxy"])
     assert unit.sides(Reach(), [], {"name": "postgres03"}) == (
         ["postgres03", "etcd"], ["postgres01", "postgres02", "haproxy"])
+
+
+def test_on_hosts_sharing_one_network_stack_the_drill_is_refused_and_touches_nothing(cut):
+    cut.shared = True
+    result = partitioned(cut, "partition-leader")
+    assert result["ok"] is False
+    assert "partition-leader cannot cut postgres01 off: 10.131.0.5 is reached through this host's loopback" in (
+        result["comment"])
+    assert [c[1] for c in cut.calls] == ["pgha_net.check"] and not cut.connections  # no writer, no cut
 
 
 def test_a_cut_that_fails_is_healed_anyway_and_not_reported_healed(cut):
@@ -283,3 +298,12 @@ def test_without_nft_the_error_says_which_package(shell, monkeypatch):
     monkeypatch.setattr(net.shutil, "which", lambda name: None)
     with pytest.raises(CommandExecutionError, match="no `nft` on this host .*nftables"):
         net.cut(["198.18.0.5"], seconds=10)
+
+
+def test_check_says_what_keeps_a_cut_from_being_made_and_changes_nothing(shell):
+    assert net.check("198.18.0.5") == {"ok": True, "addresses": ["198.18.0.5"], "problems": []}
+    shell.routes = {"127.0.0.5": ("lo", "local")}
+    answer = net.check(["127.0.0.5", "nowhere"])
+    assert answer["ok"] is False and len(answer["problems"]) == 2
+    assert "share one network stack" in answer["problems"][1] or "share one network stack" in answer["problems"][0]
+    assert not [run for run in shell.runs if run[0][0] == "nft"]

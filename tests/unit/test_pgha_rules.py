@@ -108,7 +108,21 @@ def test_restapi_tls_needs_postgresql_tls(cfg):
 def test_strict_needs_synchronous(cfg):
     cfg["patroni"]["synchronous_mode_strict"] = True
     assert run(rules.strict_needs_synchronous, cfg) == [
-        "pgha:patroni:synchronous_mode_strict: needs patroni:synchronous_mode: true"]
+        "pgha:patroni:synchronous_mode_strict: needs patroni:synchronous_mode: true or quorum"]
+
+
+def test_quorum_leaves_a_voter_when_one_node_is_down(cfg):
+    quorum = changed(cfg, patroni={"synchronous_mode": "quorum", "synchronous_node_count": 1})
+    assert run(rules.synchronous_count_fits, quorum) == []
+    assert run(rules.strict_needs_synchronous, changed(quorum, patroni={"synchronous_mode_strict": True})) == []
+    two = changed(quorum, patroni={"synchronous_node_count": 2})
+    assert run(rules.synchronous_count_fits, two) == [
+        ("pgha:patroni:synchronous_node_count: 2 with synchronous_mode quorum and 3 PostgreSQL nodes leaves no voter "
+        "when one is down: at most 1")]
+    nodes = {name: node for name, node in quorum["nodes"].items() if name != "postgres03"}
+    small = dict(quorum, nodes=nodes, cluster=dict(quorum["cluster"]))
+    assert "quorum needs three nodes or more" in run(rules.synchronous_count_fits, small)[0]
+    assert run(rules.synchronous_count_fits, changed(cfg, patroni={"synchronous_node_count": 5})) == []  # off
 
 
 def test_patroni_version_safe(cfg):
