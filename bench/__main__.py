@@ -358,6 +358,9 @@ def partitions_phase(results: dict) -> int:
     if not Lab().namespaced:
         found["error"] = "the lab is not namespaced (LAB_NETWORK=loopback): no partition can be made"
         return 1
+    if not netns.bridge_up():  # nothing is sent towards the lab's addresses while its network is absent
+        found["error"] = "the lab's network is down: make lab"
+        return 1
 
     def leader() -> str:
         return next((m["name"] for m in members() if m.get("role") == "leader"), "postgres01")
