@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 
 
 def failover_drill(salt, *args: str, timeout: int = 1200):
@@ -16,3 +17,11 @@ def failover_drill(salt, *args: str, timeout: int = 1200):
     except ValueError:
         drill = {"ok": False, "problems": [ret.stdout[-500:] + ret.stderr[-500:]]}
     return drill, ret.returncode
+
+
+def cell(values: list) -> str:
+    """A table cell of the benchmark's reports: median (min-max) of the values given, "-" without any."""
+    values = [value for value in values if value is not None]
+    if not values:
+        return "-"
+    return f"{round(statistics.median(values), 3)} ({round(min(values), 3)}-{round(max(values), 3)})"

@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import time
 
+from bench import cell
 from lab import REPO
 from lab.config import model
 
@@ -210,13 +211,6 @@ def _median(values: list) -> float | None:
     return round(statistics.median(values), 3) if values else None
 
 
-def _cell(values: list) -> str:
-    values = [value for value in values if value is not None]
-    if not values:
-        return "-"
-    return f"{_median(values)} ({round(min(values), 3)}-{round(max(values), 3)})"
-
-
 def lines(results: dict | None) -> list[str]:
     """The tables of bench/results.md."""
     if not results:
@@ -231,20 +225,20 @@ def lines(results: dict | None) -> list[str]:
         ratio = round(_median(full) / _median(copy), 2) if _median(full) and _median(copy) else None
         out += ["| scale " + str(taken["scale"]) + " | runs | MB copied | seconds | MB/s | MB/s against cp -a |",
                 "|---|---|---|---|---|---|",
-                (f"| full backup | {len(full)} | {_cell([e.get('copied', 0) / MB for e in taken['full']])} | "
-                f"{_cell([e.get('took_s') for e in taken['full']])} | {_cell(full)} | {ratio} |"),
-                (f"| incremental | {len(incr)} | {_cell([e.get('copied', 0) / MB for e in taken['incr']])} | "
-                f"{_cell([e.get('took_s') for e in taken['incr']])} | {_cell(incr)} | - |"),
-                (f"| cp -a of the data directory | {len(copy)} | {_cell([e['bytes'] / MB for e in taken['copy']])} | "
-                f"{_cell([e['took_s'] for e in taken['copy']])} | {_cell(copy)} | 1 |"), ""]
+                (f"| full backup | {len(full)} | {cell([e.get('copied', 0) / MB for e in taken['full']])} | "
+                f"{cell([e.get('took_s') for e in taken['full']])} | {cell(full)} | {ratio} |"),
+                (f"| incremental | {len(incr)} | {cell([e.get('copied', 0) / MB for e in taken['incr']])} | "
+                f"{cell([e.get('took_s') for e in taken['incr']])} | {cell(incr)} | - |"),
+                (f"| cp -a of the data directory | {len(copy)} | {cell([e['bytes'] / MB for e in taken['copy']])} | "
+                f"{cell([e['took_s'] for e in taken['copy']])} | {cell(copy)} | 1 |"), ""]
     rows = [results.get(key) for key in ("restore_small", "restore_big") if results.get(key)]
     if rows:
         out += [("| restore to the archive's end, into a new instance | backup size (MB) | runs | copy (s) | "
                 "recovered and promoted (s) |"), "|---|---|---|---|---|"]
         for entry in rows:
             out.append(f"| scale {entry['scale']} | {round((entry['backup_size'] or 0) / MB)} | {len(entry['runs'])} | "
-                       f"{_cell([r.get('restore_s') for r in entry['runs']])} | "
-                       f"{_cell([r.get('recovered_s') for r in entry['runs']])} |")
+                       f"{cell([r.get('restore_s') for r in entry['runs']])} | "
+                       f"{cell([r.get('recovered_s') for r in entry['runs']])} |")
         out.append("")
     replicas_found = results.get("replicas")
     if replicas_found:
@@ -252,9 +246,9 @@ def lines(results: dict | None) -> list[str]:
         base = [r for r in replicas_found["basebackup"] if r.get("ok")]
         out += [(f"A replica rebuilt (scale {replicas_found['scale']}): by Patroni from the repository (reinit, "
                 f"pgBackRest's delta restore, then streaming; {len(reinit)} of {len(replicas_found['reinit'])} ok) "
-                f"{_cell([r['took_s'] for r in reinit])} s; `pg_basebackup` from the leader as the replication "
+                f"{cell([r['took_s'] for r in reinit])} s; `pg_basebackup` from the leader as the replication "
                 f"user into an empty directory on the same host ({len(base)} of {len(replicas_found['basebackup'])} "
-                f"ok) {_cell([r['took_s'] for r in base])} s"
+                f"ok) {cell([r['took_s'] for r in base])} s"
                 + (f" (measured again on {results['replicas_rerun']}: the first run's pg_basebackup connected as "
                    "the superuser, which pg_hba does not let replicate)" if results.get("replicas_rerun") else "")
                 + "."), ""]
@@ -270,21 +264,21 @@ def lines(results: dict | None) -> list[str]:
                        f"{sum(e.get('rows_after_target') or 0 for e in entries)}, verify ok "
                        f"{sum(1 for e in entries if e.get('verify_ok'))}, pg_amcheck ok "
                        f"{sum(1 for e in entries if e.get('amcheck_ok'))}); restore_s "
-                       f"{_cell([e.get('restore_s') for e in entries])}, WAL replayed (MB) "
-                       f"{_cell([(e.get('wal_replayed_bytes') or 0) / MB for e in entries])}.")
+                       f"{cell([e.get('restore_s') for e in entries])}, WAL replayed (MB) "
+                       f"{cell([(e.get('wal_replayed_bytes') or 0) / MB for e in entries])}.")
         elif mode == "repo-outage":
             out.append(f"The {title}: {ok} of {len(entries)} ok; archiving reported failing after "
-                       f"{_cell([e.get('reported_after_s') for e in entries])} s, caught up in "
-                       f"{_cell([e.get('catch_up_s') for e in entries])} s once the server was back; "
+                       f"{cell([e.get('reported_after_s') for e in entries])} s, caught up in "
+                       f"{cell([e.get('catch_up_s') for e in entries])} s once the server was back; "
                        f"{sum(e.get('lost') or 0 for e in entries)} of "
                        f"{sum(e.get('acked') or 0 for e in entries)} acknowledged writes lost"
                        + (f" (run on {results['repo_outage_run']})" if results.get("repo_outage_run") else "") + ".")
         else:
             out.append(f"The {title} (every PostgreSQL node killed, archive_timeout "
                        f"{entries[0].get('archive_timeout_s')} s): {ok} of {len(entries)} ok; lost_on_total_loss "
-                       f"{_cell([e.get('lost_on_total_loss') for e in entries])} acknowledged writes of "
-                       f"{_cell([e.get('acked_before_kill') for e in entries])}, reaching back lost_window_s "
-                       f"{_cell([e.get('lost_window_s') for e in entries])}; lost on the live cluster "
+                       f"{cell([e.get('lost_on_total_loss') for e in entries])} acknowledged writes of "
+                       f"{cell([e.get('acked_before_kill') for e in entries])}, reaching back lost_window_s "
+                       f"{cell([e.get('lost_window_s') for e in entries])}; lost on the live cluster "
                        f"{sum(e.get('lost_on_live_cluster') or 0 for e in entries)}.")
         out.append("")
     return out

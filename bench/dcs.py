@@ -9,9 +9,7 @@ three-member one (TOPOLOGY=ha).
 
 from __future__ import annotations
 
-import statistics
-
-from bench import failover_drill
+from bench import cell, failover_drill
 
 FIELDS = ("lost", "failed_writes", "unavailable_s", "recover_s")
 
@@ -40,13 +38,6 @@ def runs(salt, healthy, topology: str, count: int) -> list[dict]:
     return done
 
 
-def _cell(values: list) -> str:
-    values = [value for value in values if value is not None]
-    if not values:
-        return "-"
-    return f"{round(statistics.median(values), 3)} ({min(values)}-{max(values)})"
-
-
 def lines(results: dict | None) -> list[str]:
     """The table of bench/results.md: one row per topology."""
     if not results:
@@ -62,7 +53,7 @@ def lines(results: dict | None) -> list[str]:
             continue
         out.append(f"| {topology} | {len(entries)} | {sum(1 for e in entries if e['ok'])} | "
                    f"{sum(e['lost'] or 0 for e in entries)} | "
-                   + " | ".join(_cell([e[f] for e in entries]) for f in FIELDS[1:])
+                   + " | ".join(cell([e[f] for e in entries]) for f in FIELDS[1:])
                    + f" | {sum(1 for e in entries if e['anonymous_refused'])} of {len(entries)} |")
     out += ["", ("Cells: median (min-max); unavailable_s: the first failed write to the last; recover_s: the "
                  "recovery (Patroni restarted on the node that led, then on the others) to a healthy cluster.")]

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 
-from bench import failover_drill, pgbench
+from bench import cell, failover_drill, pgbench
 from lab import REPO
 
 FIELDS = ("lost", "failed_writes", "unavailable_s", "client_stall_s", "rto_s", "old_leader_writable_s",
@@ -152,13 +152,6 @@ def etcd_minority(salt, healthy, runs: int, found: dict) -> None:
         set_sync(salt, "on")
 
 
-def _cell(values: list) -> str:
-    values = [value for value in values if value is not None]
-    if not values:
-        return "-"
-    return f"{round(statistics.median(values), 3)} ({min(values)}-{max(values)})"
-
-
 def lines(found: dict | None) -> list[str]:
     """The tables of bench/results.md."""
     if not found or not found.get("runs"):
@@ -174,7 +167,7 @@ def lines(found: dict | None) -> list[str]:
         name = f"{mode} (every core busy)" if load else mode
         out.append(f"| {name} | {sync} | {len(entries)} | {sum(1 for e in entries if e['ok'])} | "
                    f"{sum(e['lost'] or 0 for e in entries)} | "
-                   + " | ".join(_cell([e.get(f) for e in entries]) for f in FIELDS[1:-1])
+                   + " | ".join(cell([e.get(f) for e in entries]) for f in FIELDS[1:-1])
                    + f" | {sum(e.get('acked_on_old_after_promotion') or 0 for e in entries)} |")
     bench = found.get("pgbench") or {}
     if bench:
