@@ -24,7 +24,7 @@ import time
 from bench import cell, failover_drill, pgbench
 from lab import REPO
 
-FIELDS = ("lost", "failed_writes", "unavailable_s", "client_stall_s", "rto_s", "old_leader_writable_s",
+FIELDS = ("lost", "failed_writes", "unavailable_s", "write_gap_s", "client_stall_s", "rto_s", "old_leader_writable_s",
           "acked_on_old_after_promotion")
 SYNC_MODES = {"on": {"synchronous_mode": True}, "quorum": {"synchronous_mode": "quorum", "synchronous_node_count": 1}}
 MODES = ("partition-leader", "partition-leader-dcs", "partition-replica", "sync-standby-loss")
@@ -44,8 +44,10 @@ def one(salt, mode: str, sync: str, attempt: int, load: int = 0, topology: str =
                                                 "timeline_before", "timeline_after", "old_leader_acked",
                                                 "old_leader_acked_after_promotion", "cut_off", "cut_from",
                                                 "failsafe_mode", "sync_switch_s", "errors", *FIELDS)}}
+    entry["report"] = drill.get("report")
     print(f"  {mode:<24} {sync:<6} load={load} #{attempt}: ok={entry['ok']} lost={entry['lost']} "
-          f"failed={entry['failed_writes']} unavailable={entry['unavailable_s']} stall={entry['client_stall_s']} "
+          f"failed={entry['failed_writes']} unavailable={entry['unavailable_s']} gap={entry['write_gap_s']} "
+          f"stall={entry['client_stall_s']} "
           f"rto={entry['rto_s']} old_writable={entry['old_leader_writable_s']} "
           f"acked_on_old_after_promotion={entry['acked_on_old_after_promotion']}", flush=True)
     return entry
@@ -158,9 +160,9 @@ def lines(found: dict | None) -> list[str]:
         return []
     out = ["", (f"Network partitions and quorum commit (the namespaced lab; ttl 20, partition_s 30; "
                 f"`python -m bench --partitions`, {found.get('started', '?')}):"), "",
-           ("| mode | synchronous | runs | ok | lost | failed_writes | unavailable_s | client_stall_s | rto_s | "
-            "old_leader_writable_s | acked_on_old_after_promotion |"),
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           ("| mode | synchronous | runs | ok | lost | failed_writes | unavailable_s | write_gap_s | client_stall_s | "
+            "rto_s | old_leader_writable_s | acked_on_old_after_promotion |"),
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     keys = dict.fromkeys((e["mode"], e["sync"], e["load"]) for e in found["runs"])
     for mode, sync, load in keys:
         entries = [e for e in found["runs"] if (e["mode"], e["sync"], e["load"]) == (mode, sync, load)]
@@ -174,7 +176,8 @@ def lines(found: dict | None) -> list[str]:
         out += ["", "pgbench tpcb-like, 4 clients, through HAProxy's leader port (median of 3 rounds of 10 s):", "",
                 "| synchronous | latency_ms | tps |", "|---|---|---|"]
         out += [f"| {sync} | {v.get('latency_ms', '-')} | {v.get('tps', '-')} |" for sync, v in bench.items()]
-    out += ["", ("Cells: median (min-max). client_stall_s: the longest one write waited; old_leader_writable_s: "
+    out += ["", ("Cells: median (min-max). write_gap_s: the longest time without an acknowledged write; "
+                 "client_stall_s: the longest one write waited; old_leader_writable_s: "
                  "the last write the cut-off leader acknowledged to a client beside it, after the fault; "
                  "unavailable_s: the first failed write to the last.")]
     return out

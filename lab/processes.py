@@ -67,6 +67,14 @@ def stop_pids(items: list[tuple[str, int | None]], grace: float = 60.0) -> None:
                 time.sleep(0.1)
 
 
+def _command(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError:
+        return "process"
+
+
 def _is_postgres(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/comm", encoding="utf-8") as handle:
@@ -329,6 +337,9 @@ class Lab:
             raise SystemExit(f"lab: still running: {running}")
         say("lab stopped: no process of the lab is running")
         if self.namespaced:
+            # what the services left running in their hosts' namespaces (an archiver PostgreSQL started, say)
+            stop_pids([(f"{_command(pid)} in {ns}", pid) for ns in netns.namespaces()
+                       for pid in netns.processes_inside(ns)], grace=10)
             inside = {ns: netns.processes_inside(ns) for ns in netns.namespaces()}
             inside = {ns: pids for ns, pids in inside.items() if pids}
             if inside:
