@@ -27,10 +27,9 @@ log = logging.getLogger(__name__)
 __virtualname__ = "pgha_backup"
 
 BACKUP_TYPES = ("full", "diff", "incr")
-# pgBackRest's exit code when no standby answers a backup-standby backup.
-NO_STANDBY = 56
-# pgBackRest's line naming the backup a restore starts from
-_BACKUP_SET = re.compile(r"restore backup set (\S+?),")
+NO_STANDBY = 56  # pgBackRest's exit code when no standby answers a backup-standby backup
+LOCK_HELD = 50  # "unable to acquire lock": an archive-push reaching the repository holds it
+_BACKUP_SET = re.compile(r"restore backup set (\S+?),")  # pgBackRest's line naming a restore's backup
 
 
 def __virtual__():
@@ -131,10 +130,10 @@ def _export_newest(stanza: dict) -> None:
 
 def stanza_create(timeout: float = 300) -> dict:
     """
-    Create the stanza (the repository's record of the cluster); a stanza
-    that exists and matches the cluster is left as it is. Fails, naming
-    the cause, when the repository holds another cluster's stanza of that
-    name. On the backup node.
+    Create the stanza (the repository's record of the cluster), waiting
+    while an archive-push holds its lock; one that matches the cluster is
+    kept. Fails, naming the cause, when the repository holds another
+    cluster's stanza of that name. On the backup node.
 
     CLI Example:
 
@@ -143,8 +142,13 @@ def stanza_create(timeout: float = 300) -> dict:
         salt backup pgha_backup.stanza_create
     """
     _on_backup_node("stanza_create")
-    ret = _pgbackrest("stanza-create", timeout=float(timeout))
-    return {"stanza": _map()["backup"]["stanza"], "took_s": ret["took_s"]}
+    deadline = time.monotonic() + float(timeout)
+    while True:  # an archive-push holds the stanza's lock for a moment: wait for it, within timeout
+        held = time.monotonic() < deadline
+        ret = _pgbackrest("stanza-create", timeout=float(timeout), ok_codes=(0, LOCK_HELD) if held else (0,))
+        if ret["retcode"] == 0:
+            return {"stanza": _map()["backup"]["stanza"], "took_s": ret["took_s"]}
+        time.sleep(2)
 
 
 def check(timeout: float = 300) -> dict:

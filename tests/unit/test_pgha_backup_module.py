@@ -118,6 +118,20 @@ def test_a_failed_command_says_pgbackrests_own_error(shell):
         module.stanza_create()
 
 
+def test_stanza_create_waits_while_an_archive_push_holds_the_lock_and_no_longer_than_its_timeout(shell, monkeypatch):
+    on("backup")
+    monkeypatch.setattr(module.time, "sleep", lambda seconds: None)
+    held = {"retcode": 50, "stdout": "", "stderr": (
+        "ERROR: [050]: unable to acquire lock on file '/tmp/pgbackrest/postgres-archive.lock': Resource temporarily "
+        "unavailable\n       HINT: is another pgBackRest process running?\n")}
+    shell.answers["stanza-create"] = [held, held, {"retcode": 0, "stdout": "", "stderr": ""}]
+    assert module.stanza_create()["stanza"] == "postgres"
+    assert [call["cmd"][-1] for call in shell.calls] == ["stanza-create"] * 3
+    shell.answers["stanza-create"] = [held] * 3
+    with pytest.raises(CommandExecutionError, match=r"stanza-create on backup failed \(50\): .*unable to acquire lock"):
+        module.stanza_create(timeout=0)
+
+
 def test_archiver_of_a_postgresql_node(shell):
     on("postgres01")
     fields = ["12", "00000001000000000000000A", "1796400000", "1", "000000010000000000000007", "1796399000",
