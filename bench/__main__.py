@@ -30,7 +30,8 @@ a replica from the repository, the restore drill, the total loss, the repository
 `python -m bench --planned` only the planned leader changes phase by phase, with and without the lab's reaper
 (bench/planned.py; the lab restarted for each; BENCH_PLANNED=0 skips it in the full run);
 `python -m bench --partitions` only the partition modes and quorum commit (bench/partitions.py, on the namespaced
-lab as it runs, moved to TOPOLOGY=ha and back; BENCH_PARTITIONS=0 skips it in the full run);
+lab as it runs, moved to TOPOLOGY=ha and back; BENCH_PARTITIONS=0 skips it in the full run;
+`--etcd-minority` only its last part, partition-etcd-minority on TOPOLOGY=ha);
 `python -m bench --client-paths` measures only the client paths, on the lab
 as it runs, into the same results; `python -m bench --etcd-members` only the
 etcd membership changes.
@@ -352,9 +353,20 @@ def planned_phase(results: dict) -> int:
     return 0 if all(row.get("ok") for variant in variants for row in variant["rows"]) else 1
 
 
-def partitions_phase(results: dict) -> int:
-    """Partitions and quorum commit on the namespaced lab as it runs (bench/partitions.py), saved as they come."""
-    found = results["partitions"] = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "runs": []}
+def partitions_phase(results: dict, minority_only: bool = False) -> int:
+    """
+    Partitions and quorum commit on the namespaced lab as it runs (bench/partitions.py), saved as they come;
+    ``minority_only`` (--etcd-minority): only partition-etcd-minority, its rows replacing the saved ones.
+    """
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if minority_only:
+        found = results.setdefault("partitions", {"started": started, "runs": []})
+        found["runs"] = [entry for entry in found.get("runs", []) if entry["mode"] != "partition-etcd-minority"]
+        for key in ("error", "error_ha", "error_seed"):
+            found.pop(key, None)
+        found["etcd_minority_started"] = started
+    else:
+        found = results["partitions"] = {"started": started, "runs": []}
     if not Lab().namespaced:
         found["error"] = "the lab is not namespaced (LAB_NETWORK=loopback): no partition can be made"
         return 1
@@ -369,7 +381,8 @@ def partitions_phase(results: dict) -> int:
         write_report(results)  # every row so far kept, whatever stops the run
         return partitions.streaming(salt, timeout)
 
-    partitions.run(salt, healthy_saved, leader, RUNS, found)
+    if not minority_only:
+        partitions.run(salt, healthy_saved, leader, RUNS, found)
     partitions.etcd_minority(salt, healthy_saved, RUNS, found)
     return 0 if found["runs"] and all(entry["ok"] for entry in found["runs"]) else 1
 
@@ -576,6 +589,8 @@ if __name__ == "__main__":
         sys.exit(phase_only(alerts_phase))  # on the lab as it runs
     if sys.argv[1:] == ["--partitions"]:
         sys.exit(phase_only(partitions_phase))  # on the lab as it runs; moves it to TOPOLOGY=ha and back
+    if sys.argv[1:] == ["--etcd-minority"]:
+        sys.exit(phase_only(lambda results: partitions_phase(results, minority_only=True)))  # TOPOLOGY=ha and back
     if sys.argv[1:] == ["--planned"]:
         sys.exit(phase_only(planned_phase))  # restarts the lab (data kept) twice
     if sys.argv[1:] == ["--amend"]:

@@ -159,7 +159,9 @@ def lines(found: dict | None) -> list[str]:
     if not found or not found.get("runs"):
         return []
     out = ["", (f"Network partitions and quorum commit (the namespaced lab; ttl 20, partition_s 30; "
-                f"`python -m bench --partitions`, {found.get('started', '?')}):"), "",
+                f"`python -m bench --partitions`, {found.get('started', '?')}"
+                + (f"; partition-etcd-minority: `--etcd-minority`, {found['etcd_minority_started']}"
+                   if found.get("etcd_minority_started") else "") + "):"), "",
            ("| mode | synchronous | runs | ok | lost | failed_writes | unavailable_s | write_gap_s | client_stall_s | "
             "rto_s | old_leader_writable_s | acked_on_old_after_promotion |"),
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -167,6 +169,7 @@ def lines(found: dict | None) -> list[str]:
     for mode, sync, load in keys:
         entries = [e for e in found["runs"] if (e["mode"], e["sync"], e["load"]) == (mode, sync, load)]
         name = f"{mode} (every core busy)" if load else mode
+        name += " (TOPOLOGY=ha)" if entries[0].get("topology") == "ha" else ""
         out.append(f"| {name} | {sync} | {len(entries)} | {sum(1 for e in entries if e['ok'])} | "
                    f"{sum(e['lost'] or 0 for e in entries)} | "
                    + " | ".join(cell([e.get(f) for e in entries]) for f in FIELDS[1:-1])
