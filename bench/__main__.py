@@ -473,8 +473,10 @@ def table(results: dict) -> str:
         amended = results["amended"]
         lines += ["", (f"Rows {', '.join(amended['modes'])}: from a second run ({amended['started']}, `python -m bench "
                        f"--amend`), the others from the full run ({results['started']}). {amended['why']}").rstrip()]
-    if results.get("client_paths"):
-        lines += ["", (f"Row switchover (pooler) and the pgbench table: from `python -m bench --client-paths` on the "
+    if results.get("client_paths"):  # its pooled switchovers, unless a later --amend measured them again
+        what = ("The pgbench table" if "switchover (pooler)" in (results.get("amended") or {}).get("modes", [])
+                else "Row switchover (pooler) and the pgbench table")
+        lines += ["", (f"{what}: from `python -m bench --client-paths` on the "
                        f"lab as it ran ({results['client_paths']['started']}).")]
     lines += distro_lines(results.get("distro_freeze"))
     lines += scaling_lines(results.get("scaling")) + membership.lines(results.get("etcd_membership"))
