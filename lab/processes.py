@@ -51,17 +51,22 @@ def alive(pid: int | None) -> bool:
 
 
 def stop_pids(items: list[tuple[str, int | None]], grace: float = 60.0) -> None:
-    """SIGTERM to every (what, pid) at once, then wait for them all; SIGKILL to any still running after grace."""
+    """
+    SIGTERM to every (what, pid) at once (a postmaster SIGINT, its fast shutdown, as PostgreSQL's systemd unit
+    stops it: SIGTERM would wait for every client to leave), then wait for them all; SIGKILL to any still
+    running after grace.
+    """
     items = [(what, pid) for what, pid in items if alive(pid)]
+    sent = {pid: signal.SIGINT if _is_postgres(pid) else signal.SIGTERM for _, pid in items}
     for what, pid in items:
         say(f"  stopping {what} (pid {pid})")
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, sent[pid])
     deadline = time.monotonic() + grace
     while any(alive(pid) for _, pid in items) and time.monotonic() < deadline:
         time.sleep(0.2)
     for what, pid in items:
         if alive(pid):
-            say(f"  {what} (pid {pid}) ignored SIGTERM for {grace:.0f} s: SIGKILL")
+            say(f"  {what} (pid {pid}) ignored {sent[pid].name} for {grace:.0f} s: SIGKILL")
             os.kill(pid, signal.SIGKILL)
             while alive(pid):
                 time.sleep(0.1)
@@ -312,17 +317,27 @@ class Lab:
 
     def down(self) -> None:
         """
-        Every process of the lab, by pid: the hosts without etcd together, while etcd still answers (a
-        leader's Patroni gives up its key on the way out), then etcd's hosts one at a time, the minions
-        together, the master; last any service or postmaster its supervisord left behind.
+        Every process of the lab, by pid: the PostgreSQL hosts without etcd together, while etcd still
+        answers (a leader's Patroni gives up its key on the way out) and the backup host still takes WAL (a
+        leader's shutdown waits until its WAL is archived), then etcd's hosts one at a time (PostgreSQL's
+        first), the other hosts together, the minions together, the master; last any service or postmaster
+        its supervisord left behind.
         """
         services = self.service_pids()
         pids = {what: read_pid(pidfile) for what, pidfile in self.pidfiles()}
-        etcd_hosts = [m for m in self.minions if os.path.exists(
-            os.path.join(self.host_root(m), "etc", "pgha", "supervisord.d", "etcd.conf"))]
-        stop_pids([(f"supervisord of {m}", pids[f"supervisord of {m}"]) for m in self.minions if m not in etcd_hosts])
+
+        def runs(minion: str, program: str) -> bool:
+            return os.path.exists(os.path.join(self.host_root(minion), "etc", "pgha", "supervisord.d", f"{program}.conf"))
+
+        def supervisord(minion: str) -> tuple[str, int | None]:
+            return f"supervisord of {minion}", pids[f"supervisord of {minion}"]
+
+        etcd_hosts = sorted((m for m in self.minions if runs(m, "etcd")), key=lambda m: not runs(m, "patroni"))
+        postgres = [m for m in self.minions if runs(m, "patroni") and m not in etcd_hosts]
+        stop_pids([supervisord(m) for m in postgres])
         for m in etcd_hosts:
-            stop_pids([(f"supervisord of {m}", pids[f"supervisord of {m}"])])
+            stop_pids([supervisord(m)])
+        stop_pids([supervisord(m) for m in self.minions if m not in etcd_hosts and m not in postgres])
         stop_pids([(f"salt-minion {m}", pids[f"salt-minion {m}"]) for m in self.minions])
         stop_pids([("salt-master", pids["salt-master"])])
         stop_pids(services, grace=30)

@@ -52,6 +52,16 @@ def leader_started(cluster_secrets) -> tuple[str, str]:
     return row[0], row[1]
 
 
+def scaling_rows(cluster_secrets, write: bool = False) -> int:
+    """The rows this module wrote through HAProxy before scaling (one more first, with ``write``)."""
+    with psycopg.connect(host=ADDRESSES["haproxy"], port=5432, user="postgres", dbname="postgres",
+                         password=cluster_secrets["superuser_password"], connect_timeout=5) as conn:
+        if write:
+            conn.execute("CREATE TABLE IF NOT EXISTS pgha_test (id serial PRIMARY KEY, note text)")
+            conn.execute("INSERT INTO pgha_test (note) VALUES ('before scaling')")
+        return conn.execute("SELECT count(*) FROM pgha_test WHERE note = 'before scaling'").fetchone()[0]
+
+
 def haproxy_servers(salt_master) -> set[str]:
     ret = salt_master.salt_cli(timeout=60).run("pgha_haproxy.servers", minion_tgt="haproxy")
     assert ret.returncode == 0, ret.stdout
@@ -83,6 +93,7 @@ def fourth_node(salt_master, orchestration, test_root, cluster_secrets):
                                                 minion_tgt="postgres01")
     assert ret.returncode == 0, ret.stdout
     before = leader_started(cluster_secrets)
+    assert scaling_rows(cluster_secrets, write=True) == 1
     write_pillar(test_root, cluster_secrets, ADDED)
     factory = salt_master.salt_minion_daemon(NEW)
     factory.start(start_timeout=120)
@@ -116,13 +127,11 @@ def test_removed_node_is_retired_and_its_data_kept(salt_master, fourth_node, tes
     write_pillar(test_root, cluster_secrets)
     result, elapsed = orchestrate(salt_master)
     # the orchestration run again on a running cluster, safely: the drill left out through pillar, etcd's users,
-    # role and passwords already as in pillar, nothing re-bootstrapped (the rows test_cluster wrote are there)
+    # role and passwords already as in pillar, nothing re-bootstrapped (the row written before scaling is there)
     assert not any("failover-drill" in key for key in result["states"])
     auth = state_result(result, "pgha-orch-etcd-auth")
     assert auth["result"] is True and "No changes made to etcd" in auth["comment"], auth
-    with psycopg.connect(host=ADDRESSES["haproxy"], port=5432, user="postgres", dbname="postgres",
-                         password=cluster_secrets["superuser_password"], connect_timeout=5) as conn:
-        assert conn.execute("SELECT count(*) FROM pgha_test").fetchone()[0] >= 1
+    assert scaling_rows(cluster_secrets) == 1
     retired = state_result(result, "pgha-orch-departed-retired")["changes"]["return"]
     assert retired["retired"] == [NEW] and retired["kept_data"] == [NEW], retired
     assert sorted(m["name"] for m in members(salt_master)) == ["postgres01", "postgres02", "postgres03"]

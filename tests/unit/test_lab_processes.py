@@ -90,3 +90,31 @@ def test_the_lab_reaper_adopts_what_its_command_leaves_and_reaps_it_at_once(tmp_
         assert reaper.wait(5) == 0 and not pidfile.exists()  # nothing left below it: it ended
     finally:
         reaper.kill()
+
+
+def test_postgresql_hosts_stop_first_while_etcd_and_the_backup_host_still_answer(tmp_path, capsys, monkeypatch):
+    # a leader's shutdown waits for its WAL to reach the backup host, and its Patroni gives up its key in etcd:
+    # both still up when the PostgreSQL hosts stop
+    programs = {"postgres01": ["patroni", "etcd"], "postgres02": ["patroni"], "postgres03": ["patroni"],
+                "etcd": ["etcd"], "backup": ["pgbackrest"], "haproxy": ["haproxy"]}
+    lab = processes.Lab(lab=str(tmp_path), minions=tuple(programs))
+    monkeypatch.setattr(lab, "service_pids", lambda: [])
+    procs = {}
+    try:
+        for minion, names in programs.items():
+            conf = tmp_path / "hosts" / minion / "etc" / "pgha" / "supervisord.d"
+            conf.mkdir(parents=True)
+            for name in names:
+                (conf / f"{name}.conf").write_text("[program]\n")
+            procs[minion] = _started()
+            run = tmp_path / "hosts" / minion / "run" / "pgha"
+            run.mkdir(parents=True)
+            (run / "supervisord.pid").write_text(f"{procs[minion].pid}\n")
+        lab.down()
+        assert not any(processes.alive(proc.pid) for proc in procs.values())
+        order = [line.split("supervisord of ")[1].split()[0] for line in capsys.readouterr().out.splitlines()
+                 if "stopping supervisord of" in line]
+        assert order == ["postgres02", "postgres03", "postgres01", "etcd", "backup", "haproxy"]
+    finally:
+        for proc in procs.values():
+            proc.kill()
