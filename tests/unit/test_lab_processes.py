@@ -98,7 +98,7 @@ def test_postgresql_hosts_stop_first_while_etcd_and_the_backup_host_still_answer
     programs = {"postgres01": ["patroni", "etcd"], "postgres02": ["patroni"], "postgres03": ["patroni"],
                 "etcd": ["etcd"], "backup": ["pgbackrest"], "haproxy": ["haproxy"]}
     lab = processes.Lab(lab=str(tmp_path), minions=tuple(programs))
-    monkeypatch.setattr(lab, "service_pids", lambda: [])
+    monkeypatch.setattr(lab, "service_pids", list)
     procs = {}
     try:
         for minion, names in programs.items():
