@@ -383,7 +383,7 @@ def restore_in_place(target_type: str = "default", target: str | None = None, ti
     log_file = os.path.join(cfg["lookup"]["pgbackrest"]["log_dir"], "restore-in-place.log")
     # the restored postgresql.conf is the one of the node the backup was taken on: this node's own settings
     # given here (its socket, no TCP until Patroni starts it, its archive_command, its hba and ident files)
-    archive_command = " ".join(_tool("command")(cfg, "archive-push", "%p"))
+    archive_command = _tool("archive_command")(cfg)
     options = _tool("settings")(port, socket_dir, data_dir, archive_command=f"'{archive_command}'")
     ret = _pg_ctl("-D", data_dir, "-l", log_file, "-o", options, "-w", "-t", str(int(timeout)), "start",
                   timeout=float(timeout) + 30)

@@ -50,6 +50,11 @@ def command(cfg: dict, *args: str) -> list[str]:
     return [paths["binary"], f"--config={paths['config_file']}", f"--stanza={cfg['backup']['stanza']}", *args]
 
 
+def archive_command(cfg: dict) -> str:
+    """PostgreSQL's archive_command: pgha-archive-push running pgBackRest's archive-push of %p (as Patroni's)."""
+    return " ".join([cfg["lookup"]["pgbackrest"]["archive_push_file"], *command(cfg, "archive-push", "%p")])
+
+
 def psql_command(cfg: dict, sql: str, socket_dir: str, port: int, database: str) -> list[str]:
     """psql for one query through a local socket as the superuser: unaligned, tab-separated, no headers."""
     return ["psql", "-X", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-h", socket_dir, "-p", str(port),

@@ -97,7 +97,8 @@ def expected_ids(component: str, manager: str) -> set[str]:
     # the production pillar has a backup node: its PostgreSQL nodes run pgBackRest too
     ids["pgbackrest"] = service_ids("pgha-pgbackrest", manager, units=True) | {
         "pgha-pgbackrest-secrets-clean", "pgha-pgbackrest-package-clean", "pgha-pgbackrest-data-clean"}
-    ids["postgresql"] = ids["patroni"] | ids["pgbackrest"] | {"pgha-postgresql-package-clean"}
+    ids["postgresql"] = ids["patroni"] | ids["pgbackrest"] | {"pgha-postgresql-package-clean",
+                                                               "pgha-pgbackrest-archive-push-clean"}
     schedule = ({f"pgha-backup-{kind}-timer-dead-clean" for kind in ("full", "diff", "incr")} if manager == "systemd"
                 else service_ids("pgha-backup-schedule", manager))
     ids["backup"] = ids["pgbackrest"] | schedule | {"pgha-backup-files-clean"}

@@ -1086,7 +1086,9 @@ def test_patroni_archives_through_pgbackrest_and_builds_replicas_from_the_reposi
     root = str(production.hosts)
     command = f"/usr/bin/pgbackrest --config={root}/postgres01/etc/pgbackrest/pgbackrest.conf --stanza=postgres"
     assert config["parameters"]["archive_mode"] == "on"
-    assert config["parameters"]["archive_command"] == command + " archive-push %p"
+    # pgBackRest's archive-push, but for a segment a later timeline superseded (tests/functional/test_archive_push.py)
+    assert config["parameters"]["archive_command"] == \
+        f"{root}/postgres01/usr/local/sbin/pgha-archive-push {command} archive-push %p"
     assert config["parameters"]["archive_timeout"] == 60
     assert config["recovery_conf"]["restore_command"] == command + ' --io-timeout=2 archive-get %f "%p"'
     assert config["create_replica_methods"] == ["pgbackrest", "basebackup"]

@@ -2,7 +2,8 @@
 Getting data back on the test cluster: the orchestration made the backup
 host's repository, created the stanza and took a full backup; WAL is
 archived from whichever node leads (the orchestration's drill moved the
-leader); a restore point is restored into a new instance beside the
+leader), and not a former leader's own copy of the segment its timeline
+ended in; a restore point is restored into a new instance beside the
 cluster with exactly the rows before it; an in-place restore without
 confirmation is refused with the cluster untouched; the restore drill
 proves a restore. Runs after test_cluster.py (same cluster).
@@ -11,6 +12,10 @@ proves a restore. Runs after test_cluster.py (same cluster).
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import re
+import shutil
 import time
 
 import psycopg
@@ -64,6 +69,60 @@ def test_archiving_follows_the_leader_onto_its_timeline(salt_master, orchestrati
     assert check.returncode == 0, check.stdout
     data = json.loads(run(salt_master, "pgha.backups", "--out=json").stdout)
     assert data["archive"]["max"][:8] == f"{leader['timeline']:08X}", data["archive"]
+
+
+def switch_segment(wal: pathlib.Path) -> tuple[int, str, str]:
+    """From the newest history in pg_wal: the last timeline that ended, where, and the segment it ended in."""
+    history = max(wal.glob("????????.history")).read_text()
+    tli, switch = [line.split()[:2] for line in history.splitlines() if line[:1].isdigit()][-1]
+    high, low = (int(part, 16) for part in switch.split("/"))
+    return int(tli), switch, f"{int(tli):08X}{high:08X}{low // (16 * 1024 * 1024):08X}"
+
+
+def test_a_former_leaders_copy_of_the_segment_its_timeline_ended_in_is_left_out(salt_master, orchestration,
+                                                                                 test_root, cluster_secrets):
+    """A node that led a timeline keeps its own copy of the segment that timeline ended in, with no archive
+    status; leading again, PostgreSQL marks it ready when it recycles it. Put in that state on the leader
+    (a copy under that name, marked ready), it goes through the leader's archiver and archive_command: left
+    out and said in PostgreSQL's log, marked done, no archive failure, and the repository holds that segment
+    only as the promoted node's .partial."""
+    leader = leader_of(salt_master)["name"]
+    wal = pathlib.Path(test_root, "hosts", leader, "var/lib/patroni/pg_wal")
+    tli, switch, name = switch_segment(wal)
+    any_segment = next(path for path in sorted(wal.iterdir()) if re.fullmatch(r"[0-9A-F]{24}", path.name))
+    copy, ready = wal / name, wal / "archive_status" / f"{name}.ready"
+    made = not copy.exists()
+    owner = wal.stat()
+    log = pathlib.Path(test_root, "hosts", leader, "var/log/pgha/patroni.log")
+    offset = log.stat().st_size
+    try:
+        if made:
+            shutil.copyfile(any_segment, copy)
+            os.chown(copy, owner.st_uid, owner.st_gid)
+        ready.write_text("")
+        os.chown(ready, owner.st_uid, owner.st_gid)
+        with superuser(cluster_secrets) as conn:
+            command = conn.execute("SHOW archive_command").fetchone()[0]
+            failed = conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0]
+            conn.execute("SELECT pg_logical_emit_message(false, 'pgha-test', 'x')")  # a segment to switch
+            archived(conn)  # a segment switched wakes the archiver: ready files go oldest first
+            deadline = time.monotonic() + 90
+            while ready.exists() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0] == failed
+        assert "/usr/local/sbin/pgha-archive-push /usr/bin/pgbackrest " in command, command
+        assert command.endswith(" archive-push %p"), command
+        assert (wal / "archive_status" / f"{name}.done").exists() and not ready.exists()
+        with open(log, encoding="utf-8", errors="replace") as handle:
+            handle.seek(offset)
+            said = handle.read()
+        assert f"pgha-archive-push: {name} not archived: its timeline {tli} ended at {switch}" in said, said[-2000:]
+        repository = pathlib.Path(test_root, "hosts", "backup", "var/lib/pgbackrest/archive")
+        stored = sorted(path.name for path in repository.rglob(name + "*"))
+        assert stored and all(entry.startswith(name + ".partial-") for entry in stored), stored
+    finally:
+        for path in (ready, wal / "archive_status" / f"{name}.done", *([copy] if made else [])):
+            path.unlink(missing_ok=True)
 
 
 def test_a_restore_point_restored_into_a_new_instance(salt_master, orchestration, cluster_secrets):

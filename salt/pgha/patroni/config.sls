@@ -78,4 +78,5 @@ pgha-patroni-config-file-managed:
 {%- if mapdata.backup.enabled %}
       # archive_command and the replicas' restores use pgBackRest's configuration
       - file: pgha-pgbackrest-config-file-managed
+      - file: pgha-pgbackrest-archive-push-file-managed
 {%- endif %}

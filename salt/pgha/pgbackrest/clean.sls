@@ -4,7 +4,8 @@
 # pgha.backup.clean and pgha.postgresql.clean): on the backup node the
 # schedule first (pgha.backup.clean), then the TLS server stopped and out
 # of its service manager, its configuration (it holds the repository's
-# passphrase) and the superuser's password file removed, then the package.
+# passphrase), the superuser's password file and (PostgreSQL nodes)
+# PostgreSQL's archive command removed, then the package.
 # The repository, the spool and the logs stay unless pgha:clean:purge_data.
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata with context %}
@@ -21,6 +22,13 @@ pgha-pgbackrest-secrets-clean:
       - {{ clean.path(mapdata, pgbackrest.config_file) }}
       - {{ clean.path(mapdata, pgbackrest.pgpass_file) }}
     - require: {{ stopped | json }}
+{%- if 'backup' not in mapdata.roles %}
+
+pgha-pgbackrest-archive-push-clean:
+  file.absent:
+    - name: {{ clean.path(mapdata, pgbackrest.archive_push_file) }}
+    - require: {{ stopped | json }}
+{%- endif %}
 
 {{ clean.packages('pgha-pgbackrest-package-clean', mapdata, 'pgbackrest', pgbackrest.pkgs,
                   stopped + [{'file': 'pgha-pgbackrest-secrets-clean'}]) }}

@@ -2,8 +2,9 @@
 # vim: ft=sls
 # pgBackRest's configuration for this host's role, its directories, its TLS
 # key kept to its user, and (PostgreSQL nodes) the superuser's password for
-# its local connections. The configuration holds the repository's
-# passphrase: owned by pgBackRest's user, mode 0600, never diffed.
+# its local connections and PostgreSQL's archive command (pgha-archive-push).
+# The configuration holds the repository's passphrase: owned by pgBackRest's
+# user, mode 0600, never diffed.
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata with context %}
 {%- set pgbackrest = mapdata.lookup.pgbackrest %}
@@ -66,6 +67,21 @@ pgha-pgbackrest-pgpass-managed:
     - template: jinja
     - context:
         tplroot: {{ tplroot }}
+    - require:
+      - pkg: pgha-pgbackrest-package-installed
+
+pgha-pgbackrest-archive-push-file-managed:
+  file.managed:
+    - name: {{ pgbackrest.archive_push_file }}
+    - source: salt://{{ tplroot }}/pgbackrest/files/pgha-archive-push.sh.jinja
+    - template: jinja
+    - context:
+        tplroot: {{ tplroot }}
+    - user: root
+    - group: root
+    - mode: '0755'
+    - makedirs: True
+    - dir_mode: '0755'
     - require:
       - pkg: pgha-pgbackrest-package-installed
 {%- endif %}
