@@ -184,3 +184,18 @@ def test_in_place_restore_refused_while_postgresql_runs(shell, tmp_path, monkeyp
         module.move_data_aside()
     assert shell.calls == []
     assert (tmp_path / "postmaster.pid").exists()
+
+
+def test_in_place_restore_starts_postgresql_with_the_clusters_archive_command(shell, tmp_path, monkeypatch):
+    """The restored node archives its new timeline as Patroni's configuration would: through pgha-archive-push."""
+    on("postgres01")
+    monkeypatch.setitem(module.__context__, "pgha_backup.map", dict(
+        mapdata("postgres01"), lookup=dict(mapdata("postgres01")["lookup"], patroni=dict(
+            mapdata("postgres01")["lookup"]["patroni"], data_dir=str(tmp_path)))))
+    shell.answers.update({"SELECT pg_is_in_recovery()": ok("f\n"),
+                          "SELECT timeline_id FROM pg_control_checkpoint()": ok("4\n")})
+    assert module.restore_in_place(target_type="name", target="before-migration", timeout=30)["timeline"] == 4
+    start = next(call["cmd"] for call in shell.calls if call["cmd"][-1] == "start")
+    options = start[start.index("-o") + 1]
+    assert ("archive_command='/usr/local/sbin/pgha-archive-push /usr/bin/pgbackrest "
+            "--config=/etc/pgbackrest/pgbackrest.conf --stanza=postgres archive-push %p'") in options
