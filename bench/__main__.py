@@ -32,6 +32,8 @@ a replica from the repository, the restore drill, the total loss, the repository
 `python -m bench --partitions` only the partition modes and quorum commit (bench/partitions.py, on the namespaced
 lab as it runs, moved to TOPOLOGY=ha and back; BENCH_PARTITIONS=0 skips it in the full run;
 `--etcd-minority` only its last part, partition-etcd-minority on TOPOLOGY=ha);
+`python -m bench --leader-changes` only WAL archiving through BENCH_LEADER_CHANGES switchovers in a row (default 40;
+bench/archive.py, on the lab as it runs; 0 skips it in the full run);
 `python -m bench --client-paths` measures only the client paths, on the lab
 as it runs, into the same results; `python -m bench --etcd-members` only the
 etcd membership changes.
@@ -46,7 +48,7 @@ import subprocess
 import sys
 import time
 
-from bench import alerts, backup, dcs, failover_drill, membership, partitions, pgbench, planned
+from bench import alerts, archive, backup, dcs, failover_drill, membership, partitions, pgbench, planned
 from lab import MINIONS, REPO, netns
 from lab.processes import Lab
 
@@ -318,6 +320,15 @@ def backups_phase(results: dict) -> int:
     return 0 if point and all(entry.get("ok") for entry in point) else 1
 
 
+def leader_changes_phase(results: dict) -> int:
+    """WAL archiving through BENCH_LEADER_CHANGES switchovers in a row (bench/archive.py), on the lab as it runs."""
+    if not healthy():
+        results["leader_changes"] = {"error": "the cluster was not healthy"}
+        return 1
+    results["leader_changes"] = archive.run(salt, healthy)
+    return 0 if results["leader_changes"]["ok"] else 1
+
+
 def alerts_phase(results: dict) -> int:
     """The alert each leader-moving drill raises, timed, and the scrape cost (bench/alerts.py)."""
     if not healthy():
@@ -486,6 +497,7 @@ def table(results: dict) -> str:
     lines += alerts.lines(results.get("alerts"))
     lines += planned.lines(results.get("planned"))
     lines += partitions.lines(results.get("partitions"))
+    lines += archive.lines(results.get("leader_changes"))
     if results.get("pgbench", {}).get("cases"):
         lines += ["", *pgbench.table(results["pgbench"])]
     return "\n".join(lines) + "\n"
@@ -565,6 +577,8 @@ def main() -> int:
         backups_phase(results)
     if os.environ.get("BENCH_ALERTS", "1") != "0":
         alerts_phase(results)
+    if archive.CHANGES:
+        leader_changes_phase(results)
     write_report(results)  # what is measured so far, kept if the next phase fails
     if os.environ.get("BENCH_HA", "1") != "0":
         three_etcd_members(results)
@@ -593,6 +607,8 @@ if __name__ == "__main__":
         sys.exit(phase_only(partitions_phase))  # on the lab as it runs; moves it to TOPOLOGY=ha and back
     if sys.argv[1:] == ["--etcd-minority"]:
         sys.exit(phase_only(lambda results: partitions_phase(results, minority_only=True)))  # TOPOLOGY=ha and back
+    if sys.argv[1:] == ["--leader-changes"]:
+        sys.exit(phase_only(leader_changes_phase))  # on the lab as it runs
     if sys.argv[1:] == ["--planned"]:
         sys.exit(phase_only(planned_phase))  # restarts the lab (data kept) twice
     if sys.argv[1:] == ["--amend"]:
