@@ -494,10 +494,10 @@ def table(results: dict) -> str:
     lines += ha_lines(results.get("ha"), cell)
     lines += dcs.lines(results.get("dcs_loss"))
     lines += backup.lines(results.get("backups"))
+    lines += archive.lines(results.get("leader_changes"))
     lines += alerts.lines(results.get("alerts"))
     lines += planned.lines(results.get("planned"))
     lines += partitions.lines(results.get("partitions"))
-    lines += archive.lines(results.get("leader_changes"))
     if results.get("pgbench", {}).get("cases"):
         lines += ["", *pgbench.table(results["pgbench"])]
     return "\n".join(lines) + "\n"

@@ -73,6 +73,17 @@ def differing_copies() -> list[str]:
     return sorted(differing)
 
 
+def repository_segments() -> tuple[set[str], set[str]]:
+    """The repository's segments: those stored as .partial (a timeline ended in them), those stored in full."""
+    backup = model(LAB).backup
+    partial, full = set(), set()
+    for _, _, files in os.walk(os.path.join(backup.repo_path, "archive", backup.stanza)):
+        for name in files:
+            if SEGMENT.match(name[:24]):
+                (partial if name[24:].startswith(".partial") else full).add(name[:24])
+    return partial, full
+
+
 def _digest(path: str) -> str:
     with open(path, "rb") as handle:
         return hashlib.sha1(handle.read()).hexdigest()
@@ -82,6 +93,7 @@ def run(salt, healthy) -> dict:
     """CHANGES switchovers in a row, each followed by recycling on the new leader; what archiving did."""
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     before = _archivers(salt)
+    partial_before = repository_segments()[0]
     offsets = {node: os.path.getsize(_log(node)) if os.path.exists(_log(node)) else 0 for node in _nodes()}
     changes, problems = 0, []
     for attempt in range(1, CHANGES + 1):
@@ -111,10 +123,13 @@ def run(salt, healthy) -> dict:
         check_problems = [p for p in json.loads(check.stdout).get("problems", []) if "archiv" in p]
     except ValueError:
         check_problems = [(check.stdout + check.stderr)[-300:]]
+    partial, full = repository_segments()
+    ended = partial - partial_before  # the segments the run's timelines ended in
     failed = {node: (after.get(node) or {}).get("failed_count", 0) - (before.get(node) or {}).get("failed_count", 0)
               for node in _nodes()}
     return {"started": started, "changes": changes, "failed_archives": failed,
             "last_failed_wal": {node: (after.get(node) or {}).get("last_failed_wal") for node in _nodes()},
+            "timelines_ended": len(ended), "pushed_in_full": len(ended & full),
             "left_out": len(left_out), "left_out_segments": left_out, "differing_copies": differing_copies(),
             "archiving_problems": check_problems, "problems": problems,
             "ok": changes == CHANGES and not any(failed.values()) and not check_problems and not problems}
@@ -130,8 +145,26 @@ def lines(found: dict | None) -> list[str]:
             (f"`python -m bench --leader-changes` ({found['started']}): {found['changes']} switchovers in a row, "
              f"after each {SWITCHES} segments switched on the new leader and a checkpoint. Archive failures "
              f"during the run, by node: {found['failed_archives']}; segments pgha-archive-push left out (a "
-             f"former leader's copy of the segment its timeline ended in): {found['left_out']}; old-timeline "
+             f"former leader's copy of the segment its timeline ended in): {found['left_out']}; of the "
+             f"{found.get('timelines_ended')} segments the run's timelines ended in, stored in full beside their "
+             f".partial: {found.get('pushed_in_full')}; old-timeline "
              f"segments held by two or more nodes with different contents at the end (each a push pgBackRest "
              f"would refuse for good): {len(found['differing_copies'])}; archiving problems in pgha.check at the "
              f"end: {found['archiving_problems'] or 'none'}; ok: {found['ok']}."
-             + (f" Stopped: {found['problems']}." if found["problems"] else ""))]
+             + (f" Stopped: {found['problems']}." if found["problems"] else ""))] + _without(found.get("without"))
+
+
+def _without(found: dict | None) -> list[str]:
+    """The same run with the archive_command set back to pgBackRest's archive-push alone (by hand, on the lab)."""
+    if not found:
+        return []
+    return ["", (f"Without pgha-archive-push ({found['started']}; the lab's Patroni configurations edited by hand to "
+                 f"pgBackRest's archive-push alone, then reloaded): {found['changes']} switchovers made; of the "
+                 f"{found.get('timelines_ended')} segments the run's timelines ended in, stored in full beside "
+                 f"their .partial (a former leader's copy, pushed): {found.get('pushed_in_full')}; archive "
+                 f"failures by node: {found['failed_archives']}, the last failed segment by node: "
+                 f"{found['last_failed_wal']}; archiving problems in pgha.check at the end: "
+                 f"{found['archiving_problems'] or 'none'}"
+                 + (f"; stopped: {found['problems']}" if found["problems"] else "")
+                 + ("; no failure: no second, different copy of one of those segments reached an archiver in this "
+                    "run (a refusal needs one)" if not any(found["failed_archives"].values()) else "") + ".")]
