@@ -36,7 +36,7 @@ except Exception as exc:  # noqa: BLE001  # pylint: disable=broad-except
     HAS_ETCD3 = False
     IMPORT_ERROR = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
-TIMEOUT = 3
+TIMEOUT, LOGIN_TIMEOUT = 3, 10  # a login is a raft request (etcd fsyncs it): seconds when etcd's disk is busy
 _PEER_URL = re.compile(r"^https?://[^/\s:]+(:\d+)?$|^https?://\[[0-9A-Fa-f:.]+\](:\d+)?$")
 
 
@@ -94,7 +94,7 @@ def _authenticate(client, user: str, password: str, key: str) -> str | None:
     """
     try:
         return etcdrpc.AuthStub(client.channel).Authenticate(
-            etcdrpc.AuthenticateRequest(name=user, password=password), TIMEOUT
+            etcdrpc.AuthenticateRequest(name=user, password=password), LOGIN_TIMEOUT
         ).token
     except grpc.RpcError as exc:
         if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and "not enabled" in (exc.details() or ""):

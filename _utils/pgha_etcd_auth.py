@@ -24,7 +24,8 @@ try:
 except Exception:  # noqa: BLE001  # pylint: disable=broad-except  # etcd_cluster's __virtual__ says why
     etcdrpc = auth_pb2 = None
 
-TIMEOUT = 3
+# Every change of etcd's access control is a raft request (etcd fsyncs it): seconds when etcd's disk is busy.
+TIMEOUT = 10
 
 
 def _prefix_end(prefix: bytes) -> bytes:

@@ -261,12 +261,14 @@ def test_disabling_follows_the_pillar(mods):
     set_model(module, auth=False)
     try:
         ret = state.auth_configured("postgres")
+        assert ret["result"] is True, ret
         assert ret["changes"]["etcd_auth"] == ["authentication disabled (pgha:etcd:auth:enabled is false)"]
         assert module.auth_status()["enabled"] is False
     finally:
         set_model(module)
     # and on again: users kept, passwords set again since they cannot be checked while off
     ret = state.auth_configured("postgres")
+    assert ret["result"] is True, ret
     assert ret["changes"]["etcd_auth"] == [
         "password of user root set (pgha:secrets:etcd_root_password)",
         "password of user patroni set (pgha:secrets:etcd_patroni_password)",
