@@ -19,7 +19,7 @@ import re
 import subprocess
 import time
 
-from bench.backup import PSQL, _su_env
+from bench.backup import PSQL, _data_dir, _su_env
 from lab import REPO
 from lab.config import model
 
@@ -28,10 +28,6 @@ CHANGES = int(os.environ.get("BENCH_LEADER_CHANGES", "40"))
 SWITCHES = 10  # segments switched on each new leader: past wal_keep_size (128 MB), so the checkpoint recycles
 LEFT_OUT = re.compile(r"pgha-archive-push: ([0-9A-F]{24}) not archived")
 SEGMENT = re.compile(r"^[0-9A-F]{24}$")
-
-
-def _nodes() -> list[str]:
-    return list(model(LAB).pg_nodes)
 
 
 def _log(node: str) -> str:
@@ -47,18 +43,17 @@ def _archivers(salt) -> dict:
     return {node: value for node, value in found.items() if isinstance(value, dict)}
 
 
-def _recycle_on_the_leader() -> None:
+def _recycle_on_the_leader(cluster, env: dict) -> None:
     """Segments switched through HAProxy's leader port, then a checkpoint: the leader recycles its old ones."""
-    cluster = model(LAB)
     sql = ["-c", "SELECT pg_logical_emit_message(false, 'pgha-bench', 'x'); SELECT pg_switch_wal();"] * SWITCHES
     subprocess.run([PSQL, "-X", "-q", "-h", cluster.haproxy.write_address, "-p", str(cluster.haproxy.port),
                     "-U", "postgres", "-d", "postgres", *sql, "-c", "CHECKPOINT"],
-                   capture_output=True, text=True, env=_su_env(), check=True, timeout=300)
+                   capture_output=True, text=True, env=env, check=True, timeout=300)
 
 
-def differing_copies() -> list[str]:
+def differing_copies(nodes: tuple[str, ...]) -> list[str]:
     """Old-timeline segments that two or more nodes hold with different contents (what two pushes would clash on)."""
-    wals = {node: os.path.join(LAB, "hosts", node, "var", "lib", "patroni", "pg_wal") for node in _nodes()}
+    wals = {node: os.path.join(_data_dir(node), "pg_wal") for node in nodes}
     names = {node: set(os.listdir(wal)) for node, wal in wals.items()}
     newest = max((name[:8] for found in names.values() for name in found if name.endswith(".history")), default="")
     held: dict[str, dict[str, str]] = {}
@@ -73,9 +68,8 @@ def differing_copies() -> list[str]:
     return sorted(differing)
 
 
-def repository_segments() -> tuple[set[str], set[str]]:
+def repository_segments(backup) -> tuple[set[str], set[str]]:
     """The repository's segments: those stored as .partial (a timeline ended in them), those stored in full."""
-    backup = model(LAB).backup
     partial, full = set(), set()
     for _, _, files in os.walk(os.path.join(backup.repo_path, "archive", backup.stanza)):
         for name in files:
@@ -92,9 +86,11 @@ def _digest(path: str) -> str:
 def run(salt, healthy) -> dict:
     """CHANGES switchovers in a row, each followed by recycling on the new leader; what archiving did."""
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    cluster, env = model(LAB), _su_env()
+    nodes = cluster.pg_nodes
     before = _archivers(salt)
-    partial_before = repository_segments()[0]
-    offsets = {node: os.path.getsize(_log(node)) if os.path.exists(_log(node)) else 0 for node in _nodes()}
+    partial_before = repository_segments(cluster.backup)[0]
+    offsets = {node: os.path.getsize(_log(node)) if os.path.exists(_log(node)) else 0 for node in nodes}
     changes, problems = 0, []
     for attempt in range(1, CHANGES + 1):
         if not healthy():
@@ -109,7 +105,7 @@ def run(salt, healthy) -> dict:
             problems.append(f"switchover {attempt}: {moved}")
             break
         changes += 1
-        _recycle_on_the_leader()
+        _recycle_on_the_leader(cluster, env)
         print(f"  leader change {attempt}: {moved.get('old_leader')} -> {moved.get('new_leader')}", flush=True)
     time.sleep(5)  # archive-push's queue
     after = _archivers(salt)
@@ -123,14 +119,14 @@ def run(salt, healthy) -> dict:
         check_problems = [p for p in json.loads(check.stdout).get("problems", []) if "archiv" in p]
     except ValueError:
         check_problems = [(check.stdout + check.stderr)[-300:]]
-    partial, full = repository_segments()
+    partial, full = repository_segments(cluster.backup)
     ended = partial - partial_before  # the segments the run's timelines ended in
     failed = {node: (after.get(node) or {}).get("failed_count", 0) - (before.get(node) or {}).get("failed_count", 0)
-              for node in _nodes()}
+              for node in nodes}
     return {"started": started, "changes": changes, "failed_archives": failed,
-            "last_failed_wal": {node: (after.get(node) or {}).get("last_failed_wal") for node in _nodes()},
+            "last_failed_wal": {node: (after.get(node) or {}).get("last_failed_wal") for node in nodes},
             "timelines_ended": len(ended), "pushed_in_full": len(ended & full),
-            "left_out": len(left_out), "left_out_segments": left_out, "differing_copies": differing_copies(),
+            "left_out": len(left_out), "left_out_segments": left_out, "differing_copies": differing_copies(nodes),
             "archiving_problems": check_problems, "problems": problems,
             "ok": changes == CHANGES and not any(failed.values()) and not check_problems and not problems}
 
